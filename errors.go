@@ -1,0 +1,54 @@
+package meshcache
+
+import "errors"
+
+// Errors returned by meshcache. Each works with [errors.Is], also when it was
+// wrapped with more context. Their texts are part of the API.
+var (
+	// ErrNotFound is what a [Loader] returns to say that a key has no value.
+	// [Group.Get] returns it (wrapped) for such keys, and for keys whose
+	// not-found result is cached (see [WithNegativeTTL]).
+	ErrNotFound = errors.New("meshcache: not found")
+
+	// ErrClosed is returned by every call on a [Node], or a [Group] of it,
+	// after [Node.Close].
+	ErrClosed = errors.New("meshcache: node closed")
+
+	// ErrEmptyKey is returned for an empty key.
+	ErrEmptyKey = errors.New("meshcache: empty key")
+
+	// ErrKeyTooLong is returned for a key longer than [MaxKeyLen] bytes.
+	ErrKeyTooLong = errors.New("meshcache: key too long")
+
+	// ErrValueTooLarge is returned when a value to store (from Set, or from the
+	// loader) is larger than the group's limit (see [WithMaxValueBytes]).
+	ErrValueTooLarge = errors.New("meshcache: value too large")
+
+	// ErrGroupExists is returned by [NewGroup] when the node already has a
+	// group of that name.
+	ErrGroupExists = errors.New("meshcache: group already exists")
+
+	// ErrNilLoader is returned by [NewGroup] when the loader is nil.
+	ErrNilLoader = errors.New("meshcache: nil loader")
+
+	// ErrInvalidTTL is returned where a positive duration is required and
+	// the one given is zero or negative.
+	ErrInvalidTTL = errors.New("meshcache: invalid TTL")
+
+	// ErrInvalidName is returned by [NewGroup] for an empty group name or one
+	// longer than [MaxKeyLen] bytes.
+	ErrInvalidName = errors.New("meshcache: invalid group name")
+
+	// ErrInvalidTag is returned for an empty tag or one longer than
+	// [MaxKeyLen] bytes.
+	ErrInvalidTag = errors.New("meshcache: invalid tag")
+
+	// ErrInvalidOption is returned by [NewGroup] and [NewNode] for an option
+	// or config field outside its documented range.
+	ErrInvalidOption = errors.New("meshcache: invalid option")
+
+	// ErrLoaderPanic is returned to every caller waiting on a load whose
+	// loader panicked. The panic value and stack are in the error text and
+	// in the node's log.
+	ErrLoaderPanic = errors.New("meshcache: loader panicked")
+)

@@ -1,0 +1,128 @@
+package meshcache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshcache/meshcache"
+	"github.com/meshcache/meshcache/codec"
+)
+
+// users is a stand-in for a database table.
+var users = map[string]struct{ Name, Org string }{
+	"42": {"Ada", "acme"},
+	"43": {"Grace", "acme"},
+	"44": {"Edsger", "initech"},
+}
+
+func Example() {
+	node, err := meshcache.NewNode(meshcache.Config{NodeName: "example"})
+	if err != nil {
+		panic(err)
+	}
+	defer node.Close()
+
+	loads := 0
+	group, err := meshcache.NewGroup(node, "users", meshcache.LoaderFunc(
+		func(ctx context.Context, key string) (meshcache.Item, error) {
+			loads++
+			u, ok := users[key]
+			if !ok {
+				return meshcache.Item{}, meshcache.ErrNotFound
+			}
+			return meshcache.Item{
+				Value: []byte(u.Name),
+				TTL:   5 * time.Minute,
+				Tags:  []string{"org:" + u.Org},
+			}, nil
+		}),
+		meshcache.WithTTL(10*time.Minute))
+	if err != nil {
+		panic(err)
+	}
+
+	ctx := context.Background()
+	v, _ := group.Get(ctx, "42")
+	v, _ = group.Get(ctx, "42") // cached
+	fmt.Printf("%s, loads: %d\n", v, loads)
+
+	group.Get(ctx, "43")
+	group.InvalidateTags(ctx, "org:acme") // drops 42 and 43
+	group.Get(ctx, "42")
+	group.Get(ctx, "43")
+	fmt.Println("loads after invalidating org:acme:", loads)
+
+	_, err = group.Get(ctx, "99")
+	fmt.Println(errors.Is(err, meshcache.ErrNotFound))
+
+	group.Invalidate(ctx, "42")
+	e, ok, _ := group.Peek(ctx, "42")
+	fmt.Println(e.Key, ok)
+	// Output:
+	// Ada, loads: 1
+	// loads after invalidating org:acme: 4
+	// true
+	//  false
+}
+
+func ExampleNewTypedGroup() {
+	node, err := meshcache.NewNode(meshcache.Config{NodeName: "example"})
+	if err != nil {
+		panic(err)
+	}
+	defer node.Close()
+
+	type User struct {
+		Name string `json:"name"`
+		Org  string `json:"org"`
+	}
+	group, err := meshcache.NewTypedGroup(node, "users", codec.JSON[User](),
+		func(ctx context.Context, key string) (meshcache.TypedItem[User], error) {
+			u, ok := users[key]
+			if !ok {
+				return meshcache.TypedItem[User]{}, meshcache.ErrNotFound
+			}
+			return meshcache.TypedItem[User]{Value: User{u.Name, u.Org}, Tags: []string{"org:" + u.Org}}, nil
+		})
+	if err != nil {
+		panic(err)
+	}
+	u, _ := group.Get(context.Background(), "44")
+	fmt.Printf("%+v\n", u)
+	// Output:
+	// {Name:Edsger Org:initech}
+}
+
+func ExampleKey() {
+	fmt.Println(meshcache.Key("user", 42, "avatar"))
+	fmt.Println(meshcache.Key("a:b", "c"), meshcache.Key("a", "b:c"))
+	// Output:
+	// user:42:avatar
+	// a\:b:c a:b\:c
+}
+
+func ExampleGroup_GetMany() {
+	node, _ := meshcache.NewNode(meshcache.Config{NodeName: "example"})
+	defer node.Close()
+	batch := meshcache.BatchLoaderFunc(func(ctx context.Context, keys []string) (map[string]meshcache.Item, error) {
+		fmt.Println("LoadMany", keys) // one call for every missing key
+		out := map[string]meshcache.Item{}
+		for _, k := range keys {
+			if u, ok := users[k]; ok {
+				out[k] = meshcache.Item{Value: []byte(u.Name)}
+			}
+		}
+		return out, nil
+	})
+	group, _ := meshcache.NewGroup(node, "users", meshcache.LoaderFunc(
+		func(ctx context.Context, key string) (meshcache.Item, error) {
+			return meshcache.Item{}, meshcache.ErrNotFound
+		}), meshcache.WithBatchLoader(batch))
+	vals, _ := group.GetMany(context.Background(), []string{"42", "44", "99"})
+	fmt.Println(len(vals), string(vals["42"]), string(vals["44"]))
+	// Output:
+	// LoadMany [42 44 99]
+	// 2 Ada Edsger
+}

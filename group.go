@@ -1,0 +1,545 @@
+package meshcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/meshcache/meshcache/local"
+)
+
+// A Group is a named cache with one loader: a namespace of keys. Create it
+// with [NewGroup]. All methods are safe for concurrent use.
+//
+// Values returned by a Group belong to the caller: changing them does not
+// change the cache. Values handed to a Group ([Item.Value] from a loader or
+// to [Group.Set]) belong to the Group after the call.
+type Group struct {
+	node   *Node
+	name   string
+	loader Loader
+	cfg    groupConfig
+	store  *local.Store
+	log    *slog.Logger
+
+	// flights shares one load among the concurrent callers of a key. Flight
+	// keys carry epoch, and Invalidate and Set Forget the key, so that a Get
+	// that starts after an invalidation never joins a flight that started
+	// before it (see flightKey).
+	flights singleflight.Group
+	// epoch is bumped by InvalidateTags and Clear, which cannot know which
+	// flights carry the tags: every flight older than the bump becomes
+	// unreachable for new callers, and the fences drop its result.
+	epoch atomic.Uint64
+
+	stats counters
+}
+
+type counters struct {
+	hits, hotHits, misses, negativeHits atomic.Uint64
+	loads, batchLoads, loadErrors       atomic.Uint64
+	deduplicated                        atomic.Uint64
+}
+
+// NewGroup creates the group name on node n, loading missing keys with l.
+// It fails with [ErrNilLoader], [ErrInvalidName], [ErrGroupExists],
+// [ErrClosed], or an error from an option ([ErrInvalidTTL],
+// [ErrInvalidOption]).
+func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, error) {
+	if n == nil {
+		return nil, fmt.Errorf("meshcache: NewGroup(%q) with a nil node: %w", name, ErrInvalidOption)
+	}
+	if err := newGroupErr(name, l, opts); err != nil {
+		n.log.Warn("meshcache: rejected group", "group", name, "err", err)
+		return nil, err
+	}
+	cfg := defaultGroupConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	hot := cfg.hotBytes
+	if hot == 0 {
+		hot = max(cfg.mainBytes/8, 1)
+	}
+	g := &Group{
+		node:   n,
+		name:   name,
+		loader: l,
+		cfg:    cfg,
+		log:    n.log.With("group", name),
+		store: local.New(local.Config{
+			MainBytes: cfg.mainBytes,
+			HotBytes:  hot,
+			// A tombstone must outlive every load that started before it.
+			TombstoneTTL: cfg.loadTimeout + time.Minute,
+		}),
+	}
+	if err := n.addGroup(g); err != nil {
+		g.store.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+func newGroupErr(name string, l Loader, opts []GroupOption) error {
+	if name == "" || len(name) > MaxKeyLen {
+		return fmt.Errorf("meshcache: group name of %d bytes: %w", len(name), ErrInvalidName)
+	}
+	if l == nil {
+		return fmt.Errorf("meshcache: group %q: %w", name, ErrNilLoader)
+	}
+	if f, ok := l.(LoaderFunc); ok && f == nil {
+		return fmt.Errorf("meshcache: group %q: %w", name, ErrNilLoader)
+	}
+	cfg := defaultGroupConfig()
+	for _, o := range opts {
+		if o == nil {
+			return fmt.Errorf("meshcache: group %q: nil option: %w", name, ErrInvalidOption)
+		}
+		o(&cfg)
+	}
+	return errors.Join(cfg.errs...)
+}
+
+// Name returns the group's name.
+func (g *Group) Name() string { return g.name }
+
+// Get returns the value of key: from this node's cache, or else by loading
+// it once for all concurrent callers. It returns an error wrapping
+// [ErrNotFound] when the loader says the key has no value, the loader's error
+// when it fails, or ctx's error when ctx ends first (the load goes on for the
+// other callers and is cached).
+func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte, error) {
+	if err := g.checkKey("get", key); err != nil {
+		return nil, err
+	}
+	var cc callConfig
+	for _, o := range opts {
+		o(&cc)
+	}
+	if cc.bypass || g.cfg.passthrough {
+		return g.loadUncached(ctx, key)
+	}
+	if cc.refresh {
+		g.fenceKeys([]string{key})
+	} else if v, err, ok := g.lookup(key); ok {
+		return v, err
+	}
+	g.stats.misses.Add(1)
+	r := g.waitFlight(ctx, key, g.startFlight(ctx, key))
+	if r.err != nil {
+		return nil, r.err
+	}
+	return bytes.Clone(r.value), nil
+}
+
+// lookup returns a copy of key's cached value, or the error of a cached
+// not-found; ok is false on a miss.
+func (g *Group) lookup(key string) (v []byte, err error, ok bool) {
+	tier := local.Main
+	e, ok := g.store.Get(tier, key)
+	if !ok {
+		tier = local.Hot
+		if e, ok = g.store.Get(tier, key); !ok {
+			return nil, nil, false
+		}
+	}
+	if g.cfg.validate != nil && !e.Negative && !g.cfg.validate(g.entry(key, e)) {
+		g.store.Remove(tier, key)
+		return nil, nil, false
+	}
+	switch {
+	case e.Negative:
+		g.stats.negativeHits.Add(1)
+		return nil, g.notFound(key), true
+	case tier == local.Hot:
+		g.stats.hotHits.Add(1)
+	default:
+		g.stats.hits.Add(1)
+	}
+	return bytes.Clone(e.Value), nil, true
+}
+
+func (g *Group) entry(key string, e local.Entry) Entry {
+	now := time.Now()
+	var ttl time.Duration
+	if !e.Expires.IsZero() {
+		ttl = max(e.Expires.Sub(now), 0)
+	}
+	return Entry{Key: key, Value: e.Value, Tags: e.Tags, Age: max(now.Sub(e.Filled), 0), TTL: ttl}
+}
+
+// flightResult is what a flight hands its waiters. value is shared by all of
+// them (and possibly by the cache): each waiter copies it.
+type flightResult struct {
+	value []byte
+	err   error
+}
+
+type flight struct {
+	ch  <-chan singleflight.Result
+	ran *atomic.Bool // set when this caller's function ran: it led the flight
+}
+
+// startFlight joins the flight loading key, or starts one.
+func (g *Group) startFlight(ctx context.Context, key string) flight {
+	ran := new(atomic.Bool)
+	ch := g.flights.DoChan(g.flightKey(key), func() (any, error) {
+		ran.Store(true)
+		v, err := g.loadAndStore(ctx, key)
+		return flightResult{value: v, err: err}, nil
+	})
+	return flight{ch: ch, ran: ran}
+}
+
+// waitFlight waits for f's result or for ctx to end, whichever comes first.
+func (g *Group) waitFlight(ctx context.Context, key string, f flight) flightResult {
+	select {
+	case r := <-f.ch:
+		if !f.ran.Load() {
+			g.stats.deduplicated.Add(1)
+		}
+		return r.Val.(flightResult)
+	case <-ctx.Done():
+		return flightResult{err: fmt.Errorf("meshcache: get %q: %w", key, context.Cause(ctx))}
+	}
+}
+
+// flightKey names key's flight in the current epoch. The epoch comes first
+// and ends at the colon, so the names of two different (key, epoch) pairs
+// never collide.
+func (g *Group) flightKey(key string) string {
+	return strconv.FormatUint(g.epoch.Load(), 36) + ":" + key
+}
+
+// loadAndStore runs the loader for key under a context of its own and stores
+// the result, unless an invalidation fenced it while it ran. It is called by
+// the leader of a flight, so the value is stored before any waiter is
+// released: a Get that starts after the flight ended finds it cached.
+func (g *Group) loadAndStore(ctx context.Context, key string) ([]byte, error) {
+	if !g.node.startLoad() {
+		return nil, ErrClosed
+	}
+	defer g.node.loads.Done()
+	// The fence: since is noted before the loader reads anything, so any
+	// invalidation that starts after this point makes Add refuse the value.
+	since := g.store.Seq()
+	ctx, cancel := g.loadContext(context.WithoutCancel(ctx))
+	defer cancel()
+	g.stats.loads.Add(1)
+	it, err := g.callLoader(ctx, key)
+	if err != nil {
+		return nil, g.loadFailed(key, since, err)
+	}
+	if err := g.checkItem(key, it); err != nil {
+		g.stats.loadErrors.Add(1)
+		return nil, err
+	}
+	g.storeLoaded(key, it, since)
+	return it.Value, nil
+}
+
+// loadContext returns the context a load runs under: parent's values, the
+// group's load timeout, and cancelled when the node closes.
+func (g *Group) loadContext(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(parent, g.cfg.loadTimeout)
+	stop := context.AfterFunc(g.node.closing, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// callLoader calls the loader, turning a panic into an error wrapping
+// [ErrLoaderPanic] so that a panicking loader never wedges a key or kills
+// the node.
+func (g *Group) callLoader(ctx context.Context, key string) (it Item, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			g.log.Error("meshcache: loader panicked", "key", key, "panic", r)
+			err = fmt.Errorf("%w: group %s key %q: %v\n%s", ErrLoaderPanic, g.name, key, r, debug.Stack())
+		}
+	}()
+	return g.loader.Load(ctx, key)
+}
+
+// loadFailed counts a failed load, caches a not-found when the group asks for
+// it, and returns the error for the callers.
+func (g *Group) loadFailed(key string, since uint64, err error) error {
+	if errors.Is(err, ErrNotFound) {
+		if g.cfg.negativeTTL > 0 {
+			g.store.Add(local.Main, key, nil, nil, g.cfg.negativeTTL, true, since)
+		}
+		return g.notFound(key)
+	}
+	g.stats.loadErrors.Add(1)
+	return fmt.Errorf("meshcache: load %q in group %s: %w", key, g.name, err)
+}
+
+func (g *Group) notFound(key string) error {
+	return fmt.Errorf("meshcache: %s %q: %w", g.name, key, ErrNotFound)
+}
+
+// checkItem reports a loaded item that cannot be stored.
+func (g *Group) checkItem(key string, it Item) error {
+	if len(it.Value) > g.cfg.maxValueBytes {
+		err := fmt.Errorf("meshcache: load %q in group %s: value of %d bytes over %d: %w",
+			key, g.name, len(it.Value), g.cfg.maxValueBytes, ErrValueTooLarge)
+		g.log.Warn("meshcache: loader returned a value too large", "key", key, "err", err)
+		return err
+	}
+	for _, t := range it.Tags {
+		if len(t) > MaxKeyLen {
+			err := fmt.Errorf("meshcache: load %q in group %s: tag of %d bytes: %w", key, g.name, len(t), ErrInvalidTag)
+			g.log.Warn("meshcache: loader returned a bad tag", "key", key, "err", err)
+			return err
+		}
+	}
+	return nil
+}
+
+// storeLoaded stores a loaded item unless it asks not to be, or an
+// invalidation since since fenced it.
+func (g *Group) storeLoaded(key string, it Item, since uint64) {
+	if it.NoStore || (g.cfg.storeIf != nil && !g.cfg.storeIf(key, it)) {
+		return
+	}
+	ttl := it.TTL
+	if ttl <= 0 {
+		ttl = g.cfg.ttl
+	}
+	if f := g.cfg.jitter; f > 0 {
+		ttl -= time.Duration(rand.Float64() * f * float64(ttl))
+	}
+	g.store.Add(local.Main, key, it.Value, cleanTags(it.Tags), ttl, false, since)
+}
+
+// cleanTags returns a copy of tags without empty ones, or nil.
+func cleanTags(tags []string) []string {
+	var out []string
+	for _, t := range tags {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// loadUncached calls the loader for one caller, under the caller's context,
+// and stores nothing ([Bypass], [WithPassthrough]).
+func (g *Group) loadUncached(ctx context.Context, key string) ([]byte, error) {
+	ctx, cancel := g.loadContext(ctx)
+	defer cancel()
+	g.stats.loads.Add(1)
+	it, err := g.callLoader(ctx, key)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, g.notFound(key)
+		}
+		g.stats.loadErrors.Add(1)
+		return nil, fmt.Errorf("meshcache: load %q in group %s: %w", key, g.name, err)
+	}
+	if err := g.checkItem(key, it); err != nil {
+		g.stats.loadErrors.Add(1)
+		return nil, err
+	}
+	return it.Value, nil
+}
+
+// Refresh loads key now, stores the result over any cached value, and
+// returns it. Loads of key that were in flight are fenced: they can no longer
+// overwrite the refreshed value.
+func (g *Group) Refresh(ctx context.Context, key string) ([]byte, error) {
+	return g.Get(ctx, key, ForceRefresh())
+}
+
+// Peek returns what is cached for key, without loading it. ok is false when
+// nothing (or a cached not-found) is.
+func (g *Group) Peek(ctx context.Context, key string) (e Entry, ok bool, err error) {
+	if err := g.checkKey("peek", key); err != nil {
+		return Entry{}, false, err
+	}
+	le, ok := g.store.Get(local.Main, key)
+	if !ok {
+		le, ok = g.store.Get(local.Hot, key)
+	}
+	if !ok || le.Negative {
+		return Entry{}, false, nil
+	}
+	e = g.entry(key, le)
+	e.Value = bytes.Clone(e.Value)
+	e.Tags = append([]string(nil), e.Tags...)
+	return e, true, nil
+}
+
+// Set stores item under key, replacing any cached value, and fences loads of
+// key that were in flight: once Set returns, no Get returns a value loaded
+// before it. A zero item.TTL means the group's default; jitter does not apply.
+// An item with NoStore set only invalidates key.
+func (g *Group) Set(ctx context.Context, key string, item Item) error {
+	_, err := g.set(key, item, false)
+	return err
+}
+
+// SetIfAbsent stores item under key only when no value is cached for it, and
+// reports whether it did. Like [Group.Set], a stored value fences the loads
+// of key in flight.
+func (g *Group) SetIfAbsent(ctx context.Context, key string, item Item) (bool, error) {
+	return g.set(key, item, true)
+}
+
+func (g *Group) set(key string, item Item, ifAbsent bool) (bool, error) {
+	op := "set"
+	if ifAbsent {
+		op = "set-if-absent"
+	}
+	if err := g.checkKey(op, key); err != nil {
+		return false, err
+	}
+	if err := g.checkSetItem(key, item); err != nil {
+		g.log.Warn("meshcache: rejected call", "op", op, "key", key, "err", err)
+		return false, err
+	}
+	if ifAbsent {
+		if _, ok := g.store.Get(local.Main, key); ok {
+			return false, nil
+		}
+	}
+	seq := g.fenceKeys([]string{key})
+	if item.NoStore {
+		return false, nil
+	}
+	ttl := item.TTL
+	if ttl == 0 {
+		ttl = g.cfg.ttl
+	}
+	value, tags := bytes.Clone(item.Value), cleanTags(item.Tags)
+	if value == nil {
+		value = []byte{}
+	}
+	if ifAbsent {
+		return g.store.AddIfAbsent(local.Main, key, value, tags, ttl, false, seq), nil
+	}
+	g.store.Add(local.Main, key, value, tags, ttl, false, seq)
+	return true, nil
+}
+
+func (g *Group) checkSetItem(key string, item Item) error {
+	if item.TTL < 0 {
+		return fmt.Errorf("meshcache: set %q: TTL %v: %w", key, item.TTL, ErrInvalidTTL)
+	}
+	if len(item.Value) > g.cfg.maxValueBytes {
+		return fmt.Errorf("meshcache: set %q: value of %d bytes over %d: %w",
+			key, len(item.Value), g.cfg.maxValueBytes, ErrValueTooLarge)
+	}
+	for _, t := range item.Tags {
+		if len(t) > MaxKeyLen {
+			return fmt.Errorf("meshcache: set %q: tag of %d bytes: %w", key, len(t), ErrInvalidTag)
+		}
+	}
+	return nil
+}
+
+// fenceKeys drops keys from both caches, fences the loads of keys in
+// flight, and makes later callers start new flights. It returns the fence's
+// sequence: a load that notes it (or later) is not fenced.
+func (g *Group) fenceKeys(keys []string) uint64 {
+	seq, _ := g.store.Invalidate(local.Both, keys...)
+	for _, k := range keys {
+		g.flights.Forget(g.flightKey(k))
+	}
+	return seq
+}
+
+// Expire sets the remaining time to live of key's cached value to ttl, which
+// must be positive. It reports whether a value was cached.
+func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := g.checkKey("expire", key); err != nil {
+		return false, err
+	}
+	if ttl <= 0 {
+		err := fmt.Errorf("meshcache: expire %q: TTL %v: %w", key, ttl, ErrInvalidTTL)
+		g.log.Warn("meshcache: rejected call", "op", "expire", "key", key, "err", err)
+		return false, err
+	}
+	ok := g.store.Expire(local.Main, key, ttl)
+	if g.store.Expire(local.Hot, key, min(ttl, g.cfg.hotTTL)) {
+		ok = true
+	}
+	return ok, nil
+}
+
+// Invalidate drops keys from the cache. Once it returns nil, no Get that
+// starts afterwards returns a value loaded before the call.
+func (g *Group) Invalidate(ctx context.Context, keys ...string) error {
+	for _, k := range keys {
+		if err := g.checkKey("invalidate", k); err != nil {
+			return err
+		}
+	}
+	if len(keys) > 0 {
+		g.fenceKeys(keys)
+	}
+	return nil
+}
+
+// InvalidateTags drops every entry that carries one of tags, in time
+// independent of how many entries do. Once it returns nil, no Get that starts
+// afterwards returns a value loaded before the call.
+func (g *Group) InvalidateTags(ctx context.Context, tags ...string) error {
+	if err := g.checkClosed("invalidate-tags"); err != nil {
+		return err
+	}
+	for _, t := range tags {
+		if t == "" || len(t) > MaxKeyLen {
+			err := fmt.Errorf("meshcache: invalidate tag of %d bytes: %w", len(t), ErrInvalidTag)
+			g.log.Warn("meshcache: rejected call", "op", "invalidate-tags", "err", err)
+			return err
+		}
+	}
+	if len(tags) > 0 {
+		g.store.InvalidateTags(local.Both, tags...)
+		g.epoch.Add(1)
+	}
+	return nil
+}
+
+// Clear drops every entry of the group. Once it returns nil, no Get that
+// starts afterwards returns a value loaded before the call.
+func (g *Group) Clear(ctx context.Context) error {
+	if err := g.checkClosed("clear"); err != nil {
+		return err
+	}
+	g.store.Clear(local.Both)
+	g.epoch.Add(1)
+	return nil
+}
+
+func (g *Group) checkClosed(op string) error {
+	if g.node.closed.Load() {
+		return fmt.Errorf("meshcache: %s in group %s: %w", op, g.name, ErrClosed)
+	}
+	return nil
+}
+
+// checkKey reports a closed node or a bad key, logging the latter.
+func (g *Group) checkKey(op, key string) error {
+	if err := g.checkClosed(op); err != nil {
+		return err
+	}
+	if key != "" && len(key) <= MaxKeyLen {
+		return nil
+	}
+	err := fmt.Errorf("meshcache: %s in group %s: %w", op, g.name, ErrEmptyKey)
+	if key != "" {
+		err = fmt.Errorf("meshcache: %s in group %s: key of %d bytes over %d: %w", op, g.name, len(key), MaxKeyLen, ErrKeyTooLong)
+	}
+	g.log.Warn("meshcache: rejected call", "op", op, "err", err)
+	return err
+}

@@ -1,0 +1,71 @@
+package meshcache
+
+import (
+	"context"
+	"time"
+)
+
+// Item is what a [Loader] returns for a key, and what [Group.Set] stores.
+type Item struct {
+	// Value is the cached value. After the item is handed to meshcache the
+	// slice belongs to meshcache: the caller must not modify it.
+	Value []byte
+
+	// TTL is how long the value stays cached. If zero, the group's default
+	// (see [WithTTL]). A negative TTL is an error for Set and means the group
+	// default for a loader.
+	TTL time.Duration
+
+	// Tags name groups of entries that [Group.InvalidateTags] drops together,
+	// for example "org:acme". Empty tags are ignored.
+	Tags []string
+
+	// NoStore returns the value to the caller without caching it, as a
+	// conditional cache (cachu's cache_if) would.
+	NoStore bool
+}
+
+// A Loader loads the value of a key on a cache miss. It returns [ErrNotFound]
+// (possibly wrapped) when the key has no value.
+//
+// Load is called by one goroutine per key at a time on a node, and with a
+// context of its own (the group's load timeout), not the context of any one
+// caller: callers that give up do not cancel a load others wait for. A Loader
+// must be safe for concurrent use by different keys.
+type Loader interface {
+	Load(ctx context.Context, key string) (Item, error)
+}
+
+// LoaderFunc adapts a function to a [Loader].
+type LoaderFunc func(ctx context.Context, key string) (Item, error)
+
+// Load calls f(ctx, key).
+func (f LoaderFunc) Load(ctx context.Context, key string) (Item, error) { return f(ctx, key) }
+
+// A BatchLoader loads many keys in one call (a DataLoader). A key absent from
+// the returned map has no value ([ErrNotFound]). An error fails every key of
+// the batch. It is used by [Group.GetMany] and [Group.Warm] when the group has
+// one (see [WithBatchLoader]); the map belongs to meshcache after the call.
+type BatchLoader interface {
+	LoadMany(ctx context.Context, keys []string) (map[string]Item, error)
+}
+
+// BatchLoaderFunc adapts a function to a [BatchLoader].
+type BatchLoaderFunc func(ctx context.Context, keys []string) (map[string]Item, error)
+
+// LoadMany calls f(ctx, keys).
+func (f BatchLoaderFunc) LoadMany(ctx context.Context, keys []string) (map[string]Item, error) {
+	return f(ctx, keys)
+}
+
+// Entry describes a cached value, as returned by [Group.Peek] and passed to
+// the predicate of [WithValidate].
+type Entry struct {
+	Key   string
+	Value []byte
+	Tags  []string
+	// Age is how long ago the value was stored.
+	Age time.Duration
+	// TTL is the remaining time to live; zero if the entry never expires.
+	TTL time.Duration
+}

@@ -1,0 +1,218 @@
+package meshcache
+
+import (
+	"fmt"
+	"time"
+)
+
+// Defaults for groups, used where an option is not given.
+const (
+	// MaxKeyLen is the longest key, tag or group name, in bytes.
+	MaxKeyLen = 512
+
+	DefaultTTL           = 10 * time.Minute
+	DefaultMainBytes     = 64 << 20
+	DefaultHotTTL        = time.Minute
+	DefaultLoadTimeout   = 30 * time.Second
+	DefaultJitter        = 0.05
+	DefaultMaxValueBytes = 4 << 20
+)
+
+// A GroupOption configures a [Group] in [NewGroup]. An option given an
+// out-of-range value makes NewGroup return an error wrapping
+// [ErrInvalidOption] or [ErrInvalidTTL].
+type GroupOption func(*groupConfig)
+
+type groupConfig struct {
+	ttl           time.Duration
+	mainBytes     int64
+	hotBytes      int64 // 0: mainBytes/8
+	hotTTL        time.Duration
+	batch         BatchLoader
+	loadTimeout   time.Duration
+	negativeTTL   time.Duration
+	jitter        float64
+	maxValueBytes int
+	validate      func(Entry) bool
+	storeIf       func(key string, it Item) bool
+	passthrough   bool
+	errs          []error
+}
+
+func defaultGroupConfig() groupConfig {
+	return groupConfig{
+		ttl:           DefaultTTL,
+		mainBytes:     DefaultMainBytes,
+		hotTTL:        DefaultHotTTL,
+		loadTimeout:   DefaultLoadTimeout,
+		jitter:        DefaultJitter,
+		maxValueBytes: DefaultMaxValueBytes,
+	}
+}
+
+func (c *groupConfig) fail(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Errorf(format, args...))
+}
+
+func positive(c *groupConfig, name string, d time.Duration) bool {
+	if d <= 0 {
+		c.fail("meshcache: %s(%v): %w", name, d, ErrInvalidTTL)
+		return false
+	}
+	return true
+}
+
+// WithTTL sets the default time to live of loaded values, used when the
+// loader's [Item.TTL] is zero. It must be positive. If not given,
+// [DefaultTTL].
+func WithTTL(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithTTL", d) {
+			c.ttl = d
+		}
+	}
+}
+
+// WithMainBytes bounds the bytes (keys, values, tags and a fixed per-entry
+// overhead) of the entries this node owns. It must be positive. If not given,
+// [DefaultMainBytes].
+func WithMainBytes(n int64) GroupOption {
+	return func(c *groupConfig) {
+		if n <= 0 {
+			c.fail("meshcache: WithMainBytes(%d): %w", n, ErrInvalidOption)
+			return
+		}
+		c.mainBytes = n
+	}
+}
+
+// WithHotBytes bounds the bytes of the hot cache: copies of values that other
+// nodes own. Zero or negative turns the hot cache off. If not given, an
+// eighth of the main bytes.
+func WithHotBytes(n int64) GroupOption {
+	return func(c *groupConfig) {
+		if n <= 0 {
+			n = -1
+		}
+		c.hotBytes = n
+	}
+}
+
+// WithHotTTL caps how long a hot copy of another node's value is kept. It must
+// be positive. If not given, [DefaultHotTTL].
+func WithHotTTL(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithHotTTL", d) {
+			c.hotTTL = d
+		}
+	}
+}
+
+// WithBatchLoader makes [Group.GetMany] and [Group.Warm] load missing keys
+// with one LoadMany call instead of one Load call per key.
+func WithBatchLoader(b BatchLoader) GroupOption {
+	return func(c *groupConfig) {
+		if b == nil {
+			c.fail("meshcache: WithBatchLoader(nil): %w", ErrNilLoader)
+			return
+		}
+		c.batch = b
+	}
+}
+
+// WithLoadTimeout bounds every load: the loader's context ends after d,
+// whatever the callers' contexts say. It must be positive. If not given,
+// [DefaultLoadTimeout].
+func WithLoadTimeout(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithLoadTimeout", d) {
+			c.loadTimeout = d
+		}
+	}
+}
+
+// WithNegativeTTL caches a loader's [ErrNotFound] for d, so that a missing
+// key does not reach the loader on every Get. It must be positive. If not
+// given, not-found results are not cached.
+func WithNegativeTTL(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithNegativeTTL", d) {
+			c.negativeTTL = d
+		}
+	}
+}
+
+// WithJitter shortens every TTL by a random fraction in [0, f), so that keys
+// loaded together do not expire together. f must be in [0, 1). If not given,
+// [DefaultJitter]; 0 turns jitter off.
+func WithJitter(f float64) GroupOption {
+	return func(c *groupConfig) {
+		if !(f >= 0 && f < 1) {
+			c.fail("meshcache: WithJitter(%v): %w", f, ErrInvalidOption)
+			return
+		}
+		c.jitter = f
+	}
+}
+
+// WithMaxValueBytes sets the largest value the group stores or returns from a
+// load; larger values fail with [ErrValueTooLarge]. It must be positive. If
+// not given, [DefaultMaxValueBytes].
+func WithMaxValueBytes(n int) GroupOption {
+	return func(c *groupConfig) {
+		if n <= 0 {
+			c.fail("meshcache: WithMaxValueBytes(%d): %w", n, ErrInvalidOption)
+			return
+		}
+		c.maxValueBytes = n
+	}
+}
+
+// WithValidate checks every cached entry before it is returned; an entry for
+// which valid returns false is dropped and loaded again (cachu's validate).
+// valid runs on the Get path: it must be fast, safe for concurrent use, and
+// must neither modify nor keep the entry's Value and Tags.
+func WithValidate(valid func(Entry) bool) GroupOption {
+	return func(c *groupConfig) {
+		if valid == nil {
+			c.fail("meshcache: WithValidate(nil): %w", ErrInvalidOption)
+			return
+		}
+		c.validate = valid
+	}
+}
+
+// WithStoreIf caches a loaded item only when keep returns true; others are
+// returned to their callers without being cached (cachu's cache_if). It is
+// the group-wide form of [Item.NoStore].
+func WithStoreIf(keep func(key string, it Item) bool) GroupOption {
+	return func(c *groupConfig) {
+		if keep == nil {
+			c.fail("meshcache: WithStoreIf(nil): %w", ErrInvalidOption)
+			return
+		}
+		c.storeIf = keep
+	}
+}
+
+// WithPassthrough turns caching off: every Get calls the loader and nothing is
+// stored (cachu's disable() or null backend). Meant for tests.
+func WithPassthrough() GroupOption {
+	return func(c *groupConfig) { c.passthrough = true }
+}
+
+// A CallOption changes one call of [Group.Get] or [Group.GetMany].
+type CallOption func(*callConfig)
+
+type callConfig struct {
+	bypass  bool
+	refresh bool
+}
+
+// Bypass calls the loader directly, neither reading nor writing the cache
+// (cachu's _skip_cache, or calling .original).
+func Bypass() CallOption { return func(c *callConfig) { c.bypass = true } }
+
+// ForceRefresh ignores a cached value, loads the key and stores the result
+// (cachu's _overwrite_cache). See [Group.Refresh].
+func ForceRefresh() CallOption { return func(c *callConfig) { c.refresh = true } }

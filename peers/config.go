@@ -1,0 +1,302 @@
+package peers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// State is a member's liveness as seen by this node.
+type State uint8
+
+// Member states. memberlist does not expose suspicion, so [Cluster.Members]
+// and [Config.OnChange] list every member that is not dead or gone as
+// StateAlive; the other states exist for logs and future use.
+const (
+	StateAlive State = iota
+	StateSuspect
+	StateDead
+	StateLeft
+)
+
+// String returns "alive", "suspect", "dead", "left" or "state(N)".
+func (s State) String() string {
+	switch s {
+	case StateAlive:
+		return "alive"
+	case StateSuspect:
+		return "suspect"
+	case StateDead:
+		return "dead"
+	case StateLeft:
+		return "left"
+	default:
+		return "state(" + strconv.Itoa(int(s)) + ")"
+	}
+}
+
+// Member is one node of the cluster, as a value: callers may keep and modify
+// it freely.
+type Member struct {
+	Name       string
+	GossipAddr string // host:port
+	RPCAddr    string // from the node's metadata
+	State      State
+}
+
+// Profile selects memberlist's timing preset.
+type Profile uint8
+
+// Timing presets.
+const (
+	// ProfileLAN is memberlist.DefaultLANConfig: probes every second,
+	// 10s TCP timeout. The zero value.
+	ProfileLAN Profile = iota
+	// ProfileLocal is memberlist.DefaultLocalConfig: fast timings for
+	// loopback clusters in tests.
+	ProfileLocal
+	// ProfileWAN is memberlist.DefaultWANConfig: slow, tolerant timings.
+	ProfileWAN
+)
+
+// Config configures [Join]. Join copies it and never writes into it; the zero
+// value of each field is documented.
+type Config struct {
+	// Name is this node's unique name. If empty, the hostname plus a random
+	// suffix.
+	Name string
+	// BindAddr is the gossip listen address, host:port. TCP and UDP are both
+	// bound on that port; port 0 picks a free one. The host must be an IP
+	// address or resolve to one; empty host means every interface. If empty,
+	// "0.0.0.0:7946".
+	BindAddr string
+	// AdvertiseAddr is the host:port other members should use. If empty, the
+	// bound address (a private IP of this host when bound to every
+	// interface). A port of 0 means the bound port.
+	AdvertiseAddr string
+	// RPCAddr is advertised to peers in the node metadata. May be empty.
+	RPCAddr string
+	// Fingerprint identifies ring settings and protocol version; members
+	// whose fingerprint differs are refused, in both directions, with
+	// [ErrIncompatible]. RPCAddr and Fingerprint together must fit the
+	// 512-byte metadata limit (about 490 bytes), else [ErrInvalidConfig].
+	Fingerprint string
+	// Join lists seeds (host:port). If empty, the node starts alone and
+	// others join it. While the node has no alive peer, it retries the
+	// seeds periodically, so an isolated node finds its way back.
+	Join []string
+	// JoinTimeout bounds the retries of the initial join. If zero, 10s.
+	JoinTimeout time.Duration
+	// SecretKey enables memberlist gossip encryption: 16, 24 or 32 bytes
+	// (AES-128/192/256), else [ErrInvalidKey]. Nodes without the same key
+	// cannot join. If empty, gossip is not encrypted.
+	SecretKey []byte
+	// Profile selects timing presets. The zero value is ProfileLAN.
+	Profile Profile
+	// Logger receives this package's logs and memberlist's (its [DEBUG]
+	// lines at Debug, [INFO] at Info, [WARN] at Warn, [ERR] at Error). If
+	// nil, slog.Default().
+	Logger *slog.Logger
+
+	// OnChange, if not nil, is called with the alive members (self
+	// included, sorted by name) after every membership change: in order,
+	// never concurrently with itself or OnCutOff, never while holding a lock
+	// of this package. The slice is the callee's. By the time Join returns,
+	// OnChange has been called for the members known then.
+	OnChange func(members []Member)
+	// OnMessage, if not nil, is called with each payload another member
+	// passed to [Cluster.Broadcast] (never our own), from one goroutine, in
+	// arrival order, usually once per payload (a duplicate is possible if
+	// it arrives very late). The slice is the callee's. It may run
+	// concurrently with OnChange. If it is slower than the arrival rate for
+	// long, payloads beyond an internal queue of 4096 are dropped and
+	// logged.
+	OnMessage func(payload []byte)
+	// OnCutOff, if not nil, is called when this node learns it was cut off
+	// from the cluster (see the package doc for the signals): the caller
+	// flushes the copies it may have missed invalidations for. Called from
+	// the same goroutine as OnChange, in order with it. It may fire more
+	// often than strictly needed (for example right after a quick restart
+	// under the same name), never less.
+	OnCutOff func()
+
+	// Unexported hooks for this package's tests.
+	wrapTransport func(memberlist.NodeAwareTransport) memberlist.NodeAwareTransport
+	tweak         func(*memberlist.Config)
+}
+
+const (
+	defaultBindAddr    = "0.0.0.0:7946"
+	defaultJoinTimeout = 10 * time.Second
+	bindRetries        = 10
+)
+
+// settings is a validated, defaulted copy of Config plus what was derived
+// from it.
+type settings struct {
+	Config
+	bindIP        string
+	bindPort      int
+	advertiseIP   string // empty: let memberlist pick
+	advertisePort int    // 0: the bound port
+	meta          []byte // encoded metadata of this node
+	boot          uint64 // random id of this Cluster, in meta and message ids
+	rejoinEvery   time.Duration
+	leaveOnClose  time.Duration // how long Close waits for the leave broadcast
+}
+
+// validate copies cfg, fills in defaults and checks every field.
+func validate(ctx context.Context, cfg Config) (*settings, error) {
+	s := &settings{Config: cfg}
+	s.Join = append([]string(nil), cfg.Join...)
+	if len(cfg.SecretKey) > 0 {
+		switch len(cfg.SecretKey) {
+		case 16, 24, 32:
+		default:
+			return nil, fmt.Errorf("%w: %d bytes, want 16, 24 or 32", ErrInvalidKey, len(cfg.SecretKey))
+		}
+		s.SecretKey = append([]byte(nil), cfg.SecretKey...)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.Default()
+	}
+	if s.JoinTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative JoinTimeout %v", ErrInvalidConfig, s.JoinTimeout)
+	}
+	if s.JoinTimeout == 0 {
+		s.JoinTimeout = defaultJoinTimeout
+	}
+	switch s.Profile {
+	case ProfileLAN:
+		s.rejoinEvery, s.leaveOnClose = 30*time.Second, 3*time.Second
+	case ProfileLocal:
+		s.rejoinEvery, s.leaveOnClose = 2*time.Second, time.Second
+	case ProfileWAN:
+		s.rejoinEvery, s.leaveOnClose = 60*time.Second, 5*time.Second
+	default:
+		return nil, fmt.Errorf("%w: unknown Profile %d", ErrInvalidConfig, s.Profile)
+	}
+	if s.Name == "" {
+		name, err := defaultName()
+		if err != nil {
+			return nil, err
+		}
+		s.Name = name
+	}
+	for i, seed := range s.Join {
+		if seed == "" {
+			return nil, fmt.Errorf("%w: Join[%d] is empty", ErrInvalidConfig, i)
+		}
+	}
+
+	bind := s.BindAddr
+	if bind == "" {
+		bind = defaultBindAddr
+	}
+	ip, port, err := resolveHostPort(ctx, bind, "0.0.0.0")
+	if err != nil {
+		return nil, fmt.Errorf("%w: BindAddr %q: %w", ErrInvalidConfig, bind, err)
+	}
+	s.bindIP, s.bindPort = ip, port
+	if s.AdvertiseAddr != "" {
+		ip, port, err := resolveHostPort(ctx, s.AdvertiseAddr, "")
+		if err != nil || ip == "" {
+			if err == nil {
+				err = errors.New("missing host")
+			}
+			return nil, fmt.Errorf("%w: AdvertiseAddr %q: %w", ErrInvalidConfig, s.AdvertiseAddr, err)
+		}
+		s.advertiseIP, s.advertisePort = ip, port
+	}
+
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("peers: boot id: %w", err)
+	}
+	for _, x := range b {
+		s.boot = s.boot<<8 | uint64(x)
+	}
+	s.meta = encodeMeta(meta{
+		Protocol:    protocolVersion,
+		RPCAddr:     s.RPCAddr,
+		Fingerprint: s.Fingerprint,
+		Boot:        s.boot,
+	})
+	if len(s.meta) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("%w: RPCAddr and Fingerprint need %d bytes of metadata, limit %d",
+			ErrInvalidConfig, len(s.meta), memberlist.MetaMaxSize)
+	}
+	return s, nil
+}
+
+// resolveHostPort splits host:port and resolves the host to one IP address.
+// An empty host becomes emptyHost.
+func resolveHostPort(ctx context.Context, hostport, emptyHost string) (string, int, error) {
+	host, sport, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(sport)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", sport)
+	}
+	if host == "" {
+		return emptyHost, port, nil
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.String(), port, nil
+	}
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return "", 0, err
+	}
+	if len(addrs) == 0 {
+		return "", 0, fmt.Errorf("host %q has no address", host)
+	}
+	return addrs[0].IP.String(), port, nil
+}
+
+// defaultName returns the hostname plus a random suffix.
+func defaultName() (string, error) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "node"
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("peers: random name: %w", err)
+	}
+	return host + "-" + hex.EncodeToString(b[:]), nil
+}
+
+// memberlistConfig builds memberlist's config for s (everything except the
+// transport, delegates and logger, which [Join] sets).
+func (s *settings) memberlistConfig() *memberlist.Config {
+	var mc *memberlist.Config
+	switch s.Profile {
+	case ProfileLocal:
+		mc = memberlist.DefaultLocalConfig()
+	case ProfileWAN:
+		mc = memberlist.DefaultWANConfig()
+	default:
+		mc = memberlist.DefaultLANConfig()
+	}
+	mc.Name = s.Name
+	mc.BindAddr = s.bindIP
+	mc.BindPort = s.bindPort
+	mc.AdvertiseAddr = s.advertiseIP
+	mc.AdvertisePort = s.advertisePort
+	if len(s.SecretKey) > 0 {
+		mc.SecretKey = append([]byte(nil), s.SecretKey...)
+	}
+	return mc
+}

@@ -1,0 +1,61 @@
+// Package peers is meshcache's membership layer: it finds the other nodes of a
+// cluster by gossip (hashicorp/memberlist), tells the caller who is alive, and
+// carries small best-effort broadcasts between them.
+//
+// None of memberlist's types appear in this package's API: callers see
+// [Cluster], [Member] values and plain callbacks.
+//
+// # Joining
+//
+// [Join] binds the gossip port, joins the seeds (retrying with backoff until
+// the context or [Config.JoinTimeout] ends) and returns a running [Cluster].
+// Every node advertises a small versioned metadata record carrying its RPC
+// address, the peers protocol version and the caller's fingerprint (ring
+// settings and protocol version of the root package). A node whose
+// fingerprint differs, or whose metadata cannot be decoded, is refused in both
+// directions: the joining side's [Join] fails with an error wrapping
+// [ErrIncompatible], and the existing members never list it.
+//
+// # Membership events
+//
+// memberlist calls its event hooks while holding its own locks, so this
+// package only records each event there and hands it to one goroutine owned
+// by the [Cluster]. That goroutine keeps the member list and calls
+// [Config.OnChange] and [Config.OnCutOff] in order, never concurrently, and
+// never while a lock of this package or of memberlist is held.
+//
+// # Broadcasts
+//
+// [Cluster.Broadcast] queues a payload on memberlist's transmit-limited queue;
+// it is piggybacked on gossip packets. memberlist does not relay user
+// messages, so every receiver relays a payload it has not seen before once
+// (again transmit-limited), which spreads it epidemically like memberlist's
+// own alive and dead messages. The retransmit multiplier is at least 8, so
+// up to 9 members every node sends each payload to every peer. Receivers drop duplicates by message id and
+// deliver each payload to [Config.OnMessage] from one goroutine. Delivery is
+// best effort: it is meant as the fallback path for invalidations, never the
+// primary one.
+//
+// # Cut-off detection
+//
+// A node that was cut off from its peers may hold hot copies that were
+// invalidated while it could not be reached. [Config.OnCutOff] tells the
+// caller to flush them. It fires when
+//
+//   - another member declared this node suspect or dead and this node had to
+//     refute it (memberlist has no hook for refutes; this package recognises
+//     the warning memberlist logs when it refutes, see logbridge.go), or
+//   - a member that this node had seen fail comes back alive as the same
+//     process (same boot id in its metadata): this node was cut off from it,
+//     which includes the case where every peer became unreachable and contact
+//     came back. A member that restarted (new boot id) or left gracefully does
+//     not count.
+//
+// Both signals err on the side of firing: flushing a hot cache is always
+// safe, missing a flush is not.
+//
+// # Concurrency
+//
+// All methods of [Cluster] are safe for concurrent use. Callbacks must not call
+// [Cluster.Leave] or [Cluster.Close] (those wait for the callback goroutines).
+package peers

@@ -1,0 +1,241 @@
+package peers
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// eventKind says what an event reports.
+type eventKind uint8
+
+const (
+	evJoin    eventKind = iota // a member became alive
+	evUpdate                   // a member's metadata changed
+	evLeave                    // a member died or left
+	evCutOff                   // this node refuted an accusation
+	evBarrier                  // no change: closes done once reached
+)
+
+// event is one membership change, copied out of memberlist while it holds its
+// locks, to be applied by [Cluster.runEvents].
+type event struct {
+	kind   eventKind
+	name   string
+	addr   string        // gossip host:port
+	meta   meta          // evJoin, evUpdate: decoded metadata
+	err    error         // evJoin, evUpdate: metadata refused
+	reason string        // evCutOff
+	done   chan struct{} // evBarrier
+}
+
+// eventQueue hands events from memberlist's goroutines to the one goroutine
+// that applies them. push never blocks (memberlist calls it under its node
+// lock); the queue is unbounded but only grows with membership changes.
+type eventQueue struct {
+	mu    sync.Mutex // guards items
+	items []event
+	wake  chan struct{} // capacity 1: "items is not empty"
+}
+
+func newEventQueue() *eventQueue {
+	return &eventQueue{wake: make(chan struct{}, 1)}
+}
+
+func (q *eventQueue) push(ev event) {
+	q.mu.Lock()
+	q.items = append(q.items, ev)
+	q.mu.Unlock()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns every queued event, oldest first, and empties the queue.
+func (q *eventQueue) take() []event {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	items := q.items
+	q.items = nil
+	return items
+}
+
+// eventDelegate implements memberlist.EventDelegate. memberlist calls it
+// serially, while holding its node lock: it only copies and queues.
+type eventDelegate struct{ c *Cluster }
+
+var _ memberlist.EventDelegate = eventDelegate{}
+
+func (d eventDelegate) NotifyJoin(n *memberlist.Node)   { d.c.events.push(d.c.nodeEvent(evJoin, n)) }
+func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.c.events.push(d.c.nodeEvent(evLeave, n)) }
+func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.events.push(d.c.nodeEvent(evUpdate, n)) }
+
+// nodeEvent copies what the view needs out of n (memberlist may reuse it).
+func (c *Cluster) nodeEvent(kind eventKind, n *memberlist.Node) event {
+	ev := event{kind: kind, name: n.Name, addr: n.Address()}
+	if kind != evLeave {
+		ev.meta, ev.err = checkMeta(n.Name, n.Meta, c.s.Fingerprint)
+	}
+	return ev
+}
+
+// maxFailed bounds how many failed members the view remembers for cut-off
+// detection.
+const maxFailed = 1024
+
+// memberRec is a member as the view keeps it.
+type memberRec struct {
+	Member
+	boot uint64
+}
+
+// memberView is the membership as seen by the event goroutine. It is owned
+// by that goroutine and not safe for concurrent use.
+type memberView struct {
+	self    string
+	members map[string]memberRec
+	// failed maps each member this node saw die (or leave: memberlist does
+	// not tell them apart) to the boot id it had. If the same boot id comes
+	// back, the member did not restart: this node was cut off from it.
+	failed map[string]uint64
+}
+
+func newMemberView(self string) *memberView {
+	return &memberView{
+		self:    self,
+		members: make(map[string]memberRec),
+		failed:  make(map[string]uint64),
+	}
+}
+
+// apply applies ev. It reports whether the member list changed, and a
+// non-empty reason if ev shows that this node was cut off.
+func (v *memberView) apply(ev event) (changed bool, cutOff string) {
+	switch ev.kind {
+	case evCutOff:
+		return false, ev.reason
+	case evLeave:
+		old, ok := v.members[ev.name]
+		if !ok {
+			return false, ""
+		}
+		delete(v.members, ev.name)
+		if ev.name != v.self {
+			v.rememberFailed(ev.name, old.boot)
+		}
+		return true, ""
+	case evJoin, evUpdate:
+		old, had := v.members[ev.name]
+		if ev.err != nil {
+			// Unreachable while the alive delegate filters; be safe.
+			delete(v.members, ev.name)
+			return had, ""
+		}
+		if ev.kind == evJoin && ev.name != v.self {
+			if boot, ok := v.failed[ev.name]; ok {
+				delete(v.failed, ev.name)
+				if boot == ev.meta.Boot {
+					cutOff = fmt.Sprintf("member %q came back after failing", ev.name)
+				}
+			}
+		}
+		rec := memberRec{
+			Member: Member{Name: ev.name, GossipAddr: ev.addr, RPCAddr: ev.meta.RPCAddr, State: StateAlive},
+			boot:   ev.meta.Boot,
+		}
+		v.members[ev.name] = rec
+		return !had || old.Member != rec.Member, cutOff
+	}
+	return false, ""
+}
+
+// rememberFailed records a failed member, evicting an arbitrary old
+// entry when full.
+func (v *memberView) rememberFailed(name string, boot uint64) {
+	if _, ok := v.failed[name]; !ok && len(v.failed) >= maxFailed {
+		for k := range v.failed {
+			delete(v.failed, k)
+			break
+		}
+	}
+	v.failed[name] = boot
+}
+
+// list returns the members sorted by name.
+func (v *memberView) list() []Member {
+	out := make([]Member, 0, len(v.members))
+	for _, r := range v.members {
+		out = append(out, r.Member)
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// runEvents is the goroutine that applies membership events and calls
+// OnChange and OnCutOff. It stops when c.done closes.
+func (c *Cluster) runEvents() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.events.wake:
+		}
+		for _, ev := range c.events.take() {
+			select {
+			case <-c.done:
+				return
+			default:
+			}
+			c.handleEvent(ev)
+		}
+	}
+}
+
+// handleEvent applies one event and runs the callbacks it calls for.
+func (c *Cluster) handleEvent(ev event) {
+	if ev.kind == evBarrier {
+		close(ev.done)
+		return
+	}
+	if ev.err != nil {
+		c.log.Warn("peers: ignoring member with incompatible metadata", "member", ev.name, "err", ev.err)
+	}
+	changed, cutOff := c.view.apply(ev)
+	if changed {
+		list := c.view.list()
+		c.snapshot.Store(&list)
+		c.alive.Store(int64(len(list)))
+		c.log.Debug("peers: membership changed", "event", ev.kind.String(), "member", ev.name, "alive", len(list))
+		if c.s.OnChange != nil {
+			c.s.OnChange(slices.Clone(list))
+		}
+	}
+	if cutOff != "" {
+		c.cutOffs.Add(1)
+		c.log.Warn("peers: this node was cut off from the cluster", "reason", cutOff)
+		if c.s.OnCutOff != nil {
+			c.s.OnCutOff()
+		}
+	}
+}
+
+func (k eventKind) String() string {
+	switch k {
+	case evJoin:
+		return "join"
+	case evUpdate:
+		return "update"
+	case evLeave:
+		return "leave"
+	case evCutOff:
+		return "cut-off"
+	case evBarrier:
+		return "barrier"
+	default:
+		return "unknown"
+	}
+}

@@ -1,0 +1,99 @@
+package peers
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+func join(name string, boot uint64) event {
+	return event{kind: evJoin, name: name, addr: "127.0.0.1:1", meta: meta{Protocol: protocolVersion, RPCAddr: name + ":rpc", Boot: boot}}
+}
+
+func leave(name string) event { return event{kind: evLeave, name: name} }
+
+func TestMemberViewCutOff(t *testing.T) {
+	tests := []struct {
+		name        string
+		events      []event
+		wantMembers []string
+		wantCutOffs int
+	}{
+		{"joins", []event{join("self", 1), join("a", 2), join("b", 3)}, []string{"a", "b", "self"}, 0},
+		{"restart with new boot", []event{join("self", 1), join("a", 2), leave("a"), join("a", 9)}, []string{"a", "self"}, 0},
+		{"same process back", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2)}, []string{"a", "self"}, 1},
+		{"every peer lost then back", []event{join("self", 1), join("a", 2), join("b", 3), leave("a"), leave("b"), join("b", 3), join("a", 2)}, []string{"a", "b", "self"}, 2},
+		{"back twice counts twice", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2), leave("a"), join("a", 2)}, []string{"a", "self"}, 2},
+		{"self leaving is no failure", []event{join("self", 1), leave("self"), join("self", 1)}, []string{"self"}, 0},
+		{"unknown leave ignored", []event{join("self", 1), leave("ghost")}, []string{"self"}, 0},
+		{"refute", []event{join("self", 1), {kind: evCutOff, reason: "r"}}, []string{"self"}, 1},
+		{"incompatible join dropped", []event{join("self", 1), {kind: evJoin, name: "x", err: errors.New("bad")}}, []string{"self"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newMemberView("self")
+			cutOffs := 0
+			for _, ev := range tt.events {
+				if _, reason := v.apply(ev); reason != "" {
+					cutOffs++
+				}
+			}
+			if got := names(v.list()); !slices.Equal(got, tt.wantMembers) {
+				t.Errorf("members = %v, want %v", got, tt.wantMembers)
+			}
+			if cutOffs != tt.wantCutOffs {
+				t.Errorf("cut-offs = %d, want %d", cutOffs, tt.wantCutOffs)
+			}
+		})
+	}
+}
+
+func TestMemberViewChanged(t *testing.T) {
+	v := newMemberView("self")
+	steps := []struct {
+		ev   event
+		want bool
+	}{
+		{join("a", 1), true},
+		{join("a", 1), false}, // same again
+		{event{kind: evUpdate, name: "a", addr: "127.0.0.1:1", meta: meta{RPCAddr: "a:rpc", Boot: 5}}, false}, // boot only
+		{event{kind: evUpdate, name: "a", addr: "127.0.0.1:1", meta: meta{RPCAddr: "a:new"}}, true},
+		{leave("a"), true},
+		{leave("a"), false},
+	}
+	for i, s := range steps {
+		if got, _ := v.apply(s.ev); got != s.want {
+			t.Errorf("step %d: apply(%v %s) changed = %v, want %v", i, s.ev.kind, s.ev.name, got, s.want)
+		}
+	}
+}
+
+func TestMemberViewBoundsFailed(t *testing.T) {
+	v := newMemberView("self")
+	for i := range maxFailed + 10 {
+		name := string(rune('A'+i%26)) + string(rune(i))
+		v.apply(join(name, uint64(i)))
+		v.apply(leave(name))
+	}
+	if len(v.failed) > maxFailed {
+		t.Errorf("len(failed) = %d, want <= %d", len(v.failed), maxFailed)
+	}
+}
+
+func TestEventQueueOrder(t *testing.T) {
+	q := newEventQueue()
+	for _, n := range []string{"a", "b", "c"} {
+		q.push(event{name: n})
+	}
+	<-q.wake
+	var got []string
+	for _, ev := range q.take() {
+		got = append(got, ev.name)
+	}
+	if want := []string{"a", "b", "c"}; !slices.Equal(got, want) {
+		t.Errorf("take() = %v, want %v", got, want)
+	}
+	if rest := q.take(); len(rest) != 0 {
+		t.Errorf("second take() = %v, want empty", rest)
+	}
+}
