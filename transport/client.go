@@ -1,0 +1,580 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
+)
+
+// DefaultDialTimeout bounds a dial (TCP, TLS and preface) when
+// ClientConfig.DialTimeout is zero.
+const DefaultDialTimeout = 2 * time.Second
+
+// ClientConfig configures a [Client]. The zero value of each field selects
+// the documented default. NewClient copies the config.
+type ClientConfig struct {
+	// TLS, if set, makes the client dial with TLS, presenting the client
+	// certificate from it and verifying the server against its RootCAs.
+	// The config is cloned. ServerName, if empty, is taken from the
+	// address being dialed.
+	TLS *tls.Config
+	// DialTimeout bounds one dial: TCP connect, TLS handshake and the
+	// preface exchange. If zero, DefaultDialTimeout (2s).
+	DialTimeout time.Duration
+	// MaxFrameBytes limits the size of a frame body, in both directions: a
+	// larger request fails with ErrFrameTooLarge without being sent, and a
+	// larger response closes the connection. If zero,
+	// DefaultMaxFrameBytes (64 MiB).
+	MaxFrameBytes int
+	// WriteTimeout bounds each write of a request, so that a peer that stops
+	// reading fails the connection instead of blocking every caller. If
+	// zero, DefaultWriteTimeout (10s).
+	WriteTimeout time.Duration
+	// Logger receives connection errors. If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+// Client sends requests to peers. It keeps one persistent connection per
+// peer address, dialed on first use and redialed after a failure, and runs
+// any number of requests on it at once. Its methods are safe for concurrent
+// use. A call waits on its own ctx only: a caller that gives up does not
+// affect others on the same connection.
+//
+// Errors: a remote error comes back wrapping the same sentinel (see the
+// error block); a dial or connection failure, or an expired ctx deadline,
+// wraps [ErrUnavailable] (the caller falls back to loading itself); a peer of
+// another protocol version gives [ErrWrongProtocol]; after Close, [ErrClosed].
+type Client struct {
+	log      *slog.Logger
+	tls      *tls.Config
+	dialTO   time.Duration
+	maxFrame int
+	writeTO  time.Duration
+	nextID   atomic.Uint64
+	wg       sync.WaitGroup // dial-and-read goroutines, one per connection
+
+	mu     sync.Mutex // guards conns, closed
+	conns  map[string]*clientConn
+	closed bool
+}
+
+// NewClient returns a Client. It starts no goroutine until the first
+// request; release it with [Client.Close].
+func NewClient(cfg ClientConfig) *Client {
+	c := &Client{
+		log:      cfg.Logger,
+		dialTO:   cmp0(cfg.DialTimeout, DefaultDialTimeout),
+		maxFrame: cmp0(cfg.MaxFrameBytes, DefaultMaxFrameBytes),
+		writeTO:  cmp0(cfg.WriteTimeout, DefaultWriteTimeout),
+		conns:    make(map[string]*clientConn),
+	}
+	if c.dialTO < 0 {
+		c.dialTO = DefaultDialTimeout
+	}
+	if c.maxFrame < 0 {
+		c.maxFrame = DefaultMaxFrameBytes
+	}
+	if c.writeTO < 0 {
+		c.writeTO = DefaultWriteTimeout
+	}
+	if cfg.TLS != nil {
+		c.tls = cfg.TLS.Clone()
+	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	c.log = c.log.With("component", "transport.client")
+	return c
+}
+
+// Close closes every connection, failing their pending requests with
+// ErrUnavailable, and waits for the client's goroutines to return. Later
+// requests fail with ErrClosed. Close is idempotent and always returns nil.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	conns := c.conns
+	c.conns = make(map[string]*clientConn)
+	c.mu.Unlock()
+	for _, cc := range conns {
+		cc.close(fmt.Errorf("%w: %s: %w", ErrUnavailable, cc.addr, ErrClosed))
+	}
+	c.wg.Wait()
+	return nil
+}
+
+// Forget closes the connection to addr, if any, failing its pending requests
+// with ErrUnavailable. Use it when a peer left or died; a later request to
+// addr dials again. It does not block.
+func (c *Client) Forget(addr string) {
+	c.mu.Lock()
+	cc := c.conns[addr]
+	delete(c.conns, addr)
+	c.mu.Unlock()
+	if cc != nil {
+		cc.close(fmt.Errorf("%w: %s: connection forgotten", ErrUnavailable, addr))
+	}
+}
+
+// Get asks the peer at addr for a key's value. A missing key gives an error
+// wrapping ErrNotFound.
+func (c *Client) Get(ctx context.Context, addr string, req GetRequest) (GetResponse, error) {
+	cl := getCall()
+	defer cl.release()
+	cl.fastGet, cl.getReq = true, req
+	if err := c.exchange(ctx, addr, "get", cl); err != nil {
+		return GetResponse{}, err
+	}
+	if _, resp, ok := fastGetResponse(cl.rbuf); ok {
+		return resp, nil
+	}
+	if err := c.decode(addr, "get", cl); err != nil {
+		return GetResponse{}, err
+	}
+	b, ok := cl.resp.Body.(*wirepb.Envelope_GetResponse)
+	if !ok {
+		return GetResponse{}, c.mismatch(cl, addr, "get")
+	}
+	return decodeGetResponse(b.GetResponse), nil
+}
+
+// GetMany asks the peer at addr for several keys of one group. Per-key
+// failures are reported in each [KeyResult.Err]; the returned error is for
+// the request as a whole.
+func (c *Client) GetMany(ctx context.Context, addr string, req GetManyRequest) (GetManyResponse, error) {
+	cl := getCall()
+	defer cl.release()
+	encodeGetManyRequest(&cl.a, &cl.manyMsg, req)
+	cl.env.Body = &cl.many
+	if err := c.roundTrip(ctx, addr, "get-many", cl); err != nil {
+		return GetManyResponse{}, err
+	}
+	b, ok := cl.resp.Body.(*wirepb.Envelope_GetManyResponse)
+	if !ok {
+		return GetManyResponse{}, c.mismatch(cl, addr, "get-many")
+	}
+	return decodeGetManyResponse(b.GetManyResponse), nil
+}
+
+// Peek asks the peer at addr for a key from its main cache only (hand-off);
+// the peer never loads. A key it does not hold gives Found == false.
+func (c *Client) Peek(ctx context.Context, addr string, req PeekRequest) (PeekResponse, error) {
+	cl := getCall()
+	defer cl.release()
+	encodePeekRequest(&cl.a, &cl.peekMsg, req)
+	cl.env.Body = &cl.peek
+	if err := c.roundTrip(ctx, addr, "peek", cl); err != nil {
+		return PeekResponse{}, err
+	}
+	b, ok := cl.resp.Body.(*wirepb.Envelope_PeekResponse)
+	if !ok {
+		return PeekResponse{}, c.mismatch(cl, addr, "peek")
+	}
+	return decodePeekResponse(b.PeekResponse), nil
+}
+
+// Write sends a write or invalidation to the peer at addr. An undefined Op
+// or Phase fails with ErrBadRequest before anything is sent.
+func (c *Client) Write(ctx context.Context, addr string, req WriteRequest) (WriteResponse, error) {
+	cl := getCall()
+	defer cl.release()
+	if err := encodeWriteRequest(&cl.a, &cl.writeMsg, req); err != nil {
+		return WriteResponse{}, fmt.Errorf("transport: write to %s: %w", addr, err)
+	}
+	cl.env.Body = &cl.write
+	if err := c.roundTrip(ctx, addr, "write", cl); err != nil {
+		return WriteResponse{}, err
+	}
+	b, ok := cl.resp.Body.(*wirepb.Envelope_WriteResponse)
+	if !ok {
+		return WriteResponse{}, c.mismatch(cl, addr, "write")
+	}
+	return decodeWriteResponse(b.WriteResponse), nil
+}
+
+// mismatch handles a successful response whose body does not answer the
+// request: a protocol violation that closes the connection.
+func (c *Client) mismatch(cl *call, addr, op string) error {
+	err := fmt.Errorf("%w: %s response body is %T", ErrMalformed, op, cl.resp.Body)
+	c.log.Error("transport: closing connection", "peer", addr, "err", err)
+	cl.cc.close(fmt.Errorf("%w: %s: %w", ErrUnavailable, addr, err))
+	return fmt.Errorf("transport: %s from %s: %w: %w", op, addr, ErrUnavailable, err)
+}
+
+// roundTrip sends cl's request envelope to addr and decodes the response
+// into cl.resp. It returns remote errors, transport errors and ctx errors.
+func (c *Client) roundTrip(ctx context.Context, addr, op string, cl *call) error {
+	if err := c.exchange(ctx, addr, op, cl); err != nil {
+		return err
+	}
+	return c.decode(addr, op, cl)
+}
+
+// exchange sends cl's request envelope to addr and waits for the response
+// frame in cl.rbuf. It returns transport errors and ctx errors.
+func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error {
+	if err := ctx.Err(); err != nil {
+		return ctxError(op, addr, err)
+	}
+	cl.env.Id = c.nextID.Add(1)
+	cl.env.TimeoutNanos = 0
+	if deadline, ok := ctx.Deadline(); ok {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return ctxError(op, addr, context.DeadlineExceeded)
+		}
+		cl.env.TimeoutNanos = int64(left)
+	}
+	var (
+		frame []byte
+		err   error
+	)
+	if cl.fastGet {
+		frame = appendGetRequestFrame(cl.wbuf, cl.env.Id, cl.env.TimeoutNanos, cl.getReq)
+		if n := len(frame) - frameHeaderLen; n > c.maxFrame {
+			err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, c.maxFrame)
+		}
+	} else {
+		frame, err = marshalFrame(cl.wbuf, &cl.env, c.maxFrame)
+	}
+	cl.wbuf = frame
+	if err != nil {
+		return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
+	}
+	// A connection found dead before the request went out is replaced once:
+	// the request was not sent, so retrying it is safe.
+	var cc *clientConn
+	for attempt := 0; ; attempt++ {
+		if cc, err = c.conn(ctx, addr); err != nil {
+			return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
+		}
+		if err = cc.register(cl); err == nil {
+			break
+		}
+		if attempt > 0 {
+			return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
+		}
+	}
+	cl.cc = cc
+	if err := cc.w.write(frame); err != nil {
+		cc.close(fmt.Errorf("%w: %s: write: %w", ErrUnavailable, addr, err))
+	}
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		if cc.unregister(cl.env.Id) {
+			return ctxError(op, addr, ctx.Err())
+		}
+		<-cl.done // the response or a failure is being delivered right now
+	}
+	if cl.err != nil {
+		return fmt.Errorf("transport: %s to %s: %w", op, addr, cl.err)
+	}
+	return nil
+}
+
+// decode decodes the response frame in cl.rbuf into cl.resp and returns
+// its remote error, if any. An undecodable response closes the connection.
+func (c *Client) decode(addr, op string, cl *call) error {
+	if err := unmarshalEnvelope(cl.rbuf, &cl.resp); err != nil {
+		c.log.Error("transport: closing connection", "peer", addr, "err", err)
+		cl.cc.close(fmt.Errorf("%w: %s: %w", ErrUnavailable, addr, err))
+		return fmt.Errorf("transport: %s from %s: %w: %w", op, addr, ErrUnavailable, err)
+	}
+	if err := errorOf(cl.resp.ErrorCode, cl.resp.ErrorMessage); err != nil {
+		return fmt.Errorf("transport: %s from %s: %w", op, addr, err)
+	}
+	return nil
+}
+
+// ctxError is the error for a request abandoned because ctx ended. An
+// expired deadline also wraps ErrUnavailable: the peer did not answer in time.
+func ctxError(op, addr string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("transport: %s to %s: %w: %w", op, addr, ErrUnavailable, err)
+	}
+	return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
+}
+
+// conn returns the live connection to addr, dialing it if there is none. It
+// waits for a dial in progress on ctx; concurrent callers share one dial.
+func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	cc := c.conns[addr]
+	if cc == nil || cc.dead.Load() {
+		dctx, cancel := context.WithTimeout(context.Background(), c.dialTO)
+		cc = &clientConn{c: c, addr: addr, ready: make(chan struct{}), cancelDial: cancel, pending: make(map[uint64]*call)}
+		c.conns[addr] = cc
+		c.wg.Go(func() { c.run(dctx, cc) })
+	}
+	c.mu.Unlock()
+	select {
+	case <-cc.ready:
+	case <-ctx.Done():
+		return nil, ctxError("dial", addr, ctx.Err())
+	}
+	if cc.dialErr != nil {
+		return nil, cc.dialErr
+	}
+	return cc, nil
+}
+
+// run dials cc and then reads its responses until it fails or is closed.
+func (c *Client) run(ctx context.Context, cc *clientConn) {
+	nc, err := c.dial(ctx, cc.addr)
+	cc.cancelDial()
+	if err == nil {
+		cc.mu.Lock()
+		if cc.err != nil { // closed while dialing
+			err = cc.err
+		} else {
+			cc.nc = nc
+			cc.w = newConnWriter(nc, c.writeTO)
+		}
+		cc.mu.Unlock()
+		if err != nil {
+			nc.Close()
+		}
+	}
+	if err != nil {
+		if !errors.Is(err, ErrWrongProtocol) {
+			err = fmt.Errorf("%w: dial %s: %w", ErrUnavailable, cc.addr, err)
+		} else {
+			err = fmt.Errorf("transport: dial %s: %w", cc.addr, err)
+		}
+		cc.dialErr = err
+		cc.close(err)
+		close(cc.ready)
+		c.log.Debug("transport: dial failed", "peer", cc.addr, "err", err)
+		return
+	}
+	close(cc.ready)
+	c.readLoop(cc, nc)
+}
+
+// dial connects to addr and exchanges prefaces, all within ctx.
+func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var (
+		nc  net.Conn
+		err error
+	)
+	if c.tls != nil {
+		d := tls.Dialer{Config: c.tls}
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := handshakeClient(ctx, nc); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// handshakeClient sends the preface and checks the server's answer.
+func handshakeClient(ctx context.Context, nc net.Conn) error {
+	if deadline, ok := ctx.Deadline(); ok {
+		if err := nc.SetDeadline(deadline); err != nil {
+			return err
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Now()) })
+	defer stop()
+	var p [prefaceLen]byte
+	if _, err := nc.Write(appendPreface(p[:0], ProtocolVersion)); err != nil {
+		return fmt.Errorf("write preface: %w", err)
+	}
+	if _, err := io.ReadFull(nc, p[:]); err != nil {
+		return fmt.Errorf("read preface: %w", err)
+	}
+	version, err := parsePreface(p[:])
+	if err != nil {
+		return err
+	}
+	if version != ProtocolVersion {
+		return fmt.Errorf("%w: server speaks %d, client %d", ErrWrongProtocol, version, ProtocolVersion)
+	}
+	if !stop() {
+		return ctx.Err()
+	}
+	return nc.SetDeadline(time.Time{})
+}
+
+// readLoop delivers each response frame to its waiting call. A frame for an
+// abandoned request is dropped. Any read error or malformed frame closes the
+// connection and fails its pending calls with ErrUnavailable.
+func (c *Client) readLoop(cc *clientConn, nc net.Conn) {
+	fr := newFrameReader(nc, readBufferBytes, c.maxFrame)
+	for {
+		body, err := fr.next()
+		var id uint64
+		if err == nil {
+			id, err = envelopeID(body)
+		}
+		if err != nil {
+			if cc.dead.Load() || isClosedConn(err) {
+				c.log.Debug("transport: connection closed", "peer", cc.addr, "err", err)
+			} else {
+				c.log.Error("transport: closing connection", "peer", cc.addr, "err", err)
+			}
+			cc.close(fmt.Errorf("%w: %s: %w", ErrUnavailable, cc.addr, err))
+			return
+		}
+		cc.mu.Lock()
+		cl := cc.pending[id]
+		delete(cc.pending, id)
+		cc.mu.Unlock()
+		if cl == nil {
+			continue
+		}
+		cl.rbuf = append(cl.rbuf[:0], body...)
+		cl.done <- struct{}{}
+	}
+}
+
+// clientConn is one connection to a peer, shared by every request to it.
+type clientConn struct {
+	c          *Client
+	addr       string
+	cancelDial context.CancelFunc
+	ready      chan struct{} // closed when the dial finished; then dialErr, nc and w are fixed
+	dialErr    error
+	w          *connWriter
+	dead       atomic.Bool // set by close
+
+	mu      sync.Mutex // guards nc, pending, err
+	nc      net.Conn
+	pending map[uint64]*call // requests sent or about to be, by id
+	err     error            // why the connection closed; nil while open
+}
+
+// register adds cl to the requests waiting for a response. It fails if the
+// connection closed.
+func (cc *clientConn) register(cl *call) error {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.err != nil {
+		return cc.err
+	}
+	cc.pending[cl.env.Id] = cl
+	return nil
+}
+
+// unregister removes the request id and reports whether it was still
+// waiting; false means its response or failure is being delivered.
+func (cc *clientConn) unregister(id uint64) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	_, ok := cc.pending[id]
+	delete(cc.pending, id)
+	return ok
+}
+
+// close closes the connection for reason err, fails every pending request
+// with err and forgets the connection. Only the first call has an effect.
+func (cc *clientConn) close(err error) {
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		return
+	}
+	cc.err = err
+	cc.dead.Store(true)
+	pending, nc := cc.pending, cc.nc
+	cc.pending = nil
+	cc.mu.Unlock()
+
+	cc.cancelDial()
+	if nc != nil {
+		nc.Close()
+	}
+	for _, cl := range pending {
+		cl.err = err
+		cl.done <- struct{}{}
+	}
+	c := cc.c
+	c.mu.Lock()
+	if c.conns[cc.addr] == cc {
+		delete(c.conns, cc.addr)
+	}
+	c.mu.Unlock()
+}
+
+// call is one request in flight, pooled with everything it needs so that a
+// round trip allocates little: the request envelope with a slot for every
+// request kind, the buffers of both frames, and the response envelope.
+type call struct {
+	done chan struct{} // one send per round trip: response or failure
+	err  error         // set before done: the connection failed
+	cc   *clientConn
+
+	fastGet bool       // the request is getReq, encoded by the Get fast path
+	getReq  GetRequest // with fastGet
+
+	env      wirepb.Envelope // the request, unless fastGet
+	many     wirepb.Envelope_GetManyRequest
+	manyMsg  wirepb.GetManyRequest
+	peek     wirepb.Envelope_PeekRequest
+	peekMsg  wirepb.PeekRequest
+	write    wirepb.Envelope_WriteRequest
+	writeMsg wirepb.WriteRequest
+	a        arena
+	wbuf     []byte
+
+	rbuf []byte
+	resp wirepb.Envelope
+}
+
+var callPool = sync.Pool{New: func() any {
+	cl := &call{done: make(chan struct{}, 1)}
+	cl.many.GetManyRequest = &cl.manyMsg
+	cl.peek.PeekRequest = &cl.peekMsg
+	cl.write.WriteRequest = &cl.writeMsg
+	return cl
+}}
+
+func getCall() *call {
+	cl := callPool.Get().(*call)
+	cl.a.reset()
+	return cl
+}
+
+// release returns cl to the pool. The caller must own cl: its request is no
+// longer registered and nothing is being delivered to it.
+func (cl *call) release() {
+	cl.err, cl.cc = nil, nil
+	cl.fastGet, cl.getReq = false, GetRequest{}
+	cl.env.Body = nil
+	cl.manyMsg.Keys = nil
+	proto.Reset(&cl.writeMsg)
+	proto.Reset(&cl.resp)
+	if cap(cl.wbuf) > keepFrameBytes {
+		cl.wbuf = nil
+	}
+	if cap(cl.rbuf) > keepFrameBytes {
+		cl.rbuf = nil
+	}
+	if cap(cl.a.b) > keepFrameBytes {
+		cl.a = arena{}
+	}
+	callPool.Put(cl)
+}

@@ -1,0 +1,74 @@
+// Package transport is meshcache's peer RPC: get, get-many, peek (hand-off)
+// and write requests between nodes, as protobuf messages framed on
+// persistent, multiplexed TCP connections, optionally with mutual TLS.
+//
+// The root package implements [Handler] and serves it with a [Server]; it
+// calls peers with a [Client]. Both speak in the plain Go structs of this
+// package ([GetRequest], [GetResponse], ...); the protobuf types are
+// internal. Errors cross the wire as codes and come back as the same
+// sentinels, so errors.Is(err, transport.ErrNotFound) works on the caller's
+// node. [EncodeWrite] and [DecodeWrite] give writes a byte form for the
+// gossip fallback path, so that only this package knows the wire format.
+//
+// # Connections
+//
+// A Client keeps one connection per peer address, dialed on first use (one
+// dial shared by concurrent callers) and redialed after a failure, and runs
+// any number of requests on it at once. Requests are written under a mutex
+// into a buffered writer, flushed by the last of a burst of concurrent
+// writers. One reader goroutine per connection hands each response to the
+// caller waiting for its id; callers wait on their own context, and the
+// response of an abandoned request is dropped. No goroutine is started per
+// request on the client. The Server runs one reader goroutine per
+// connection and one goroutine per request, up to ServerConfig.MaxConcurrent
+// requests at once; beyond that it answers [ErrOverloaded] at once.
+//
+// Input that is not the protocol (garbage, a truncated or oversized frame,
+// an envelope that does not decode, a response that does not answer its
+// request) closes that one connection with a logged error and fails its
+// pending requests with [ErrUnavailable]; it never panics and other
+// connections are unaffected.
+//
+// # Wire format
+//
+// A connection opens with an 8-byte preface from the client: the magic
+// "MSHC" and the big-endian uint32 [ProtocolVersion]. The server answers with
+// its own preface, and closes the connection if the versions differ (the
+// client then fails with [ErrWrongProtocol]); bytes without the magic close
+// the connection without an answer.
+//
+// Then both sides send frames: a big-endian uint32 body length (at most the
+// configured MaxFrameBytes, never 0) and a body that is a protobuf Envelope
+// (transport/internal/wirepb/wire.proto). The Envelope carries a request id
+// (chosen by the client, never 0, echoed by the response), for requests the
+// caller's remaining time as a duration in nanoseconds (0: no deadline, the
+// server applies ServerConfig.DefaultTimeout), for responses an error code
+// and message, and a oneof body: one of the four requests or one of the four
+// responses. A response with a non-zero error code has no body. Responses
+// may come in any order.
+//
+// Durations (deadlines, TTLs, ages) always travel as durations, never as
+// absolute times: clocks differ between nodes. Groups, keys, tags and
+// messages travel as protobuf bytes, not strings, so keys need not be
+// valid UTF-8.
+//
+// The generated code (package wirepb) encodes and decodes every message
+// but the two hottest: a Get request and its successful response are
+// written and parsed by hand-written protowire code (fastpath.go) that
+// produces the same bytes and falls back to the generated decoder on
+// anything unusual; tests and a fuzz target hold the two to each other.
+//
+// A gossip payload ([EncodeWrite]) is the two bytes "mw", one byte holding
+// the protocol version, and a protobuf WriteRequest.
+//
+// # Error codes
+//
+// A Handler error maps to a code by errors.Is, in this order: [ErrNotFound],
+// [ErrLoader], [ErrOverloaded], [ErrWrongProtocol], [ErrUnknownGroup],
+// [ErrBadRequest], [context.DeadlineExceeded] (comes back as
+// [ErrUnavailable] wrapping context.DeadlineExceeded), [ErrUnavailable] or
+// [context.Canceled] (comes back as ErrUnavailable). Anything else, and a
+// panicking handler, travels as "internal" and comes back as [ErrLoader]:
+// the owner failed to produce the value, which is the caller's error rather
+// than a reason to load again.
+package transport

@@ -1,0 +1,111 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
+)
+
+// Errors returned by the transport.
+//
+// The first group crosses the wire: a [Handler] error that matches one of
+// them (with [errors.Is]) travels as a code and the [Client] returns the same
+// sentinel, wrapped with the remote error text
+// (fmt.Errorf("%w: %s", ErrLoader, msg)), so errors.Is works across nodes.
+// A handler error that matches none of them travels as an "internal" code and
+// comes back as [ErrLoader]: the owner failed to produce the value, which is
+// the caller's error and not a reason to load again. A handler that returns
+// because its context ended ([context.DeadlineExceeded],
+// [context.Canceled]) comes back as [ErrUnavailable], and additionally
+// wraps [context.DeadlineExceeded] when that was the cause.
+//
+// The second group is local only. [ErrUnavailable] means the peer could not
+// answer (dial or connection failure, connection closed mid-request, client
+// deadline exceeded): the caller should fall back. On a client deadline the
+// error wraps both ErrUnavailable and [context.DeadlineExceeded].
+var (
+	// ErrNotFound: the key does not exist (the loader's not-found).
+	ErrNotFound = errors.New("transport: not found")
+	// ErrLoader: the remote loader, or the remote handler, failed.
+	ErrLoader = errors.New("transport: loader error")
+	// ErrOverloaded: the server refused the request because it was already
+	// running ServerConfig.MaxConcurrent requests.
+	ErrOverloaded = errors.New("transport: overloaded")
+	// ErrWrongProtocol: the peer speaks another [ProtocolVersion], or a gossip
+	// payload was encoded by one. The connection is closed.
+	ErrWrongProtocol = errors.New("transport: wrong protocol version")
+	// ErrUnknownGroup: the peer has no group by that name.
+	ErrUnknownGroup = errors.New("transport: unknown group")
+	// ErrBadRequest: the peer rejected the request as invalid.
+	ErrBadRequest = errors.New("transport: bad request")
+
+	// ErrFrameTooLarge: a frame exceeds the configured maximum. Incoming
+	// frames over the limit close the connection; outgoing ones are not sent.
+	ErrFrameTooLarge = errors.New("transport: frame too large")
+	// ErrMalformed: bytes that are not a valid frame, envelope or payload.
+	ErrMalformed = errors.New("transport: malformed frame")
+	// ErrClosed: the Client or Server was closed.
+	ErrClosed = errors.New("transport: closed")
+	// ErrUnavailable: the peer could not answer (dial or connection failure,
+	// timeout). The caller falls back.
+	ErrUnavailable = errors.New("transport: peer unavailable")
+)
+
+// codeOf maps a handler error to its wire code.
+func codeOf(err error) wirepb.Code {
+	switch {
+	case err == nil:
+		return wirepb.Code_CODE_OK
+	case errors.Is(err, ErrNotFound):
+		return wirepb.Code_CODE_NOT_FOUND
+	case errors.Is(err, ErrLoader):
+		return wirepb.Code_CODE_LOADER
+	case errors.Is(err, ErrOverloaded):
+		return wirepb.Code_CODE_OVERLOADED
+	case errors.Is(err, ErrWrongProtocol):
+		return wirepb.Code_CODE_WRONG_PROTOCOL
+	case errors.Is(err, ErrUnknownGroup):
+		return wirepb.Code_CODE_UNKNOWN_GROUP
+	case errors.Is(err, ErrBadRequest):
+		return wirepb.Code_CODE_BAD_REQUEST
+	case errors.Is(err, context.DeadlineExceeded):
+		return wirepb.Code_CODE_DEADLINE_EXCEEDED
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled):
+		return wirepb.Code_CODE_UNAVAILABLE
+	default:
+		return wirepb.Code_CODE_INTERNAL
+	}
+}
+
+// errorOf turns a wire code and remote message back into an error wrapping
+// the matching sentinel. CODE_OK gives nil. Unknown codes (from a newer peer)
+// are treated as CODE_INTERNAL.
+func errorOf(code wirepb.Code, msg []byte) error {
+	var sentinel error
+	switch code {
+	case wirepb.Code_CODE_OK:
+		return nil
+	case wirepb.Code_CODE_NOT_FOUND:
+		sentinel = ErrNotFound
+	case wirepb.Code_CODE_OVERLOADED:
+		sentinel = ErrOverloaded
+	case wirepb.Code_CODE_WRONG_PROTOCOL:
+		sentinel = ErrWrongProtocol
+	case wirepb.Code_CODE_UNKNOWN_GROUP:
+		sentinel = ErrUnknownGroup
+	case wirepb.Code_CODE_BAD_REQUEST:
+		sentinel = ErrBadRequest
+	case wirepb.Code_CODE_UNAVAILABLE:
+		sentinel = ErrUnavailable
+	case wirepb.Code_CODE_DEADLINE_EXCEEDED:
+		return fmt.Errorf("%w: %w: remote: %s", ErrUnavailable, context.DeadlineExceeded, msg)
+	default: // CODE_LOADER, CODE_INTERNAL, codes from a newer peer
+		sentinel = ErrLoader
+	}
+	if len(msg) == 0 || string(msg) == sentinel.Error() {
+		return sentinel
+	}
+	return fmt.Errorf("%w: %s", sentinel, msg)
+}

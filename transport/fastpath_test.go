@@ -1,0 +1,88 @@
+package transport
+
+import (
+	"bytes"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
+)
+
+func TestFastEncodersMatchProto(t *testing.T) {
+	reqs := []struct {
+		id      uint64
+		timeout int64
+		req     GetRequest
+	}{
+		{1, 0, GetRequest{}},
+		{1 << 40, int64(time.Second), GetRequest{Group: "users", Key: "42"}},
+		{7, -5, GetRequest{Group: "", Key: "\xff\x00"}},
+		{300, 1, GetRequest{Group: string(bytes.Repeat([]byte("g"), 200)), Key: string(bytes.Repeat([]byte("k"), 70000))}},
+	}
+	for _, tt := range reqs {
+		var a arena
+		m := &wirepb.GetRequest{}
+		encodeGetRequest(&a, m, tt.req)
+		want, err := marshalFrame(nil, &wirepb.Envelope{Id: tt.id, TimeoutNanos: tt.timeout, Body: &wirepb.Envelope_GetRequest{GetRequest: m}}, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendGetRequestFrame([]byte("junk"), tt.id, tt.timeout, tt.req); !bytes.Equal(got, want) {
+			t.Errorf("appendGetRequestFrame(%d, %d, %.20q) = %x, want %x", tt.id, tt.timeout, tt.req, got, want)
+		}
+		id, timeout, req, ok := fastGetRequest(want[frameHeaderLen:])
+		if !ok || id != tt.id || int64(timeout) != tt.timeout || req != tt.req {
+			t.Errorf("fastGetRequest(encoded %d) = %d, %d, %.20q, %v", tt.id, id, timeout, req, ok)
+		}
+	}
+
+	resps := []struct {
+		id   uint64
+		resp GetResponse
+	}{
+		{1, GetResponse{}},
+		{2, GetResponse{Value: Value{Value: []byte("v"), TTL: time.Minute, Age: -time.Second, Tags: []string{"a", "", "\xff"}}}},
+		{3, GetResponse{Value: Value{Value: bytes.Repeat([]byte("x"), 1<<17)}}},
+	}
+	for _, tt := range resps {
+		var a arena
+		m := &wirepb.GetResponse{}
+		encodeGetResponse(&a, m, tt.resp)
+		want, err := marshalFrame(nil, &wirepb.Envelope{Id: tt.id, Body: &wirepb.Envelope_GetResponse{GetResponse: m}}, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendGetResponseFrame(nil, tt.id, tt.resp); !bytes.Equal(got, want) {
+			t.Errorf("appendGetResponseFrame(%d) = %x, want %x", tt.id, got, want)
+		}
+		id, resp, ok := fastGetResponse(want[frameHeaderLen:])
+		if !ok || id != tt.id || !reflect.DeepEqual(resp, tt.resp) {
+			t.Errorf("fastGetResponse(encoded %d) = %d, %+v, %v, want %+v", tt.id, id, resp, ok, tt.resp)
+		}
+	}
+}
+
+func TestFastParsersDeferToGenericPath(t *testing.T) {
+	tests := []struct {
+		name string
+		env  *wirepb.Envelope
+	}{
+		{name: "error response", env: &wirepb.Envelope{Id: 1, ErrorCode: wirepb.Code_CODE_NOT_FOUND}},
+		{name: "no body", env: &wirepb.Envelope{Id: 1}},
+		{name: "no id", env: &wirepb.Envelope{Body: &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{}}}},
+		{name: "peek request", env: &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_PeekRequest{PeekRequest: &wirepb.PeekRequest{}}}},
+		{name: "write response", env: &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_WriteResponse{WriteResponse: &wirepb.WriteResponse{}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := protoBytes(t, tt.env)
+			if _, _, _, ok := fastGetRequest(b); ok {
+				t.Errorf("fastGetRequest(%v) ok, want deferral to the generic path", tt.env)
+			}
+			if _, _, ok := fastGetResponse(b); ok {
+				t.Errorf("fastGetResponse(%v) ok, want deferral to the generic path", tt.env)
+			}
+		})
+	}
+}

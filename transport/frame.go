@@ -1,0 +1,181 @@
+package transport
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
+)
+
+// DefaultMaxFrameBytes is the frame size limit used when a config leaves
+// MaxFrameBytes zero.
+const DefaultMaxFrameBytes = 64 << 20
+
+const (
+	frameHeaderLen = 4
+	prefaceLen     = 8
+
+	// eagerFrameBytes is the largest frame body read into a buffer allocated
+	// at once. A longer frame's buffer grows as its bytes arrive, so a peer
+	// that claims a large frame and sends nothing cannot make us allocate it.
+	eagerFrameBytes = 1 << 20
+	// keepFrameBytes is the largest read buffer kept between frames.
+	keepFrameBytes = 1 << 20
+)
+
+// prefaceMagic opens every connection, followed by the big-endian uint32
+// protocol version.
+var prefaceMagic = [4]byte{'M', 'S', 'H', 'C'}
+
+// appendPreface appends the connection preface for version to b.
+func appendPreface(b []byte, version uint32) []byte {
+	b = append(b, prefaceMagic[:]...)
+	return binary.BigEndian.AppendUint32(b, version)
+}
+
+// parsePreface returns the version in a preface; bytes without the magic
+// give ErrMalformed.
+func parsePreface(b []byte) (uint32, error) {
+	if len(b) != prefaceLen || [4]byte(b[:4]) != prefaceMagic {
+		return 0, fmt.Errorf("%w: bad connection preface %q", ErrMalformed, b)
+	}
+	return binary.BigEndian.Uint32(b[4:]), nil
+}
+
+// frameReader reads length-prefixed frames: a big-endian uint32 body length,
+// then the body. It is not safe for concurrent use; one goroutine per
+// connection owns it.
+type frameReader struct {
+	r   *bufio.Reader
+	max int
+	hdr [frameHeaderLen]byte
+	buf []byte
+}
+
+func newFrameReader(r io.Reader, size, maxFrame int) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(r, size), max: maxFrame}
+}
+
+// next returns the next frame's body, valid until the following call.
+//
+// It returns io.EOF when the input ends cleanly between frames, an error
+// wrapping ErrFrameTooLarge for a body over the limit (without reading it),
+// an error wrapping ErrMalformed for an empty body or input that ends inside
+// a frame, and any other read error as is. After an error the stream is out
+// of step: the caller must stop reading.
+func (fr *frameReader) next() ([]byte, error) {
+	if cap(fr.buf) > keepFrameBytes {
+		fr.buf = nil // a huge frame passed; do not pin its buffer
+	}
+	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("%w: truncated frame header: %w", ErrMalformed, err)
+		}
+		return nil, err
+	}
+	n := uint64(binary.BigEndian.Uint32(fr.hdr[:]))
+	if n > uint64(fr.max) {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: empty frame", ErrMalformed)
+	}
+	size := int(n)
+	if size <= cap(fr.buf) || size <= eagerFrameBytes {
+		if size > cap(fr.buf) {
+			fr.buf = make([]byte, size)
+		}
+		fr.buf = fr.buf[:size]
+		if _, err := io.ReadFull(fr.r, fr.buf); err != nil {
+			return nil, truncated(err)
+		}
+		return fr.buf, nil
+	}
+	// Large frame: grow with the data actually received.
+	fr.buf = fr.buf[:0]
+	for len(fr.buf) < size {
+		if len(fr.buf) == cap(fr.buf) {
+			fr.buf = slices.Grow(fr.buf, min(size-len(fr.buf), max(len(fr.buf), eagerFrameBytes)))
+		}
+		m, err := io.ReadFull(fr.r, fr.buf[len(fr.buf):min(cap(fr.buf), size)])
+		fr.buf = fr.buf[:len(fr.buf)+m]
+		if err != nil {
+			return nil, truncated(err)
+		}
+	}
+	return fr.buf, nil
+}
+
+func truncated(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: truncated frame: %w", ErrMalformed, io.ErrUnexpectedEOF)
+	}
+	return err
+}
+
+// marshalFrame encodes env as one frame (header and body) into buf, reusing
+// its capacity. A body over maxFrame gives ErrFrameTooLarge.
+func marshalFrame(buf []byte, env *wirepb.Envelope, maxFrame int) ([]byte, error) {
+	buf = append(buf[:0], 0, 0, 0, 0)
+	buf, err := proto.MarshalOptions{}.MarshalAppend(buf, env)
+	if err != nil {
+		return buf, fmt.Errorf("transport: marshal frame: %w", err)
+	}
+	n := len(buf) - frameHeaderLen
+	if n > maxFrame {
+		return buf, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxFrame)
+	}
+	binary.BigEndian.PutUint32(buf, uint32(n))
+	return buf, nil
+}
+
+// unmarshalEnvelope decodes a frame body into env (which it resets) and
+// checks the envelope's invariants: a valid protobuf message with a non-zero
+// id. Errors wrap ErrMalformed.
+func unmarshalEnvelope(b []byte, env *wirepb.Envelope) error {
+	if err := (proto.UnmarshalOptions{}).Unmarshal(b, env); err != nil {
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if env.Id == 0 {
+		return fmt.Errorf("%w: envelope without id", ErrMalformed)
+	}
+	return nil
+}
+
+// envelopeID returns the id field of an encoded envelope without decoding
+// the rest, checking only that the top level is well-formed protobuf. Errors
+// wrap ErrMalformed.
+func envelopeID(b []byte) (uint64, error) {
+	var id uint64
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return 0, fmt.Errorf("%w: %w", ErrMalformed, protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.VarintType {
+			v, m := protowire.ConsumeVarint(b)
+			if m < 0 {
+				return 0, fmt.Errorf("%w: %w", ErrMalformed, protowire.ParseError(m))
+			}
+			id, b = v, b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return 0, fmt.Errorf("%w: %w", ErrMalformed, protowire.ParseError(m))
+		}
+		b = b[m:]
+	}
+	if id == 0 {
+		return 0, fmt.Errorf("%w: envelope without id", ErrMalformed)
+	}
+	return id, nil
+}

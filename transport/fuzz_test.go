@@ -1,0 +1,239 @@
+package transport
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
+)
+
+var updateCorpus = flag.Bool("update-corpus", false, "rewrite the seed corpora in testdata/fuzz")
+
+// FuzzReadFrame feeds arbitrary bytes to the frame reader: it must never
+// panic, never return a frame over the limit or an empty one, and fail only
+// with io.EOF, ErrFrameTooLarge or ErrMalformed.
+func FuzzReadFrame(f *testing.F) {
+	for _, seed := range frameSeeds(f) {
+		f.Add(seed)
+	}
+	const limit = 1 << 16
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fr := newFrameReader(bytes.NewReader(data), 16, limit)
+		for range len(data) + 1 { // each frame consumes at least 5 bytes
+			body, err := fr.next()
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, ErrMalformed) {
+					t.Fatalf("next() error = %v, want EOF, ErrFrameTooLarge or ErrMalformed", err)
+				}
+				return
+			}
+			if len(body) == 0 || len(body) > limit {
+				t.Fatalf("next() returned %d bytes, want 1..%d", len(body), limit)
+			}
+			// Whatever a frame holds, decoding it must not panic.
+			var env wirepb.Envelope
+			_ = unmarshalEnvelope(body, &env)
+		}
+		t.Fatalf("reader returned more frames than the input can hold")
+	})
+}
+
+// FuzzDecodeEnvelope decodes arbitrary frame bodies the way both sides do:
+// errors must wrap ErrMalformed, the cheap id scan and the Get fast paths
+// must agree with the full decode, and a decoded envelope must convert
+// without panicking and survive a re-encode unchanged.
+func FuzzDecodeEnvelope(f *testing.F) {
+	for _, seed := range envelopeSeeds(f) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		reqID, reqTimeout, req, reqOK := fastGetRequest(data)
+		respID, resp, respOK := fastGetResponse(data)
+		var env wirepb.Envelope
+		if err := unmarshalEnvelope(data, &env); err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("unmarshalEnvelope error = %v, want ErrMalformed", err)
+			}
+			if reqOK || respOK {
+				t.Fatalf("fast path accepted input the generic decoder rejects (%v)", err)
+			}
+			return
+		}
+		if reqOK {
+			b, ok := env.Body.(*wirepb.Envelope_GetRequest)
+			if !ok || reqID != env.Id || int64(reqTimeout) != env.TimeoutNanos || decodeGetRequest(b.GetRequest) != req {
+				t.Fatalf("fastGetRequest = %d, %v, %+v; generic decode = %v", reqID, reqTimeout, req, &env)
+			}
+		}
+		if respOK {
+			b, ok := env.Body.(*wirepb.Envelope_GetResponse)
+			if !ok || respID != env.Id || env.ErrorCode != wirepb.Code_CODE_OK || !reflect.DeepEqual(decodeGetResponse(b.GetResponse), resp) {
+				t.Fatalf("fastGetResponse = %d, %+v; generic decode = %v", respID, resp, &env)
+			}
+		}
+		if id, err := envelopeID(data); err != nil || id != env.Id {
+			t.Fatalf("envelopeID = %d, %v, want %d", id, err, env.Id)
+		}
+		convertEnvelope(&env)
+		re, err := marshalFrame(nil, &env, 1<<30)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		var again wirepb.Envelope
+		if err := unmarshalEnvelope(re[frameHeaderLen:], &again); err != nil {
+			t.Fatalf("decode of re-encoded envelope: %v", err)
+		}
+		if !proto.Equal(&env, &again) {
+			t.Fatalf("re-encoded envelope differs:\n%v\n%v", &env, &again)
+		}
+	})
+}
+
+// convertEnvelope runs the conversions a server (requests) or client
+// (responses) applies to a decoded envelope.
+func convertEnvelope(env *wirepb.Envelope) {
+	_ = errorOf(env.ErrorCode, env.ErrorMessage)
+	switch b := env.Body.(type) {
+	case *wirepb.Envelope_GetRequest:
+		decodeGetRequest(b.GetRequest)
+	case *wirepb.Envelope_GetManyRequest:
+		decodeGetManyRequest(b.GetManyRequest)
+	case *wirepb.Envelope_PeekRequest:
+		decodePeekRequest(b.PeekRequest)
+	case *wirepb.Envelope_WriteRequest:
+		decodeWriteRequest(b.WriteRequest)
+	case *wirepb.Envelope_GetResponse:
+		decodeGetResponse(b.GetResponse)
+	case *wirepb.Envelope_GetManyResponse:
+		decodeGetManyResponse(b.GetManyResponse)
+	case *wirepb.Envelope_PeekResponse:
+		decodePeekResponse(b.PeekResponse)
+	case *wirepb.Envelope_WriteResponse:
+		decodeWriteResponse(b.WriteResponse)
+	}
+}
+
+// FuzzDecodeWrite decodes arbitrary gossip payloads: errors must wrap
+// ErrMalformed or ErrWrongProtocol, and a decoded write must encode and
+// decode back to itself.
+func FuzzDecodeWrite(f *testing.F) {
+	for _, seed := range writeSeeds(f) {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req, err := DecodeWrite(data)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrWrongProtocol) {
+				t.Fatalf("DecodeWrite error = %v, want ErrMalformed or ErrWrongProtocol", err)
+			}
+			return
+		}
+		b, err := EncodeWrite(req)
+		if err != nil {
+			t.Fatalf("EncodeWrite(%+v) error = %v", req, err)
+		}
+		again, err := DecodeWrite(b)
+		if err != nil || !reflect.DeepEqual(again, req) {
+			t.Fatalf("DecodeWrite(EncodeWrite(%+v)) = %+v, %v", req, again, err)
+		}
+	})
+}
+
+func seedEnvelopes() []*wirepb.Envelope {
+	tags := [][]byte{[]byte("org:acme"), []byte("\xff")}
+	return []*wirepb.Envelope{
+		{Id: 1, TimeoutNanos: int64(time.Second), Body: &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Group: []byte("users"), Key: []byte("42")}}},
+		{Id: 1, Body: &wirepb.Envelope_GetResponse{GetResponse: &wirepb.GetResponse{Value: bytes.Repeat([]byte("v"), 100), TtlNanos: int64(time.Minute), AgeNanos: 5, Tags: tags}}},
+		{Id: 2, ErrorCode: wirepb.Code_CODE_NOT_FOUND, ErrorMessage: []byte("transport: not found")},
+		{Id: 3, Body: &wirepb.Envelope_GetManyRequest{GetManyRequest: &wirepb.GetManyRequest{Group: []byte("g"), Keys: [][]byte{[]byte("a"), []byte("b")}}}},
+		{Id: 3, Body: &wirepb.Envelope_GetManyResponse{GetManyResponse: &wirepb.GetManyResponse{Results: []*wirepb.KeyResult{
+			{Key: []byte("a"), Value: []byte("va"), Tags: tags},
+			{Key: []byte("b"), ErrorCode: wirepb.Code_CODE_LOADER, ErrorMessage: []byte("db down")},
+		}}}},
+		{Id: 4, Body: &wirepb.Envelope_PeekRequest{PeekRequest: &wirepb.PeekRequest{Group: []byte("g"), Key: []byte("k")}}},
+		{Id: 4, Body: &wirepb.Envelope_PeekResponse{PeekResponse: &wirepb.PeekResponse{Found: true, Value: []byte("v")}}},
+		{Id: 5, TimeoutNanos: 1, Body: &wirepb.Envelope_WriteRequest{WriteRequest: &wirepb.WriteRequest{
+			Group: []byte("g"), Op: wirepb.Op_OP_SET, Phase: wirepb.Phase_PHASE_SERVING,
+			Items: []*wirepb.SetItem{{Key: []byte("k"), Value: []byte("v"), TtlNanos: 9, Tags: tags}}, Origin: []byte("node-1"), Id: 99,
+		}}},
+		{Id: 5, Body: &wirepb.Envelope_WriteResponse{WriteResponse: &wirepb.WriteResponse{Applied: 3}}},
+	}
+}
+
+func envelopeSeeds(tb testing.TB) [][]byte {
+	var seeds [][]byte
+	for _, env := range seedEnvelopes() {
+		seeds = append(seeds, protoBytes(tb, env))
+	}
+	return append(seeds, nil, []byte{0x08, 0x00}, []byte{0x5a, 0x02, 0xff, 0xff})
+}
+
+func frameSeeds(tb testing.TB) [][]byte {
+	var all []byte
+	var seeds [][]byte
+	for _, body := range envelopeSeeds(tb)[:len(seedEnvelopes())] {
+		frame := append(header(uint32(len(body))), body...)
+		seeds = append(seeds, frame)
+		all = append(all, frame...)
+	}
+	return append(seeds, all, header(1<<30), header(0), []byte{0, 0, 0}, append(header(10), "abc"...))
+}
+
+func writeSeeds(tb testing.TB) [][]byte {
+	var seeds [][]byte
+	for _, req := range []WriteRequest{
+		{Group: "g", Op: OpInvalidate, Phase: PhaseServing, Keys: []string{"a", "b"}, Origin: "n1", ID: 7},
+		{Group: "g", Op: OpInvalidateTags, Phase: PhaseCopies, Tags: []string{"org:acme"}},
+		{Group: "g", Op: OpSet, Items: []SetItem{{Key: "k", Value: []byte("v"), TTL: time.Minute, Tags: []string{"t"}}}},
+		{Group: "g", Op: OpExpire, Keys: []string{"k"}, TTL: time.Second},
+		{Group: "g", Op: OpClear},
+	} {
+		b, err := EncodeWrite(req)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		seeds = append(seeds, b)
+	}
+	return append(seeds, nil, []byte("mw\x02"), []byte("mw\x01\xff"))
+}
+
+// TestSeedCorpus checks that testdata/fuzz holds a seed file for every seed
+// (so plain `go test` runs them), and rewrites the files with
+// -update-corpus after a wire change.
+func TestSeedCorpus(t *testing.T) {
+	for name, seeds := range map[string][][]byte{
+		"FuzzReadFrame":      frameSeeds(t),
+		"FuzzDecodeEnvelope": envelopeSeeds(t),
+		"FuzzDecodeWrite":    writeSeeds(t),
+	} {
+		dir := filepath.Join("testdata", "fuzz", name)
+		for i, seed := range seeds {
+			path := filepath.Join(dir, fmt.Sprintf("seed-%02d", i))
+			content := "go test fuzz v1\n[]byte(" + strconv.Quote(string(seed)) + ")\n"
+			if *updateCorpus {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			got, err := os.ReadFile(path)
+			if err != nil || string(got) != content {
+				t.Errorf("%s is missing or stale (err %v); run go test -run TestSeedCorpus -update-corpus", path, err)
+			}
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package transport
+
+import (
+	"context"
+	"strconv"
+	"time"
+)
+
+// ProtocolVersion is the version of the wire protocol. It is sent in the
+// connection preface and in every gossip payload; peers with another version
+// refuse each other with [ErrWrongProtocol].
+const ProtocolVersion = 1
+
+// Handler answers peer requests. The root package implements it; a [Server]
+// calls it.
+//
+// The Server calls each method in its own goroutine, concurrently with any
+// other call, so implementations must be safe for concurrent use. ctx carries
+// the request's deadline (the client's remaining time, or
+// ServerConfig.DefaultTimeout when the client set none) and is cancelled when
+// the connection dies or the Server closes.
+//
+// A returned error that wraps one of the wire sentinels ([ErrNotFound],
+// [ErrLoader], [ErrOverloaded], [ErrWrongProtocol], [ErrUnknownGroup],
+// [ErrBadRequest]) reaches the client as that sentinel; any other error
+// reaches it as [ErrLoader] (see the error block). A handler that panics
+// gets its panic logged and the client an [ErrLoader]. Handlers may keep
+// the request's slices; the transport does not reuse them. The transport
+// does not modify the slices of a returned response.
+type Handler interface {
+	Get(ctx context.Context, req GetRequest) (GetResponse, error)
+	GetMany(ctx context.Context, req GetManyRequest) (GetManyResponse, error)
+	Peek(ctx context.Context, req PeekRequest) (PeekResponse, error)
+	Write(ctx context.Context, req WriteRequest) (WriteResponse, error)
+}
+
+// GetRequest asks the owner of Key in Group for its value, loading it if
+// needed.
+type GetRequest struct {
+	Group, Key string
+}
+
+// Value is a cached value as it crosses the wire.
+type Value struct {
+	// Value is the cached bytes. An empty value arrives as nil.
+	Value []byte
+	// TTL is the remaining lifetime at the sender: a duration, never an
+	// absolute time, because clocks differ.
+	TTL time.Duration
+	// Age is how long ago the value was loaded.
+	Age time.Duration
+	// Tags are the value's invalidation tags.
+	Tags []string
+}
+
+// GetResponse answers a [GetRequest]. A missing key is reported by the
+// Handler as an error wrapping [ErrNotFound], not by an empty response.
+type GetResponse struct {
+	Value
+}
+
+// GetManyRequest asks the owner of Keys in Group for their values.
+type GetManyRequest struct {
+	Group string
+	Keys  []string
+}
+
+// KeyResult is one key's outcome in a [GetManyResponse].
+type KeyResult struct {
+	Key string
+	Value
+	// Err is nil, or wraps one of the wire sentinels (for example
+	// [ErrNotFound]); on the client it is rebuilt like a request error.
+	Err error
+}
+
+// GetManyResponse answers a [GetManyRequest], one result per key.
+type GetManyResponse struct {
+	Results []KeyResult
+}
+
+// PeekRequest asks a previous owner for a key during hand-off: the peer
+// answers from its main cache only and never loads.
+type PeekRequest struct {
+	Group, Key string
+}
+
+// PeekResponse answers a [PeekRequest]. Found is false when the peer's main
+// cache does not hold the key.
+type PeekResponse struct {
+	Found bool
+	Value
+}
+
+// Op is the kind of a [WriteRequest].
+type Op uint8
+
+// Write operations. The zero Op is invalid.
+const (
+	OpInvalidate     Op = 1 + iota // drop Keys
+	OpInvalidateTags               // bump the generations of Tags
+	OpClear                        // drop every entry of Group
+	OpSet                          // store Items
+	OpSetIfAbsent                  // store Items whose keys are absent
+	OpExpire                       // set the remaining TTL of Keys to TTL
+)
+
+// String returns the Op's name, or "Op(n)" for an unknown value.
+func (o Op) String() string {
+	switch o {
+	case OpInvalidate:
+		return "invalidate"
+	case OpInvalidateTags:
+		return "invalidate-tags"
+	case OpClear:
+		return "clear"
+	case OpSet:
+		return "set"
+	case OpSetIfAbsent:
+		return "set-if-absent"
+	case OpExpire:
+		return "expire"
+	}
+	return "Op(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Valid reports whether o is one of the defined operations.
+func (o Op) Valid() bool { return o >= OpInvalidate && o <= OpExpire }
+
+// Phase is the phase of a two-phase write (see DESIGN.md, "The write and
+// invalidation path").
+type Phase uint8
+
+// Write phases. The zero Phase is "unspecified": the transport carries it
+// unchanged and leaves its meaning to the Handler (a gossip replay, for
+// example, may apply both phases).
+const (
+	// PhaseServing: apply to main caches and fence loads.
+	PhaseServing Phase = 1
+	// PhaseCopies: drop hot copies and fence fetches.
+	PhaseCopies Phase = 2
+)
+
+// String returns the Phase's name, or "Phase(n)" for an unknown value.
+func (p Phase) String() string {
+	switch p {
+	case 0:
+		return "unspecified"
+	case PhaseServing:
+		return "serving"
+	case PhaseCopies:
+		return "copies"
+	}
+	return "Phase(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Valid reports whether p is the zero Phase or one of the defined phases.
+func (p Phase) Valid() bool { return p <= PhaseCopies }
+
+// SetItem is one value to store in an [OpSet] or [OpSetIfAbsent] write.
+type SetItem struct {
+	Key   string
+	Value []byte
+	TTL   time.Duration
+	Tags  []string
+}
+
+// WriteRequest is a write or invalidation. Which fields matter depends on Op:
+// Keys for OpInvalidate and OpExpire (with TTL), Tags for OpInvalidateTags,
+// Items for OpSet and OpSetIfAbsent, none for OpClear. It is also the gossip
+// payload of a write (see [EncodeWrite]).
+type WriteRequest struct {
+	Group string
+	Op    Op
+	Phase Phase
+	Keys  []string
+	Tags  []string
+	Items []SetItem
+	// TTL is the new remaining lifetime for OpExpire.
+	TTL time.Duration
+	// Origin is the name of the node that issued the write.
+	Origin string
+	// ID identifies the write so that a gossip replay can be de-duplicated.
+	ID uint64
+}
+
+// WriteResponse answers a [WriteRequest].
+type WriteResponse struct {
+	// Applied counts what the write touched, for example how many keys
+	// existed or were stored.
+	Applied int
+}

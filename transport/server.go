@@ -1,0 +1,518 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
+)
+
+const (
+	// DefaultMaxConcurrent is the per-server request limit used when
+	// ServerConfig.MaxConcurrent is zero.
+	DefaultMaxConcurrent = 1024
+	// DefaultRequestTimeout is the deadline given to requests that carry
+	// none, when ServerConfig.DefaultTimeout is zero.
+	DefaultRequestTimeout = 30 * time.Second
+
+	// handshakeTimeout bounds the TLS handshake and the preface exchange.
+	handshakeTimeout = 10 * time.Second
+)
+
+// ServerConfig configures a [Server]. The zero value of each field selects
+// the documented default. NewServer copies the config and never modifies
+// the caller's.
+type ServerConfig struct {
+	// Addr is the host:port to listen on; port 0 picks a free port (see
+	// [Server.Addr]).
+	Addr string
+	// TLS, if set, makes the server speak TLS and require a client
+	// certificate verified against TLS.ClientCAs (mutual TLS). The config is
+	// cloned and its ClientAuth set to tls.RequireAndVerifyClientCert; if
+	// ClientCAs is nil, RootCAs is used in its place, so one cluster config
+	// can serve both sides.
+	TLS *tls.Config
+	// MaxFrameBytes limits the size of a frame body, in both directions.
+	// A connection that announces a larger incoming frame is closed (with an
+	// error log) without the frame being read into memory; a response over
+	// the limit is replaced by an error (the client sees ErrLoader saying
+	// "frame too large"). If zero, DefaultMaxFrameBytes (64 MiB). Use the
+	// same limit on every node.
+	MaxFrameBytes int
+	// MaxConcurrent limits the requests the server handles at once, over
+	// all connections; requests over it are answered at once with
+	// ErrOverloaded. If zero, DefaultMaxConcurrent (1024).
+	MaxConcurrent int
+	// DefaultTimeout is the deadline of requests that carry none. If zero,
+	// DefaultRequestTimeout (30s).
+	DefaultTimeout time.Duration
+	// WriteTimeout bounds each write of a response, so that a client that
+	// stops reading cannot block others. If zero, DefaultWriteTimeout (10s).
+	WriteTimeout time.Duration
+	// Logger receives connection errors. If nil, slog.Default().
+	Logger *slog.Logger
+}
+
+// Server accepts peer connections and answers their requests with a
+// [Handler]. Create it with [NewServer]; stop it with [Server.Close]. Its
+// methods are safe for concurrent use.
+type Server struct {
+	h         Handler
+	log       *slog.Logger
+	ln        net.Listener
+	addr      string // ln.Addr().String(), computed once
+	maxFrame  int
+	maxActive int64
+	timeout   time.Duration
+	wtimeout  time.Duration
+
+	cancel context.CancelFunc // cancels every connection's and request's context
+	wg     sync.WaitGroup     // accept loop, connection readers, handlers
+	active atomic.Int64       // requests being handled, for maxActive
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu     sync.Mutex // guards conns, closed
+	conns  map[net.Conn]struct{}
+	closed bool
+}
+
+// NewServer listens on cfg.Addr and starts serving h in goroutines owned by
+// the returned Server, until [Server.Close]. A nil h or a negative limit
+// fails with an error wrapping ErrBadRequest; a listen failure is returned
+// wrapped.
+func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: nil handler", ErrBadRequest)
+	}
+	if cfg.MaxFrameBytes < 0 || cfg.MaxConcurrent < 0 || cfg.DefaultTimeout < 0 || cfg.WriteTimeout < 0 {
+		return nil, fmt.Errorf("%w: negative server limit", ErrBadRequest)
+	}
+	s := &Server{
+		h:         h,
+		log:       cfg.Logger,
+		maxFrame:  cmp0(cfg.MaxFrameBytes, DefaultMaxFrameBytes),
+		maxActive: int64(cmp0(cfg.MaxConcurrent, DefaultMaxConcurrent)),
+		timeout:   cmp0(cfg.DefaultTimeout, DefaultRequestTimeout),
+		wtimeout:  cmp0(cfg.WriteTimeout, DefaultWriteTimeout),
+		conns:     make(map[net.Conn]struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("transport: listen on %q: %w", cfg.Addr, err)
+	}
+	if cfg.TLS != nil {
+		tc := cfg.TLS.Clone()
+		tc.ClientAuth = tls.RequireAndVerifyClientCert
+		if tc.ClientCAs == nil {
+			tc.ClientCAs = tc.RootCAs
+		}
+		ln = tls.NewListener(ln, tc)
+	}
+	s.ln = ln
+	s.addr = ln.Addr().String()
+	s.log = s.log.With("component", "transport.server", "addr", s.addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Go(func() { s.acceptLoop(ctx) })
+	return s, nil
+}
+
+// cmp0 returns v, or def if v is zero.
+func cmp0[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Addr returns the address the server listens on, with the port it bound.
+func (s *Server) Addr() string { return s.addr }
+
+// Close stops the server: it closes the listener and every connection,
+// cancels the context of every running handler, and waits until every
+// goroutine of the server, handlers included, has returned. Requests in
+// flight fail on their clients with ErrUnavailable. Close is idempotent;
+// it returns the listener's close error, if any.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		conns := make([]net.Conn, 0, len(s.conns))
+		for nc := range s.conns {
+			conns = append(conns, nc)
+		}
+		s.mu.Unlock()
+		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.closeErr = fmt.Errorf("transport: close listener: %w", err)
+		}
+		s.cancel()
+		for _, nc := range conns {
+			nc.Close()
+		}
+		s.wg.Wait()
+	})
+	return s.closeErr
+}
+
+func (s *Server) acceptLoop(ctx context.Context) {
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary trouble such as running out of file descriptors:
+			// retry with a bounded backoff.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Error("transport: accept failed", "err", err, "retry_in", backoff)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			continue
+		}
+		backoff = 0
+		if !s.track(nc) {
+			nc.Close()
+			return
+		}
+		s.wg.Go(func() {
+			defer s.untrack(nc)
+			s.serveConn(ctx, nc)
+		})
+	}
+}
+
+// track records nc so that Close can close it; false if the server closed.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[nc] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(nc net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, nc)
+	s.mu.Unlock()
+}
+
+// serveConn runs the connection's reader: the handshake, then one frame at
+// a time, each request dispatched to its own goroutine. It returns when the
+// connection fails, the peer misbehaves, or the server closes; its requests'
+// contexts are then cancelled.
+func (s *Server) serveConn(ctx context.Context, nc net.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer nc.Close()
+	log := s.log.With("peer", nc.RemoteAddr().String())
+
+	if err := s.handshake(ctx, nc); err != nil {
+		if isClosedConn(err) && ctx.Err() != nil {
+			return
+		}
+		log.Warn("transport: connection refused", "err", err)
+		return
+	}
+
+	w := newConnWriter(nc, s.wtimeout)
+	fr := newFrameReader(nc, readBufferBytes, s.maxFrame)
+	var env wirepb.Envelope // reused: requests are converted before dispatch
+	for {
+		body, err := fr.next()
+		if err == nil {
+			err = s.dispatch(ctx, w, body, &env)
+		}
+		if err != nil {
+			switch {
+			case ctx.Err() != nil || isClosedConn(err):
+				log.Debug("transport: connection closed", "err", err)
+			default:
+				log.Error("transport: closing connection", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// handshake runs the TLS handshake (if any) and the preface exchange. The
+// server always answers with its own preface, so that a client of another
+// version learns why it is refused.
+func (s *Server) handshake(ctx context.Context, nc net.Conn) error {
+	deadline := time.Now().Add(handshakeTimeout)
+	if err := nc.SetDeadline(deadline); err != nil {
+		return err
+	}
+	if tc, ok := nc.(*tls.Conn); ok {
+		hctx, cancel := context.WithDeadline(ctx, deadline)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("transport: tls handshake: %w", err)
+		}
+	}
+	var p [prefaceLen]byte
+	if _, err := io.ReadFull(nc, p[:]); err != nil {
+		return fmt.Errorf("transport: read preface: %w", err)
+	}
+	version, err := parsePreface(p[:])
+	if err != nil {
+		return err
+	}
+	if _, err := nc.Write(appendPreface(p[:0], ProtocolVersion)); err != nil {
+		return fmt.Errorf("transport: write preface: %w", err)
+	}
+	if version != ProtocolVersion {
+		return fmt.Errorf("%w: client speaks %d, server %d", ErrWrongProtocol, version, ProtocolVersion)
+	}
+	return nc.SetDeadline(time.Time{})
+}
+
+// serverRequest is one decoded request on its way to a handler goroutine.
+type serverRequest struct {
+	id      uint64
+	timeout time.Duration
+	kind    int
+	get     GetRequest
+	getMany GetManyRequest
+	peek    PeekRequest
+	write   WriteRequest
+}
+
+const (
+	kindGet = iota + 1
+	kindGetMany
+	kindPeek
+	kindWrite
+)
+
+var serverRequestPool = sync.Pool{New: func() any { return new(serverRequest) }}
+
+// dispatch decodes one request frame and starts its handler. It returns an
+// error only for input that must close the connection; a well-formed but
+// unacceptable request is answered with an error code instead.
+func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *wirepb.Envelope) error {
+	r := serverRequestPool.Get().(*serverRequest)
+	var err error
+	if id, timeout, req, ok := fastGetRequest(body); ok {
+		*r = serverRequest{id: id, timeout: timeout, kind: kindGet, get: req}
+	} else {
+		if err := unmarshalEnvelope(body, env); err != nil {
+			r.release()
+			return err
+		}
+		*r = serverRequest{id: env.Id, timeout: time.Duration(env.TimeoutNanos)}
+		switch b := env.Body.(type) {
+		case *wirepb.Envelope_GetRequest:
+			r.kind, r.get = kindGet, decodeGetRequest(b.GetRequest)
+		case *wirepb.Envelope_GetManyRequest:
+			r.kind, r.getMany = kindGetMany, decodeGetManyRequest(b.GetManyRequest)
+		case *wirepb.Envelope_PeekRequest:
+			r.kind, r.peek = kindPeek, decodePeekRequest(b.PeekRequest)
+		case *wirepb.Envelope_WriteRequest:
+			r.kind = kindWrite
+			r.write, err = decodeWriteRequest(b.WriteRequest)
+		default:
+			err = fmt.Errorf("%w: envelope body %T is not a request", ErrBadRequest, env.Body)
+		}
+		proto.Reset(env) // drop references to the request's data
+	}
+	if r.timeout <= 0 {
+		r.timeout = s.timeout
+	}
+	if err == nil && s.active.Add(1) > s.maxActive {
+		s.active.Add(-1)
+		err = fmt.Errorf("%w: %d requests running", ErrOverloaded, s.maxActive)
+	}
+	if err != nil {
+		id := r.id
+		r.release()
+		return s.reply(w, id, nil, err)
+	}
+	// A go statement rather than wg.Go: it saves the two closure allocations
+	// per request on the hottest path. handle calls s.wg.Done.
+	s.wg.Add(1)
+	go s.handle(ctx, w, r)
+	return nil
+}
+
+func (r *serverRequest) release() {
+	*r = serverRequest{}
+	serverRequestPool.Put(r)
+}
+
+// serverResponse is a pooled response envelope with a slot for every body
+// kind, so that building a response allocates nothing.
+type serverResponse struct {
+	fastGet bool        // the response is getResp, encoded by the Get fast path
+	getResp GetResponse // with fastGet
+
+	env     wirepb.Envelope // the response, unless fastGet
+	many    wirepb.Envelope_GetManyResponse
+	manyMsg wirepb.GetManyResponse
+	peek    wirepb.Envelope_PeekResponse
+	peekMsg wirepb.PeekResponse
+	write   wirepb.Envelope_WriteResponse
+	wrMsg   wirepb.WriteResponse
+	a       arena
+	buf     []byte
+}
+
+var serverResponsePool = sync.Pool{New: func() any {
+	r := new(serverResponse)
+	r.many.GetManyResponse = &r.manyMsg
+	r.peek.PeekResponse = &r.peekMsg
+	r.write.WriteResponse = &r.wrMsg
+	return r
+}}
+
+// handle runs one request's handler and writes its response.
+func (s *Server) handle(ctx context.Context, w *connWriter, r *serverRequest) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	out := serverResponsePool.Get().(*serverResponse)
+	err := s.call(ctx, r, out)
+	cancel()
+	s.active.Add(-1) // the slot is free once the handler returned
+	id := r.id
+	r.release()
+	if err != nil {
+		out.env.Body = nil
+	}
+	if werr := s.reply(w, id, out, err); werr != nil {
+		s.log.Debug("transport: write response", "err", werr)
+	}
+}
+
+// call runs the handler for r and encodes a successful response into out.
+// A panicking handler is logged and reported as an internal error.
+func (s *Server) call(ctx context.Context, r *serverRequest, out *serverResponse) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("transport: handler panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("transport: handler panicked: %v", p)
+		}
+	}()
+	out.a.reset()
+	switch r.kind {
+	case kindGet:
+		resp, err := s.h.Get(ctx, r.get)
+		if err != nil {
+			return err
+		}
+		out.fastGet, out.getResp = true, resp
+	case kindGetMany:
+		resp, err := s.h.GetMany(ctx, r.getMany)
+		if err != nil {
+			return err
+		}
+		encodeGetManyResponse(&out.a, &out.manyMsg, resp)
+		out.env.Body = &out.many
+	case kindPeek:
+		resp, err := s.h.Peek(ctx, r.peek)
+		if err != nil {
+			return err
+		}
+		encodePeekResponse(&out.a, &out.peekMsg, resp)
+		out.env.Body = &out.peek
+	case kindWrite:
+		resp, err := s.h.Write(ctx, r.write)
+		if err != nil {
+			return err
+		}
+		encodeWriteResponse(&out.wrMsg, resp)
+		out.env.Body = &out.write
+	}
+	return nil
+}
+
+// reply writes the response for request id: out's body if herr is nil,
+// else herr's code and text. out may be nil for an error reply; reply
+// recycles it. A response too large to send is replaced by an error. A
+// write failure closes the connection and is returned.
+func (s *Server) reply(w *connWriter, id uint64, out *serverResponse, herr error) error {
+	if out == nil {
+		out = serverResponsePool.Get().(*serverResponse)
+		out.a.reset()
+		out.env.Body = nil
+	}
+	defer out.release()
+	out.env.Id = id
+	setError(&out.env, &out.a, herr)
+	var (
+		frame []byte
+		err   error
+	)
+	if out.fastGet && herr == nil {
+		frame = appendGetResponseFrame(out.buf, id, out.getResp)
+		if n := len(frame) - frameHeaderLen; n > s.maxFrame {
+			err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, s.maxFrame)
+		}
+	} else {
+		frame, err = marshalFrame(out.buf, &out.env, s.maxFrame)
+	}
+	out.buf = frame
+	if err != nil {
+		s.log.Error("transport: cannot send response", "id", id, "err", err)
+		out.env.Body = nil
+		setError(&out.env, &out.a, err)
+		if frame, err = marshalFrame(out.buf, &out.env, s.maxFrame); err != nil {
+			return err // cannot happen: an error envelope is tiny
+		}
+		out.buf = frame
+	}
+	if err := w.write(frame); err != nil {
+		w.nc.Close() // the reader then ends and cancels the connection's requests
+		return err
+	}
+	return nil
+}
+
+// setError sets env's error fields from err (clearing them if err is nil).
+func setError(env *wirepb.Envelope, a *arena, err error) {
+	env.ErrorCode = codeOf(err)
+	env.ErrorMessage = nil
+	if err != nil {
+		env.ErrorMessage = a.str(err.Error())
+	}
+}
+
+func (r *serverResponse) release() {
+	// Drop references to handler data so the pool does not pin it.
+	r.fastGet, r.getResp = false, GetResponse{}
+	r.manyMsg.Results = nil
+	r.peekMsg.Value, r.peekMsg.Tags = nil, nil
+	r.env.Body = nil
+	r.a.reset()
+	if cap(r.buf) > keepFrameBytes {
+		r.buf = nil
+	}
+	if cap(r.a.b) > keepFrameBytes {
+		r.a = arena{}
+	}
+	serverResponsePool.Put(r)
+}
