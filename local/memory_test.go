@@ -1,0 +1,95 @@
+package local
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+func TestGetDoesNotAllocate(t *testing.T) {
+	s := newTestStore(t, Config{})
+	s.Add(Main, "plain", make([]byte, 1024), nil, 0, false, 0)
+	s.Add(Main, "rich", make([]byte, 1024), []string{"a", "b"}, time.Hour, true, 0)
+	s.InvalidateTags(Main, "c")
+	for _, key := range []string{"plain", "rich", "missing"} {
+		allocs := testing.AllocsPerRun(100, func() {
+			s.Get(Main, key)
+		})
+		if allocs != 0 {
+			t.Errorf("Get(Main, %q) allocates %v times, want 0", key, allocs)
+		}
+	}
+}
+
+func TestMemoryPerEntry(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("allocates about 60 MB; skipped in -short and -race runs")
+	}
+	const n = 250_000
+	per := heapPerEntry(makeBenchKeys(n), 100)
+	t.Logf("heap per entry beyond key and value: %.1f bytes (%d entries)", per, n)
+	if per >= 150 {
+		t.Errorf("heap per entry = %.1f bytes, want < 150", per)
+	}
+}
+
+func TestItemSize(t *testing.T) {
+	// 32 bytes keep simplelru's list element in the 96-byte size class.
+	if got := unsafe.Sizeof(item{}); got != 32 {
+		t.Errorf("unsafe.Sizeof(item{}) = %d, want 32", got)
+	}
+}
+
+func TestItemPacking(t *testing.T) {
+	long := strings.Repeat("k", 300)
+	tests := []struct {
+		key      string
+		value    []byte
+		tags     []string
+		negative bool
+	}{
+		{"", nil, nil, false},
+		{"", []byte{}, nil, true},
+		{"k", nil, []string{"t"}, true},
+		{long, []byte(long + long), nil, false},
+		{"k", make([]byte, 20000), []string{"a", "b"}, false},
+	}
+	for _, tc := range tests {
+		it := newItem(tc.key, tc.value, tc.tags, tc.negative, 1<<62, -5, 9)
+		if it.key() != tc.key || !bytes.Equal(it.value(), tc.value) || (it.value() == nil) != (tc.value == nil) {
+			t.Errorf("newItem(%.10q, %d bytes): key %.10q, value %d bytes (nil %v)", tc.key, len(tc.value), it.key(), len(it.value()), it.value() == nil)
+		}
+		if !slices.Equal(it.tagList(), tc.tags) || it.negative() != tc.negative {
+			t.Errorf("newItem(%.10q): tags %q negative %v, want %q %v", tc.key, it.tagList(), it.negative(), tc.tags, tc.negative)
+		}
+		if it.seq() != 1<<62 || it.filled != -5 || it.expires != 9 {
+			t.Errorf("newItem(%.10q): seq, filled, expires = %d, %d, %d", tc.key, it.seq(), it.filled, it.expires)
+		}
+		if got, want := it.cost(), entryCost(tc.key, tc.value, tc.tags); got != want {
+			t.Errorf("newItem(%.10q).cost() = %d, want %d", tc.key, got, want)
+		}
+	}
+}
+
+func TestHotDisabled(t *testing.T) {
+	s := newTestStore(t, Config{HotBytes: -1})
+	s.Add(Main, "k", []byte("v"), []string{"t"}, 0, false, 0)
+	if _, n := s.Invalidate(Hot, "k"); n != 0 {
+		t.Errorf("Invalidate(Hot) with Hot disabled removed %d, want 0", n)
+	}
+	s.InvalidateTags(Both, "x")
+	s.Clear(Hot)
+	if s.Remove(Hot, "k") || s.Expire(Hot, "k", time.Second) {
+		t.Errorf("Remove or Expire on a disabled Hot reported an entry")
+	}
+	s.Sweep()
+	if _, ok := s.Get(Main, "k"); !ok {
+		t.Errorf("Main entry gone after operations on a disabled Hot")
+	}
+	if st := s.Stats(); st.HotItems != 0 || st.Items != 1 {
+		t.Errorf("Stats() = %+v, want Items 1, HotItems 0", st)
+	}
+}

@@ -1,0 +1,7 @@
+//go:build race
+
+package local
+
+// raceEnabled is true when the race detector is on: memory measurements
+// are slow and skewed then.
+const raceEnabled = true

@@ -1,0 +1,343 @@
+package local
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Config configures a [Store]. The zero value is usable.
+type Config struct {
+	// MainBytes is the byte bound of Main. If zero (or negative), 64 MiB.
+	MainBytes int64
+	// HotBytes is the byte bound of Hot. If zero, MainBytes/8. If negative,
+	// Hot is disabled: Add to Hot returns false and Get from Hot misses.
+	HotBytes int64
+	// TombstoneTTL is how long key tombstones (and, see [Store.Sweep], tag
+	// generations) are kept. If zero (or negative), 2 minutes. It must
+	// outlive the longest load or fetch: a load that started before an
+	// invalidation and finishes more than TombstoneTTL later may store its
+	// stale result.
+	TombstoneTTL time.Duration
+	// SweepInterval is the period of the background sweep of expired and
+	// stale entries, old tombstones and old tag generations. If zero, 30
+	// seconds. If negative, no sweeper goroutine runs; expired entries are
+	// then only dropped when read or evicted, and tag generations only by
+	// [Store.Sweep].
+	SweepInterval time.Duration
+	// Now is the clock. If nil, time.Now. The store measures time as the
+	// difference from its value at New, so with time.Now it uses the
+	// monotonic clock and wall clock jumps do not affect TTLs.
+	Now func() time.Time
+}
+
+// Default configuration values.
+const (
+	DefaultMainBytes     = 64 << 20
+	DefaultTombstoneTTL  = 2 * time.Minute
+	DefaultSweepInterval = 30 * time.Second
+)
+
+// Store is one node's storage for one group: a [Main] and a [Hot] cache.
+// All methods are safe for concurrent use. A Store must not be copied.
+// After [Store.Close] it keeps working, without the sweeper.
+type Store struct {
+	seq     atomic.Uint64 // fence sequence; advanced by invalidations
+	main    *tier
+	hot     *tier // nil when Hot is disabled
+	now     func() time.Time
+	epoch   time.Time // now() at New; the store clock counts nanoseconds from it
+	tombTTL int64     // nanoseconds
+
+	// hookAdd, if set (by tests, before use), runs inside Add between the
+	// lock-free fence checks and taking the shard lock.
+	hookAdd func()
+
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close
+	wg        sync.WaitGroup
+}
+
+// New returns a store for cfg, filling in defaults. It starts the sweeper
+// goroutine unless cfg.SweepInterval is negative; [Store.Close] stops it.
+func New(cfg Config) *Store {
+	return newStore(cfg, 0)
+}
+
+// newStore is New with a fixed number of shards per tier (a power of two;
+// 0: by bound, see shardCount).
+func newStore(cfg Config, shards int) *Store {
+	if cfg.MainBytes <= 0 {
+		cfg.MainBytes = DefaultMainBytes
+	}
+	if cfg.HotBytes == 0 {
+		cfg.HotBytes = cfg.MainBytes / 8
+	}
+	if cfg.TombstoneTTL <= 0 {
+		cfg.TombstoneTTL = DefaultTombstoneTTL
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	nshards := func(bound int64) int {
+		if shards > 0 {
+			return shards
+		}
+		return shardCount(bound)
+	}
+	s := &Store{
+		main:    newTier(cfg.MainBytes, nshards(cfg.MainBytes)),
+		now:     cfg.Now,
+		epoch:   cfg.Now(),
+		tombTTL: int64(cfg.TombstoneTTL),
+		done:    make(chan struct{}),
+	}
+	if cfg.HotBytes > 0 {
+		s.hot = newTier(cfg.HotBytes, nshards(cfg.HotBytes))
+	}
+	if cfg.SweepInterval > 0 {
+		s.wg.Go(func() { s.sweepLoop(cfg.SweepInterval) })
+	}
+	return s
+}
+
+// Close stops the sweeper and waits for it. It is idempotent. The store
+// stays usable.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() { close(s.done) })
+	s.wg.Wait()
+}
+
+// nanos returns the store clock: nanoseconds since New.
+func (s *Store) nanos() int64 { return int64(s.now().Sub(s.epoch)) }
+
+// timeAt converts a store-clock reading back to a time.
+func (s *Store) timeAt(n int64) time.Time { return s.epoch.Add(time.Duration(n)) }
+
+// tier returns the cache t selects, or nil unless t is exactly Main or Hot
+// (and, for Hot, Hot is enabled).
+func (s *Store) tier(t Tier) *tier {
+	switch t {
+	case Main:
+		return s.main
+	case Hot:
+		return s.hot
+	}
+	return nil
+}
+
+// Seq returns the current fence sequence. A load or fetch calls Seq before
+// it starts and passes the result to [Store.Add] as since.
+func (s *Store) Seq() uint64 { return s.seq.Load() }
+
+// Get returns the live entry for key in tier t (exactly one of Main or Hot;
+// otherwise it reports absent). An expired entry (counted in Expirations),
+// or one made stale by a tag generation or a Clear newer than its Seq, is
+// removed and reported as absent. Get marks the entry recently used. It does
+// not allocate. The returned Value and Tags are shared with the store and
+// must not be modified.
+func (s *Store) Get(t Tier, key string) (Entry, bool) {
+	tr := s.tier(t)
+	if tr == nil {
+		return Entry{}, false
+	}
+	h := xxhash.Sum64String(key)
+	sh := tr.shard(h)
+	sh.mu.Lock()
+	it, ok := sh.lru.Get(h)
+	if !ok {
+		sh.mu.Unlock()
+		return Entry{}, false
+	}
+	v := it.view()
+	if v.key() != key {
+		sh.mu.Unlock()
+		return Entry{}, false
+	}
+	if it.expires != never && s.nanos() >= it.expires {
+		tr.removeLocked(sh, h, &it, expired)
+		sh.mu.Unlock()
+		return Entry{}, false
+	}
+	if tr.staleLocked(&it) {
+		tr.removeLocked(sh, h, &it, dropped)
+		sh.mu.Unlock()
+		return Entry{}, false
+	}
+	sh.mu.Unlock()
+	e := Entry{
+		Value:    v.value(),
+		Tags:     it.tagList(),
+		Negative: v.flags&flagNegative != 0,
+		Filled:   s.timeAt(it.filled),
+		Seq:      it.seq(),
+	}
+	if it.expires != never {
+		e.Expires = s.timeAt(it.expires)
+	}
+	return e, true
+}
+
+// Add stores value under key in tier t (exactly one of Main or Hot) with
+// the given ttl (<= 0: no expiry), unless a fence applies: a tombstone for
+// key in t newer than since, a generation of any of tags in t newer than
+// since, or a Clear of t newer than since. The stored Entry's Seq is since
+// (not the current sequence) and Filled is now. The store copies key and
+// value and keeps tags: the caller must not modify tags afterwards. Add
+// replaces a previous entry for key. It returns false when fenced, when t
+// is not exactly one enabled tier, or when the entry alone costs more than
+// the tier's bound (or its key is 1 GiB or longer, or its value 4 GiB or
+// longer). Storing evicts least recently used entries of the tier until it
+// fits (see [EntryOverhead] for what an entry costs). since must be a value
+// [Store.Seq] returned.
+//
+// An entry that Add stored may be evicted at any time afterwards, and may
+// read as absent if an invalidation ran concurrently with Add.
+func (s *Store) Add(t Tier, key string, value []byte, tags []string, ttl time.Duration, negative bool, since uint64) bool {
+	return s.add(t, key, value, tags, ttl, negative, since, false)
+}
+
+// AddIfAbsent is [Store.Add] that stores only when no live entry for key
+// exists in t. It returns whether it stored.
+func (s *Store) AddIfAbsent(t Tier, key string, value []byte, tags []string, ttl time.Duration, negative bool, since uint64) bool {
+	return s.add(t, key, value, tags, ttl, negative, since, true)
+}
+
+func (s *Store) add(t Tier, key string, value []byte, tags []string, ttl time.Duration, negative bool, since uint64, ifAbsent bool) bool {
+	tr := s.tier(t)
+	if tr == nil || len(key) > maxKeyLen || uint64(len(value)) > maxValueLen {
+		return false
+	}
+	cost := entryCost(key, value, tags)
+	if cost > tr.bound {
+		return false
+	}
+	// Lock-free fences first. A bump or Clear can still run between these
+	// checks and the insert below:
+	//
+	//	load:  since := Seq()               // 7
+	//	Add:   gens["org"] = none: passes
+	//	inval: InvalidateTags("org")        // seq 8, gens["org"] = 8, returns
+	//	Add:   inserts the entry, Seq 7
+	//	Get:   gens["org"] 8 > 7: stale, removed, reported absent
+	//
+	// The read-side check in Get closes it; the checks here only keep
+	// refused entries from being stored at all.
+	if tr.clearSeq.Load() > since || tr.gens.newer(tags, since) {
+		return false
+	}
+	if s.hookAdd != nil {
+		s.hookAdd()
+	}
+	now := s.nanos()
+	it := newItem(key, value, tags, negative, since, now, expiry(now, ttl))
+	h := xxhash.Sum64String(key)
+	sh := tr.shard(h)
+	sh.mu.Lock()
+	// Tombstones are checked under the shard lock that Invalidate takes to
+	// write them and remove the entry, so Invalidate runs either wholly
+	// before this check (refused) or after the insert (entry removed).
+	if sh.fencedLocked(key, since, now-s.tombTTL) {
+		sh.mu.Unlock()
+		return false
+	}
+	if ifAbsent {
+		if old, ok := sh.lru.Peek(h); ok && old.key() == key {
+			st := tr.stateLocked(&old, now)
+			if st == live {
+				sh.mu.Unlock()
+				return false
+			}
+			tr.removeLocked(sh, h, &old, causeOf(st))
+		}
+	}
+	tr.insertLocked(sh, h, key, it, cost)
+	sh.mu.Unlock()
+	if tr.bytes.Load() > tr.bound {
+		tr.evictOthers(sh)
+	}
+	return true
+}
+
+// Remove drops key's entry in every tier of t without a tombstone (used
+// when a validate predicate rejects an entry). It reports whether a live
+// entry was removed.
+func (s *Store) Remove(t Tier, key string) bool {
+	h := xxhash.Sum64String(key)
+	removed := false
+	for _, tt := range [...]Tier{Main, Hot} {
+		tr := s.tier(t & tt)
+		if tr == nil {
+			continue
+		}
+		sh := tr.shard(h)
+		sh.mu.Lock()
+		if it, ok := sh.lru.Peek(h); ok && it.key() == key {
+			st := tr.stateLocked(&it, s.nanos())
+			tr.removeLocked(sh, h, &it, causeOf(st))
+			removed = removed || st == live
+		}
+		sh.mu.Unlock()
+	}
+	return removed
+}
+
+// Expire sets the remaining TTL of key's live entry in every tier of t to
+// ttl (<= 0: no expiry) and marks it recently used. It reports whether a
+// live entry was found.
+func (s *Store) Expire(t Tier, key string, ttl time.Duration) bool {
+	h := xxhash.Sum64String(key)
+	found := false
+	for _, tt := range [...]Tier{Main, Hot} {
+		tr := s.tier(t & tt)
+		if tr == nil {
+			continue
+		}
+		sh := tr.shard(h)
+		sh.mu.Lock()
+		if it, ok := sh.lru.Peek(h); ok && it.key() == key {
+			now := s.nanos()
+			if st := tr.stateLocked(&it, now); st != live {
+				tr.removeLocked(sh, h, &it, causeOf(st))
+			} else {
+				it.expires = expiry(now, ttl)
+				sh.lru.Add(h, it) // same key: updates in place, no eviction
+				found = true
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return found
+}
+
+// Stats is a snapshot of a store's counters. Items and Bytes include
+// entries that are expired or stale but not yet dropped.
+type Stats struct {
+	Items, Bytes, HotItems, HotBytes int64
+	// Evictions count entries dropped to make room (LRU), Expirations
+	// entries dropped because their TTL ran out (on read, Add, or sweep).
+	// Invalidated, cleared, replaced and removed entries count in neither.
+	Evictions, HotEvictions, Expirations, HotExpirations uint64
+}
+
+// Stats returns a snapshot of the store's counters.
+func (s *Store) Stats() Stats {
+	st := Stats{
+		Items:       s.main.items.Load(),
+		Bytes:       s.main.bytes.Load(),
+		Evictions:   s.main.evictions.Load(),
+		Expirations: s.main.expirations.Load(),
+	}
+	if s.hot != nil {
+		st.HotItems = s.hot.items.Load()
+		st.HotBytes = s.hot.bytes.Load()
+		st.HotEvictions = s.hot.evictions.Load()
+		st.HotExpirations = s.hot.expirations.Load()
+	}
+	return st
+}

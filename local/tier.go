@@ -1,0 +1,250 @@
+package local
+
+import (
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// Sharding. A tier is split into shards by key hash, each with its own lock
+// and LRU. The byte bound is global per tier (an atomic count), not split
+// across shards, so an entry up to the whole bound fits. When the tier is
+// over its bound, an Add first evicts the least recently used entries of its
+// own shard (keys hash uniformly, so each shard's LRU tail approximates the
+// tier's), then, if its shard holds nothing else, those of the other shards
+// in turn. LRU order is therefore exact within a shard and approximate across
+// shards. A tier has at most maxShards shards and at least shardMinBytes of
+// bound per shard, so a small tier has one shard and exact LRU order.
+const (
+	maxShards     = 64
+	shardMinBytes = 64 << 10
+)
+
+// shardCount returns the number of shards (a power of two) for a bound.
+func shardCount(bound int64) int {
+	n := maxShards
+	for n > 1 && bound/int64(n) < shardMinBytes {
+		n /= 2
+	}
+	return n
+}
+
+// shard is one lock's worth of a tier.
+type shard struct {
+	mu    sync.Mutex                   // guards lru, bytes, tombs
+	lru   *simplelru.LRU[uint64, item] // keyed by the key's hash; item.key() tells colliding keys apart
+	bytes int64                        // sum of the costs of the entries in lru
+	tombs map[string]tomb              // key tombstones; a key's tombstone lives in the key's shard
+	_     [32]byte                     // keeps neighbouring shards' locks on separate cache lines
+}
+
+// tomb is a key tombstone: Add refuses the key when since < seq.
+type tomb struct {
+	seq uint64 // sequence of the newest Invalidate of the key
+	at  int64  // store clock when it was recorded
+}
+
+// tier is one of a store's caches.
+type tier struct {
+	bound  int64
+	mask   uint64 // len(shards)-1
+	shards []shard
+
+	gens     tagGens       // tag generations
+	clearSeq atomic.Uint64 // sequence of the newest Clear; entries with an older Seq are absent
+
+	bytes       atomic.Int64 // sum of shard bytes
+	items       atomic.Int64 // number of entries
+	evictions   atomic.Uint64
+	expirations atomic.Uint64
+	victim      atomic.Uint64 // rotates the first shard evictOthers tries
+}
+
+func newTier(bound int64, nshards int) *tier {
+	tr := &tier{
+		bound:  bound,
+		mask:   uint64(nshards - 1),
+		shards: make([]shard, nshards),
+	}
+	for i := range tr.shards {
+		tr.shards[i].lru = newLRU()
+		tr.shards[i].tombs = make(map[string]tomb)
+	}
+	tr.gens.init()
+	return tr
+}
+
+// newLRU returns an LRU bounded only by bytes, which the tier enforces.
+func newLRU() *simplelru.LRU[uint64, item] {
+	l, err := simplelru.NewLRU[uint64, item](math.MaxInt, nil)
+	if err != nil { // only for a non-positive size
+		panic("local: " + err.Error())
+	}
+	return l
+}
+
+func (tr *tier) shard(h uint64) *shard { return &tr.shards[h&tr.mask] }
+
+// cause says why an entry left the cache, for the counters.
+type cause uint8
+
+const (
+	dropped cause = iota // replaced, removed, invalidated or cleared: not counted
+	evicted
+	expired
+)
+
+// state is what a stored entry is worth to a reader.
+type state uint8
+
+const (
+	live state = iota
+	stale
+	gone // expired
+)
+
+// stateLocked classifies it at store-clock time now.
+func (tr *tier) stateLocked(it *item, now int64) state {
+	if now >= it.expires {
+		return gone
+	}
+	if tr.staleLocked(it) {
+		return stale
+	}
+	return live
+}
+
+// staleLocked reports whether a Clear or a generation of one of it's tags is
+// newer than it. Untagged entries do not touch the generations.
+func (tr *tier) staleLocked(it *item) bool {
+	seq := it.seq()
+	if tr.clearSeq.Load() > seq {
+		return true
+	}
+	return it.seqBits&taggedBit != 0 && tr.gens.newer(it.tagList(), seq)
+}
+
+// causeOf maps a state to the counter its removal goes to.
+func causeOf(st state) cause {
+	if st == gone {
+		return expired
+	}
+	return dropped
+}
+
+// removeLocked removes the entry it, stored in sh under h, and accounts for it.
+func (tr *tier) removeLocked(sh *shard, h uint64, it *item, c cause) {
+	sh.lru.Remove(h)
+	cost := it.cost()
+	sh.bytes -= cost
+	tr.bytes.Add(-cost)
+	tr.items.Add(-1)
+	switch c {
+	case evicted:
+		tr.evictions.Add(1)
+	case expired:
+		tr.expirations.Add(1)
+	}
+}
+
+// evictOldestLocked evicts sh's least recently used entry.
+func (tr *tier) evictOldestLocked(sh *shard) {
+	h, it, ok := sh.lru.GetOldest()
+	if ok {
+		tr.removeLocked(sh, h, &it, evicted)
+	}
+}
+
+// insertLocked stores it (of the given cost) under h in sh, replacing what
+// sh holds under h (the same key, or in the rare case of a hash collision
+// another key, which counts as evicted), then evicts sh's least recently
+// used entries while the tier is over its bound and sh holds anything else.
+func (tr *tier) insertLocked(sh *shard, h uint64, key string, it item, cost int64) {
+	if old, ok := sh.lru.Peek(h); ok {
+		c := dropped
+		if old.key() != key {
+			c = evicted
+		}
+		tr.removeLocked(sh, h, &old, c)
+	}
+	sh.lru.Add(h, it)
+	sh.bytes += cost
+	tr.bytes.Add(cost)
+	tr.items.Add(1)
+	for tr.bytes.Load() > tr.bound && sh.lru.Len() > 1 {
+		tr.evictOldestLocked(sh)
+	}
+}
+
+// evictOthers evicts least recently used entries of shards other than own,
+// one shard at a time, until the tier is within its bound. It locks one
+// shard at a time and must be called without any shard lock held.
+func (tr *tier) evictOthers(own *shard) {
+	start := tr.victim.Add(1)
+	for i := range uint64(len(tr.shards)) {
+		if tr.bytes.Load() <= tr.bound {
+			return
+		}
+		sh := &tr.shards[(start+i)&tr.mask]
+		if sh == own {
+			continue
+		}
+		sh.mu.Lock()
+		for tr.bytes.Load() > tr.bound && sh.lru.Len() > 0 {
+			tr.evictOldestLocked(sh)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// tombstoneLocked records a tombstone for key at seq unless a newer one exists.
+func (sh *shard) tombstoneLocked(key string, seq uint64, now int64) {
+	if tb, ok := sh.tombs[key]; ok && tb.seq >= seq {
+		return
+	}
+	sh.tombs[key] = tomb{seq: seq, at: now}
+}
+
+// fencedLocked reports whether a tombstone for key newer than since exists.
+// A tombstone recorded at or before cutoff has outlived TombstoneTTL and is
+// dropped instead.
+func (sh *shard) fencedLocked(key string, since uint64, cutoff int64) bool {
+	tb, ok := sh.tombs[key]
+	if !ok {
+		return false
+	}
+	if tb.at <= cutoff {
+		delete(sh.tombs, key)
+		return false
+	}
+	return tb.seq > since
+}
+
+// clear drops every entry of the tier (their Seq is older than the Clear
+// that calls this, or they are fresh enough that dropping them is merely a
+// miss). Tombstones stay.
+func (tr *tier) clear() {
+	for i := range tr.shards {
+		sh := &tr.shards[i]
+		sh.mu.Lock()
+		if n := sh.lru.Len(); n > 0 {
+			tr.items.Add(-int64(n))
+			tr.bytes.Add(-sh.bytes)
+			sh.bytes = 0
+			sh.lru = newLRU()
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// maxStore raises v to x if x is larger.
+func maxStore(v *atomic.Uint64, x uint64) {
+	for {
+		old := v.Load()
+		if old >= x || v.CompareAndSwap(old, x) {
+			return
+		}
+	}
+}
