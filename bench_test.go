@@ -18,75 +18,58 @@ func value1K() []byte {
 	return v
 }
 
-// BenchmarkGetHit measures Group.Get of a cached 1 KiB value; compare with
-// BenchmarkBareLRUGetHit, a golang-lru/v2 Cache.Get plus the same copy.
+// BenchmarkGetHit measures Group.Get of a cached 1 KiB value (impl=meshcache)
+// next to a bare golang-lru/v2 Cache.Get plus the same copy (impl=golang-lru),
+// in one run, serially and in parallel. Compare with
+//
+//	benchstat -col /impl bench.txt
 func BenchmarkGetHit(b *testing.B) {
+	const keys = 1024
+	val := value1K()
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = "key-" + strconv.Itoa(i)
+	}
 	n, _ := NewNode(Config{NodeName: "bench"})
 	defer n.Close()
-	val := value1K()
 	g, _ := NewGroup(n, "g", LoaderFunc(func(ctx context.Context, key string) (Item, error) {
 		return Item{Value: val}, nil
 	}))
-	const keys = 1024
 	ctx := context.Background()
-	names := make([]string, keys)
-	for i := range names {
-		names[i] = "key-" + strconv.Itoa(i)
-		g.Get(ctx, names[i])
+	c, _ := lru.New[string, []byte](4 * keys)
+	for _, k := range names {
+		g.Get(ctx, k)
+		c.Add(k, val)
 	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			sink, _ = g.Get(ctx, names[i%keys])
-			i++
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
+	impls := []struct {
+		name string
+		get  func(key string) []byte
+	}{
+		{"meshcache", func(key string) []byte { v, _ := g.Get(ctx, key); return v }},
+		{"golang-lru", func(key string) []byte { v, _ := c.Get(key); return append([]byte(nil), v...) }},
+	}
+	for _, impl := range impls {
+		b.Run("impl="+impl.name+"/mode=serial", func(b *testing.B) {
+			b.ReportAllocs()
 			i := 0
-			var s []byte
-			for pb.Next() {
-				s, _ = g.Get(ctx, names[i%keys])
+			for b.Loop() {
+				sink = impl.get(names[i%keys])
 				i++
 			}
-			_ = s
 		})
-	})
-}
-
-func BenchmarkBareLRUGetHit(b *testing.B) {
-	c, _ := lru.New[string, []byte](4096)
-	val := value1K()
-	const keys = 1024
-	names := make([]string, keys)
-	for i := range names {
-		names[i] = "key-" + strconv.Itoa(i)
-		c.Add(names[i], val)
+		b.Run("impl="+impl.name+"/mode=parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				var s []byte
+				for pb.Next() {
+					s = impl.get(names[i%keys])
+					i++
+				}
+				_ = s
+			})
+		})
 	}
-	b.Run("serial", func(b *testing.B) {
-		b.ReportAllocs()
-		i := 0
-		for b.Loop() {
-			v, _ := c.Get(names[i%keys])
-			sink = append([]byte(nil), v...)
-			i++
-		}
-	})
-	b.Run("parallel", func(b *testing.B) {
-		b.ReportAllocs()
-		b.RunParallel(func(pb *testing.PB) {
-			i := 0
-			var s []byte
-			for pb.Next() {
-				v, _ := c.Get(names[i%keys])
-				s = append([]byte(nil), v...)
-				i++
-			}
-			_ = s
-		})
-	})
 }
 
 // BenchmarkInvalidateTags measures invalidating one tag carried by size

@@ -123,8 +123,8 @@ func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte
 		return nil, err
 	}
 	var cc callConfig
-	for _, o := range opts {
-		o(&cc)
+	if len(opts) > 0 {
+		cc = callOptions(opts)
 	}
 	if cc.bypass || g.cfg.passthrough {
 		return g.loadUncached(ctx, key)

@@ -18,8 +18,8 @@ import (
 // are loaded once. The map and its values belong to the caller.
 func (g *Group) GetMany(ctx context.Context, keys []string, opts ...CallOption) (map[string][]byte, error) {
 	var cc callConfig
-	for _, o := range opts {
-		o(&cc)
+	if len(opts) > 0 {
+		cc = callOptions(opts)
 	}
 	out := make(map[string][]byte, len(keys))
 	err := g.getMany(ctx, "get-many", keys, cc, out)

@@ -209,6 +209,17 @@ type callConfig struct {
 	refresh bool
 }
 
+// callOptions applies opts. It is a function of its own because the config
+// escapes to the heap through the option calls: Get calls it only when it has
+// options, so a plain Get allocates nothing but the caller's copy.
+func callOptions(opts []CallOption) callConfig {
+	var cc callConfig
+	for _, o := range opts {
+		o(&cc)
+	}
+	return cc
+}
+
 // Bypass calls the loader directly, neither reading nor writing the cache
 // (cachu's _skip_cache, or calling .original).
 func Bypass() CallOption { return func(c *callConfig) { c.bypass = true } }
