@@ -15,13 +15,12 @@ import (
 // TestWriteFencesLoadInFlight runs, for each kind of write, the interleaving
 // the fences exist for:
 //
-//	Get A: miss, starts a load, reads version 0 from the origin
+//	Get A: miss, starts a load, reads version 0 from the origin, waits
 //	writer: origin -> version 1, then the write returns
-//	Get B: starts after the write returned
-//	load A finishes with version 0
+//	Get B: starts after the write returned: must not join A's flight
+//	load A finishes last, with version 0: must not be stored
 //
-// B must not join A's flight, and A's value must not be stored: every Get
-// that starts after the write sees version 1 (or the Set value).
+// so every Get that starts after the write sees version 1 (or the Set value).
 func TestWriteFencesLoadInFlight(t *testing.T) {
 	writes := []struct {
 		name  string
@@ -34,49 +33,40 @@ func TestWriteFencesLoadInFlight(t *testing.T) {
 		{"Clear", func(ctx context.Context, g *Group) error { return g.Clear(ctx) }, "1", 2},
 		{"Set", func(ctx context.Context, g *Group) error { return g.Set(ctx, "k", Item{Value: []byte("set")}) }, "set", 1},
 		{"Refresh", func(ctx context.Context, g *Group) error { _, err := g.Refresh(ctx, "k"); return err }, "1", 2},
+		{"ForceRefresh in GetMany", func(ctx context.Context, g *Group) error {
+			_, err := g.GetMany(ctx, []string{"k"}, ForceRefresh())
+			return err
+		}, "1", 2},
 	}
 	for _, w := range writes {
 		t.Run(w.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				ctx := context.Background()
 				o := newOrigin()
 				o.tags = func(string) []string { return []string{"tag"} }
-				o.gate = make(chan struct{})
-				o.entered = make(chan string, 2)
+				o.gate = make(chan struct{}) // holds the first load only
+				o.entered = make(chan string, 4)
 				g := mustGroup(t, newTestNode(t), "g", o)
+				// Joining the older flight would block on the gate: bound
+				// the waits (fake time) so that the test fails instead.
+				ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+				defer cancel()
 
 				resA := make(chan string, 1)
-				go func() { resA <- mustGet(t, g, "k") }()
+				go func() { resA <- get(ctx, g, "k") }()
 				<-o.entered // A's load read version 0
 				o.bump("k")
-				done := make(chan error, 1)
-				if w.name == "Refresh" {
-					// Refresh loads: let it through the gate on its own.
-					go func() { done <- w.write(ctx, g) }()
-					select {
-					case <-o.entered:
-					case <-time.After(time.Hour): // fake time: the store's sweeper keeps the bubble alive
-						t.Fatalf("Refresh did not load: it joined the older flight")
-					}
-					synctest.Wait()
-				} else {
-					done <- w.write(ctx, g)
-				}
-				resB := make(chan string, 1)
-				go func() { resB <- mustGet(t, g, "k") }()
-				synctest.Wait()
-				close(o.gate)
-				if err := <-done; err != nil {
+				if err := w.write(ctx, g); err != nil {
 					t.Fatalf("%s: %v", w.name, err)
 				}
+				if b := get(ctx, g, "k"); b != w.want {
+					t.Errorf("Get B (started after the write) = %q, want %q", b, w.want)
+				}
+				close(o.gate)
 				if a := <-resA; a != "0" {
 					t.Errorf("Get A (started before the write) = %q, want %q", a, "0")
 				}
-				if b := <-resB; b != w.want {
-					t.Errorf("Get B (started after the write) = %q, want %q: it joined the older flight", b, w.want)
-				}
-				if c := mustGet(t, g, "k"); c != w.want {
-					t.Errorf("Get after both loads = %q, want %q: the fenced load was stored", c, w.want)
+				if c := get(ctx, g, "k"); c != w.want {
+					t.Errorf("Get after the older load finished = %q, want %q: the fenced load was stored", c, w.want)
 				}
 				if got := o.calls.Load(); got != w.loads {
 					t.Errorf("loader calls = %d, want %d", got, w.loads)
@@ -92,12 +82,12 @@ func TestWriteFencesLoadInFlight(t *testing.T) {
 // sees a value older than that write.
 func TestFenceStress(t *testing.T) {
 	const (
-		keys    = 16
+		keys    = 8
 		tags    = 4
-		readers = 6
+		readers = 8
 		writers = 3
-		reads   = 1500
-		writes  = 250
+		reads   = 2500
+		writes  = 400
 	)
 	if testing.Short() {
 		t.Skip("stress test")
@@ -115,9 +105,8 @@ func TestFenceStress(t *testing.T) {
 		originMu.Lock()
 		v := versions[i]
 		originMu.Unlock()
-		if rand.IntN(2) == 0 { // stay in flight while writes happen
-			time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
-		}
+		// Stay in flight while writes happen and other Gets arrive.
+		time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
 		return Item{Value: []byte(strconv.Itoa(v)), Tags: []string{tagOf(i)}}, nil
 	})
 	g := mustGroup(t, newTestNode(t), "g", l)
@@ -180,6 +169,8 @@ func TestFenceStress(t *testing.T) {
 	for range writers {
 		wg.Go(func() {
 			for range writes {
+				// Pace the writes so that loads are in flight when they run.
+				time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
 				switch op := rand.IntN(10); {
 				case op < 4:
 					i := rand.IntN(keys)

@@ -66,6 +66,9 @@ func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, erro
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if !cfg.maxValueSet {
+		cfg.maxValueBytes = int(min(int64(cfg.maxValueBytes), cfg.mainBytes/2))
+	}
 	hot := cfg.hotBytes
 	if hot == 0 {
 		hot = max(cfg.mainBytes/8, 1)
@@ -85,6 +88,7 @@ func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, erro
 	}
 	if err := n.addGroup(g); err != nil {
 		g.store.Close()
+		n.log.Warn("meshcache: rejected group", "group", name, "err", err)
 		return nil, err
 	}
 	return g, nil
@@ -106,6 +110,10 @@ func newGroupErr(name string, l Loader, opts []GroupOption) error {
 			return fmt.Errorf("meshcache: group %q: nil option: %w", name, ErrInvalidOption)
 		}
 		o(&cfg)
+	}
+	if cfg.maxValueSet && int64(cfg.maxValueBytes) > cfg.mainBytes/2 {
+		cfg.fail("meshcache: WithMaxValueBytes(%d) over half of the main bytes (%d): such values could never be cached: %w",
+			cfg.maxValueBytes, cfg.mainBytes, ErrInvalidOption)
 	}
 	return errors.Join(cfg.errs...)
 }
@@ -193,9 +201,24 @@ type flight struct {
 // startFlight joins the flight loading key, or starts one.
 func (g *Group) startFlight(ctx context.Context, key string) flight {
 	ran := new(atomic.Bool)
-	ch := g.flights.DoChan(g.flightKey(key), func() (any, error) {
+	fk := g.flightKey(key)
+	ch := g.flights.DoChan(fk, func() (r any, _ error) {
 		ran.Store(true)
+		returned := false
+		defer func() {
+			// x/sync re-panics a flight's panic where nobody can recover it,
+			// and never answers the waiters of a flight that called
+			// runtime.Goexit: handle both here.
+			if p := recover(); p != nil {
+				g.log.Error("meshcache: load panicked", "key", key, "panic", p)
+				r = flightResult{err: fmt.Errorf("%w: group %s key %q: %v\n%s", ErrLoaderPanic, g.name, key, p, debug.Stack())}
+			} else if !returned {
+				g.log.Error("meshcache: loader called runtime.Goexit; its waiters wait until their contexts end", "key", key)
+				g.flights.Forget(fk)
+			}
+		}()
 		v, err := g.loadAndStore(ctx, key)
+		returned = true
 		return flightResult{value: v, err: err}, nil
 	})
 	return flight{ch: ch, ran: ran}
@@ -210,8 +233,18 @@ func (g *Group) waitFlight(ctx context.Context, key string, f flight) flightResu
 		}
 		return r.Val.(flightResult)
 	case <-ctx.Done():
-		return flightResult{err: fmt.Errorf("meshcache: get %q: %w", key, context.Cause(ctx))}
+		return flightResult{err: ctxErr("get", key, ctx)}
 	}
+}
+
+// ctxErr is the error of a call whose ctx ended: it wraps ctx.Err() and, if
+// ctx was cancelled with a cause, the cause too.
+func ctxErr(op, key string, ctx context.Context) error {
+	err, cause := ctx.Err(), context.Cause(ctx)
+	if cause != nil && cause != err {
+		return fmt.Errorf("meshcache: %s %q: %w: %w", op, key, err, cause)
+	}
+	return fmt.Errorf("meshcache: %s %q: %w", op, key, err)
 }
 
 // flightKey names key's flight in the current epoch. The epoch comes first
@@ -238,13 +271,13 @@ func (g *Group) loadAndStore(ctx context.Context, key string) ([]byte, error) {
 	g.stats.loads.Add(1)
 	it, err := g.callLoader(ctx, key)
 	if err != nil {
-		return nil, g.loadFailed(key, since, err)
+		return nil, g.loadFailed(ctx, key, since, err)
 	}
 	if err := g.checkItem(key, it); err != nil {
 		g.stats.loadErrors.Add(1)
 		return nil, err
 	}
-	g.storeLoaded(key, it, since)
+	g.storeLoaded(ctx, key, it, since)
 	return it.Value, nil
 }
 
@@ -271,9 +304,9 @@ func (g *Group) callLoader(ctx context.Context, key string) (it Item, err error)
 
 // loadFailed counts a failed load, caches a not-found when the group asks for
 // it, and returns the error for the callers.
-func (g *Group) loadFailed(key string, since uint64, err error) error {
+func (g *Group) loadFailed(ctx context.Context, key string, since uint64, err error) error {
 	if errors.Is(err, ErrNotFound) {
-		if g.cfg.negativeTTL > 0 {
+		if g.cfg.negativeTTL > 0 && ctx.Err() == nil {
 			g.store.Add(local.Main, key, nil, nil, g.cfg.negativeTTL, true, since)
 		}
 		return g.notFound(key)
@@ -305,8 +338,24 @@ func (g *Group) checkItem(key string, it Item) error {
 }
 
 // storeLoaded stores a loaded item unless it asks not to be, or an
-// invalidation since since fenced it.
-func (g *Group) storeLoaded(key string, it Item, since uint64) {
+// invalidation since since fenced it, or the load outlived its context.
+//
+// The last rule keeps the fences sound: tombstones and tag generations live
+// a minute longer than the load timeout, so a load that returns before its
+// context ended still finds every fence recorded after it started. A loader
+// that ignores its context and returns later could find them pruned:
+//
+//	t=0     load starts (since = 0), reads version 0
+//	t=1s    Invalidate records tombstone 1 and returns
+//	t=load timeout + 1m   the tombstone is pruned
+//	later   the load returns version 0: it must not be stored
+//
+// ctx is the load's context (see loadContext).
+func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint64) {
+	if ctx.Err() != nil {
+		g.log.Warn("meshcache: loader returned after its context ended; value not cached", "key", key)
+		return
+	}
 	if it.NoStore || (g.cfg.storeIf != nil && !g.cfg.storeIf(key, it)) {
 		return
 	}
@@ -334,6 +383,10 @@ func cleanTags(tags []string) []string {
 // loadUncached calls the loader for one caller, under the caller's context,
 // and stores nothing ([Bypass], [WithPassthrough]).
 func (g *Group) loadUncached(ctx context.Context, key string) ([]byte, error) {
+	if !g.node.startLoad() {
+		return nil, ErrClosed
+	}
+	defer g.node.loads.Done()
 	ctx, cancel := g.loadContext(ctx)
 	defer cancel()
 	g.stats.loads.Add(1)
@@ -407,7 +460,7 @@ func (g *Group) set(key string, item Item, ifAbsent bool) (bool, error) {
 		return false, err
 	}
 	if ifAbsent {
-		if _, ok := g.store.Get(local.Main, key); ok {
+		if e, ok := g.store.Get(local.Main, key); ok && !e.Negative {
 			return false, nil
 		}
 	}
@@ -468,6 +521,9 @@ func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool
 		g.log.Warn("meshcache: rejected call", "op", "expire", "key", key, "err", err)
 		return false, err
 	}
+	if e, ok := g.store.Get(local.Main, key); ok && e.Negative {
+		return false, nil // a cached not-found is not a value
+	}
 	ok := g.store.Expire(local.Main, key, ttl)
 	if g.store.Expire(local.Hot, key, min(ttl, g.cfg.hotTTL)) {
 		ok = true
@@ -478,6 +534,9 @@ func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool
 // Invalidate drops keys from the cache. Once it returns nil, no Get that
 // starts afterwards returns a value loaded before the call.
 func (g *Group) Invalidate(ctx context.Context, keys ...string) error {
+	if err := g.checkClosed("invalidate"); err != nil {
+		return err
+	}
 	for _, k := range keys {
 		if err := g.checkKey("invalidate", k); err != nil {
 			return err

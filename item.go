@@ -28,10 +28,14 @@ type Item struct {
 // A Loader loads the value of a key on a cache miss. It returns [ErrNotFound]
 // (possibly wrapped) when the key has no value.
 //
-// Load is called by one goroutine per key at a time on a node, and with a
-// context of its own (the group's load timeout), not the context of any one
-// caller: callers that give up do not cancel a load others wait for. A Loader
-// must be safe for concurrent use by different keys.
+// Concurrent Gets of a key on a node share one Load call, made with a context
+// of its own (the group's load timeout), not the context of any one caller:
+// callers that give up do not cancel a load others wait for. Load is not a
+// per-key lock, though: a Get that starts after an invalidation of the key
+// does not join a load that started before it, so two Loads of one key can
+// overlap; [Bypass] and batch loads run beside them too. A Loader must be
+// safe for concurrent use. It must not call [runtime.Goexit] (t.FailNow in a
+// test): the Gets waiting on it would wait until their contexts end.
 type Loader interface {
 	Load(ctx context.Context, key string) (Item, error)
 }

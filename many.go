@@ -35,6 +35,9 @@ func (g *Group) Warm(ctx context.Context, keys ...string) error {
 
 // getMany fills out (if not nil) with the values of keys.
 func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callConfig, out map[string][]byte) error {
+	if err := g.checkClosed(op); err != nil {
+		return err
+	}
 	for _, k := range keys {
 		if err := g.checkKey(op, k); err != nil {
 			return err
@@ -51,8 +54,8 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 		if cc.refresh {
 			g.fenceKeys([]string{k})
 		} else if cached {
-			if v, _, ok := g.lookup(k); ok {
-				if v != nil && out != nil {
+			if v, err, ok := g.lookup(k); ok {
+				if err == nil && out != nil {
 					out[k] = v
 				}
 				continue
@@ -77,6 +80,10 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 	var errs []error
 	for i, k := range missing {
 		r := g.waitFlight(ctx, k, flights[i])
+		if r.err != nil && ctx.Err() != nil {
+			errs = append(errs, r.err) // the caller gave up: one error, not one per key
+			break
+		}
 		switch {
 		case r.err == nil:
 			if out != nil {
@@ -130,7 +137,7 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, out ma
 		it, ok := items[k]
 		if !ok {
 			if store {
-				g.loadFailed(k, since, ErrNotFound)
+				g.loadFailed(lctx, k, since, ErrNotFound)
 			}
 			continue
 		}
@@ -140,7 +147,7 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, out ma
 			continue
 		}
 		if store {
-			g.storeLoaded(k, it, since)
+			g.storeLoaded(lctx, k, it, since)
 		}
 		if out != nil {
 			// The value may be cached: the caller gets a copy.

@@ -10,10 +10,13 @@ const (
 	// MaxKeyLen is the longest key, tag or group name, in bytes.
 	MaxKeyLen = 512
 
-	DefaultTTL           = 10 * time.Minute
-	DefaultMainBytes     = 64 << 20
-	DefaultHotTTL        = time.Minute
-	DefaultLoadTimeout   = 30 * time.Second
+	DefaultTTL         = 10 * time.Minute
+	DefaultMainBytes   = 64 << 20
+	DefaultHotTTL      = time.Minute
+	DefaultLoadTimeout = 30 * time.Second
+	// MaxLoadTimeout is the longest load timeout: tombstones live a minute
+	// longer than it, so it bounds the memory invalidations keep.
+	MaxLoadTimeout       = time.Hour
 	DefaultJitter        = 0.05
 	DefaultMaxValueBytes = 4 << 20
 )
@@ -33,6 +36,7 @@ type groupConfig struct {
 	negativeTTL   time.Duration
 	jitter        float64
 	maxValueBytes int
+	maxValueSet   bool // WithMaxValueBytes was given
 	validate      func(Entry) bool
 	storeIf       func(key string, it Item) bool
 	passthrough   bool
@@ -112,7 +116,7 @@ func WithHotTTL(d time.Duration) GroupOption {
 // with one LoadMany call instead of one Load call per key.
 func WithBatchLoader(b BatchLoader) GroupOption {
 	return func(c *groupConfig) {
-		if b == nil {
+		if f, ok := b.(BatchLoaderFunc); b == nil || ok && f == nil {
 			c.fail("meshcache: WithBatchLoader(nil): %w", ErrNilLoader)
 			return
 		}
@@ -121,10 +125,15 @@ func WithBatchLoader(b BatchLoader) GroupOption {
 }
 
 // WithLoadTimeout bounds every load: the loader's context ends after d,
-// whatever the callers' contexts say. It must be positive. If not given,
-// [DefaultLoadTimeout].
+// whatever the callers' contexts say, and a value the loader returns after
+// that is handed to its callers but not cached. d must be positive and at
+// most [MaxLoadTimeout]. If not given, [DefaultLoadTimeout].
 func WithLoadTimeout(d time.Duration) GroupOption {
 	return func(c *groupConfig) {
+		if d > MaxLoadTimeout {
+			c.fail("meshcache: WithLoadTimeout(%v) over %v: %w", d, MaxLoadTimeout, ErrInvalidOption)
+			return
+		}
 		if positive(c, "WithLoadTimeout", d) {
 			c.loadTimeout = d
 		}
@@ -133,7 +142,9 @@ func WithLoadTimeout(d time.Duration) GroupOption {
 
 // WithNegativeTTL caches a loader's [ErrNotFound] for d, so that a missing
 // key does not reach the loader on every Get. It must be positive. If not
-// given, not-found results are not cached.
+// given, not-found results are not cached. A cached not-found has no tags:
+// [Group.InvalidateTags] does not drop it, [Group.Invalidate] and
+// [Group.Set] do.
 func WithNegativeTTL(d time.Duration) GroupOption {
 	return func(c *groupConfig) {
 		if positive(c, "WithNegativeTTL", d) {
@@ -156,8 +167,10 @@ func WithJitter(f float64) GroupOption {
 }
 
 // WithMaxValueBytes sets the largest value the group stores or returns from a
-// load; larger values fail with [ErrValueTooLarge]. It must be positive. If
-// not given, [DefaultMaxValueBytes].
+// load; larger values fail with [ErrValueTooLarge]. It must be positive and
+// at most half the main bytes (see [WithMainBytes]), so that a value that is
+// accepted can also be cached. If not given, [DefaultMaxValueBytes] or half
+// the main bytes, whichever is smaller.
 func WithMaxValueBytes(n int) GroupOption {
 	return func(c *groupConfig) {
 		if n <= 0 {
@@ -165,6 +178,7 @@ func WithMaxValueBytes(n int) GroupOption {
 			return
 		}
 		c.maxValueBytes = n
+		c.maxValueSet = true
 	}
 }
 
@@ -215,7 +229,9 @@ type callConfig struct {
 func callOptions(opts []CallOption) callConfig {
 	var cc callConfig
 	for _, o := range opts {
-		o(&cc)
+		if o != nil {
+			o(&cc)
+		}
 	}
 	return cc
 }
