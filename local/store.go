@@ -268,29 +268,24 @@ func (s *Store) add(t Tier, key string, value []byte, tags []string, ttl time.Du
 // when a validate predicate rejects an entry). It reports whether a live
 // entry was removed.
 func (s *Store) Remove(t Tier, key string) bool {
-	h := xxhash.Sum64String(key)
-	removed := false
-	for _, tt := range [...]Tier{Main, Hot} {
-		tr := s.tier(t & tt)
-		if tr == nil {
-			continue
-		}
-		sh := tr.shard(h)
-		sh.mu.Lock()
-		if it, ok := sh.lru.Peek(h); ok && it.key() == key {
-			st := tr.stateLocked(&it, s.nanos())
-			tr.removeLocked(sh, h, &it, causeOf(st))
-			removed = removed || st == live
-		}
-		sh.mu.Unlock()
-	}
-	return removed
+	return s.updateLive(t, key, func(*item, int64) bool { return false })
 }
 
 // Expire sets the remaining TTL of key's live entry in every tier of t to
 // ttl (<= 0: no expiry) and marks it recently used. It reports whether a
 // live entry was found.
 func (s *Store) Expire(t Tier, key string, ttl time.Duration) bool {
+	return s.updateLive(t, key, func(it *item, now int64) bool {
+		it.expires = expiry(now, ttl)
+		return true
+	})
+}
+
+// updateLive finds key's entry in every tier of t. A stale or expired entry
+// is dropped. A live one is passed to update under its shard's lock: if
+// update returns true the changed entry is kept (and marked recently used),
+// else it is dropped. It reports whether a live entry was found.
+func (s *Store) updateLive(t Tier, key string, update func(it *item, now int64) (keep bool)) bool {
 	h := xxhash.Sum64String(key)
 	found := false
 	for _, tt := range [...]Tier{Main, Hot} {
@@ -302,12 +297,12 @@ func (s *Store) Expire(t Tier, key string, ttl time.Duration) bool {
 		sh.mu.Lock()
 		if it, ok := sh.lru.Peek(h); ok && it.key() == key {
 			now := s.nanos()
-			if st := tr.stateLocked(&it, now); st != live {
-				tr.removeLocked(sh, h, &it, causeOf(st))
-			} else {
-				it.expires = expiry(now, ttl)
+			st := tr.stateLocked(&it, now)
+			found = found || st == live
+			if st == live && update(&it, now) {
 				sh.lru.Add(h, it) // same key: updates in place, no eviction
-				found = true
+			} else {
+				tr.removeLocked(sh, h, &it, causeOf(st))
 			}
 		}
 		sh.mu.Unlock()
