@@ -126,3 +126,60 @@ func ExampleGroup_GetMany() {
 	// LoadMany [42 44 99]
 	// 2 Ada Edsger
 }
+
+func ExampleBypass() {
+	node, _ := meshcache.NewNode(meshcache.Config{NodeName: "example"})
+	defer node.Close()
+	version := 1
+	group, _ := meshcache.NewGroup(node, "config", meshcache.LoaderFunc(
+		func(ctx context.Context, key string) (meshcache.Item, error) {
+			return meshcache.Item{Value: fmt.Appendf(nil, "v%d", version)}, nil
+		}))
+	ctx := context.Background()
+	v, _ := group.Get(ctx, "flags")
+	version = 2
+	cached, _ := group.Get(ctx, "flags")
+	direct, _ := group.Get(ctx, "flags", meshcache.Bypass())          // the loader, cache untouched
+	refreshed, _ := group.Get(ctx, "flags", meshcache.ForceRefresh()) // load and overwrite
+	fmt.Println(string(v), string(cached), string(direct), string(refreshed))
+	// Output:
+	// v1 v1 v2 v2
+}
+
+func ExampleWithNegativeTTL() {
+	node, _ := meshcache.NewNode(meshcache.Config{NodeName: "example"})
+	defer node.Close()
+	loads := 0
+	group, _ := meshcache.NewGroup(node, "users", meshcache.LoaderFunc(
+		func(ctx context.Context, key string) (meshcache.Item, error) {
+			loads++
+			return meshcache.Item{}, meshcache.ErrNotFound
+		}), meshcache.WithNegativeTTL(30*time.Second))
+	for range 3 {
+		_, err := group.Get(context.Background(), "ghost")
+		fmt.Println(errors.Is(err, meshcache.ErrNotFound))
+	}
+	fmt.Println("loads:", loads)
+	// Output:
+	// true
+	// true
+	// true
+	// loads: 1
+}
+
+func ExampleItem_noStore() {
+	node, _ := meshcache.NewNode(meshcache.Config{NodeName: "example"})
+	defer node.Close()
+	loads := 0
+	group, _ := meshcache.NewGroup(node, "search", meshcache.LoaderFunc(
+		func(ctx context.Context, key string) (meshcache.Item, error) {
+			loads++
+			// Cache only non-empty results (cachu's cache_if).
+			return meshcache.Item{Value: nil, NoStore: true}, nil
+		}))
+	group.Get(context.Background(), "q=nothing")
+	group.Get(context.Background(), "q=nothing")
+	fmt.Println("loads:", loads)
+	// Output:
+	// loads: 2
+}
