@@ -1,6 +1,9 @@
 package peers
 
 import (
+	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/memberlist"
@@ -33,51 +36,78 @@ func (a admission) NotifyAlive(n *memberlist.Node) error {
 }
 
 // NotifyMerge cancels a join push/pull if any live member of the remote side
-// is incompatible, and records why for [Join]'s error.
+// is incompatible, and records why for the join attempt that caused it.
 func (a admission) NotifyMerge(nodes []*memberlist.Node) error {
 	for _, n := range nodes {
 		if n.Name == a.c.s.Name || n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
 			continue
 		}
 		if _, err := checkMeta(n.Name, n.Meta, a.c.s.Fingerprint); err != nil {
-			a.c.refusals.record(err)
 			a.c.log.Warn("peers: refused to merge with an incompatible cluster", "err", err)
-			return err
+			return a.c.refusals.record(err)
 		}
 	}
 	return nil
 }
 
-// refusals remembers the last merge the admission delegate refused, so that
-// [Join] can tell an incompatible cluster (permanent, wraps ErrIncompatible)
-// from an unreachable seed (retried). memberlist flattens delegate errors
-// into strings, which would lose errors.Is.
+// refusalTag marks a refusal in the error text memberlist returns.
+const refusalTag = "peers-refusal#"
+
+// maxRefusals bounds the refusals remembered for attribution.
+const maxRefusals = 64
+
+// refusals lets a join attempt tell that the merge delegate refused its own
+// push/pull (a real incompatibility: permanent, wraps ErrIncompatible) from
+// an unreachable seed (retried).
+//
+// The merge delegate also runs for other nodes' joins of this node, which
+// may happen during our attempt, so a node-wide "something was refused"
+// would turn an unrelated refusal into a failed join. Instead every refusal
+// gets an id that goes into the error returned to memberlist. memberlist
+// flattens delegate errors into text (which also loses errors.Is), but it
+// keeps that text in the error its Join returns: the attempt finds the id
+// there and gets back the original error. Refusals made for other nodes'
+// joins end in those nodes' errors, never in ours.
 type refusals struct {
-	mu   sync.Mutex // guards n and last
-	n    uint64
-	last error
+	mu   sync.Mutex // guards next and errs
+	next uint64
+	errs map[uint64]error // the last maxRefusals refusals by id
 }
 
-func (r *refusals) record(err error) {
+// record remembers err and returns it tagged with its id.
+func (r *refusals) record(err error) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.n++
-	r.last = err
-}
-
-// mark returns a token for since.
-func (r *refusals) mark() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
-}
-
-// since returns the last refusal recorded after mark, or nil.
-func (r *refusals) since(mark uint64) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.n > mark {
-		return r.last
+	if r.errs == nil {
+		r.errs = make(map[uint64]error)
 	}
-	return nil
+	r.next++
+	id := r.next
+	r.errs[id] = err
+	delete(r.errs, id-maxRefusals)
+	return fmt.Errorf("%w (%s%d)", err, refusalTag, id)
+}
+
+// find returns the refusal whose tag appears in joinErr, or nil.
+func (r *refusals) find(joinErr error) error {
+	if joinErr == nil {
+		return nil
+	}
+	msg := joinErr.Error()
+	i := strings.Index(msg, refusalTag)
+	if i < 0 {
+		return nil
+	}
+	digits := msg[i+len(refusalTag):]
+	n := 0
+	for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+		n++
+	}
+	id, err := strconv.ParseUint(digits[:n], 10, 64)
+	if err != nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.errs[id]
 }

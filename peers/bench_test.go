@@ -21,9 +21,9 @@ func BenchmarkReceive(b *testing.B) {
 	var seq uint64
 	for b.Loop() {
 		seq++
-		msg[16] = byte(seq) // vary the id so nothing is a duplicate
-		msg[15] = byte(seq >> 8)
-		msg[14] = byte(seq >> 16)
+		msg[17] = byte(seq) // vary the id so nothing is a duplicate
+		msg[16] = byte(seq >> 8)
+		msg[15] = byte(seq >> 16)
 		c.receive(msg)
 		<-c.bc.inbox
 		if c.bc.queue.NumQueued() > 1024 {

@@ -10,15 +10,27 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// Envelope of a broadcast payload on the wire (protocol 1):
+// Envelope of a broadcast payload on the wire (protocol 2):
 //
-//	byte     envelope version (1)
+//	byte     envelope version (2)
+//	byte     hops left: how many more times it may be relayed
 //	8 bytes  origin: boot id of the sending Cluster, big endian
 //	8 bytes  sequence number at the origin, big endian
 //	...      payload
+//
+// Version 1 had no hop count; nodes that speak it have peers protocol 1 and
+// are refused as members, and a receiver drops envelopes of any version but
+// its own.
 const (
-	envelopeVersion = 1
-	envelopeHeader  = 1 + 8 + 8
+	envelopeVersion = 2
+	envelopeHeader  = 1 + 1 + 8 + 8
+	// maxHops is the hop count a payload starts with. Receivers drop
+	// duplicates by id, but they remember only the last maxSeen ids; the
+	// hop count bounds how long a payload can keep circulating when its
+	// id has been forgotten, so it cannot be relayed forever. Each hop
+	// multiplies the copies by the retransmit fan-out (at least 8), so
+	// 4 hops reach thousands of members; 8 leaves ample margin.
+	maxHops = 8
 )
 
 const (
@@ -127,30 +139,37 @@ func (c *Cluster) Broadcast(payload []byte) error {
 	}
 	msg := make([]byte, envelopeHeader, envelopeHeader+len(payload))
 	msg[0] = envelopeVersion
-	binary.BigEndian.PutUint64(msg[1:9], c.s.boot)
-	binary.BigEndian.PutUint64(msg[9:17], c.bc.seq.Add(1))
+	msg[1] = maxHops
+	binary.BigEndian.PutUint64(msg[2:10], c.s.boot)
+	binary.BigEndian.PutUint64(msg[10:18], c.bc.seq.Add(1))
 	msg = append(msg, payload...)
 	c.bc.enqueue(msg)
 	return nil
 }
 
-// receive handles one user message from memberlist's packet goroutine. It
-// must not block; b is only valid during the call.
+// receive handles one user message from memberlist's packet goroutine: it
+// delivers a payload it has not seen and relays it with one hop less, unless
+// it has no hop left. It must not block; b is only valid during the call.
 func (c *Cluster) receive(b []byte) {
 	if len(b) < envelopeHeader || b[0] != envelopeVersion {
 		c.log.Debug("peers: dropping malformed broadcast", "bytes", len(b))
 		return
 	}
+	hops := b[1]
 	id := msgID{
-		origin: binary.BigEndian.Uint64(b[1:9]),
-		seq:    binary.BigEndian.Uint64(b[9:17]),
+		origin: binary.BigEndian.Uint64(b[2:10]),
+		seq:    binary.BigEndian.Uint64(b[10:18]),
 	}
 	if id.origin == c.s.boot || !c.bc.markSeen(id) {
 		return
 	}
 	// Relay: memberlist does not forward user messages, so without this a
 	// member the origin's few transmissions missed would never see it.
-	c.bc.enqueue(bytes.Clone(b))
+	if hops > 0 {
+		relay := bytes.Clone(b)
+		relay[1] = min(hops, maxHops) - 1
+		c.bc.enqueue(relay)
+	}
 	if c.bc.inbox == nil {
 		return
 	}

@@ -30,7 +30,11 @@ func bareCluster(boot uint64, withInbox bool) *Cluster {
 }
 
 func envelope(origin, seq uint64, payload string) []byte {
-	b := []byte{envelopeVersion}
+	return envelopeHops(maxHops, origin, seq, payload)
+}
+
+func envelopeHops(hops byte, origin, seq uint64, payload string) []byte {
+	b := []byte{envelopeVersion, hops}
 	b = binary.BigEndian.AppendUint64(b, origin)
 	b = binary.BigEndian.AppendUint64(b, seq)
 	return append(b, payload...)
@@ -41,21 +45,26 @@ func TestReceive(t *testing.T) {
 		name        string
 		msg         []byte
 		wantDeliver bool
+		wantRelay   []byte // the relayed envelope, nil if none
 	}{
-		{"new", envelope(2, 1, "hello"), true},
-		{"duplicate", envelope(2, 1, "hello"), false},
-		{"same seq other origin", envelope(3, 1, "hi"), true},
-		{"own", envelope(1, 1, "mine"), false},
-		{"empty payload", envelope(2, 2, ""), true},
-		{"short", []byte{envelopeVersion, 1, 2}, false},
-		{"other version", append([]byte{9}, envelope(2, 3, "x")[1:]...), false},
+		{"new", envelope(2, 1, "hello"), true, envelopeHops(maxHops-1, 2, 1, "hello")},
+		{"duplicate", envelope(2, 1, "hello"), false, nil},
+		{"same seq other origin", envelope(3, 1, "hi"), true, envelopeHops(maxHops-1, 3, 1, "hi")},
+		{"own", envelope(1, 1, "mine"), false, nil},
+		{"empty payload", envelope(2, 2, ""), true, envelopeHops(maxHops-1, 2, 2, "")},
+		{"one hop left", envelopeHops(1, 2, 3, "x"), true, envelopeHops(0, 2, 3, "x")},
+		{"no hop left: delivered, not relayed", envelopeHops(0, 2, 4, "x"), true, nil},
+		{"hop count above the maximum", envelopeHops(255, 2, 5, "x"), true, envelopeHops(maxHops-1, 2, 5, "x")},
+		{"short", []byte{envelopeVersion, 1, 2}, false, nil},
+		{"version 1", append([]byte{1}, envelope(2, 6, "x")[2:]...), false, nil},
+		{"other version", append([]byte{9}, envelope(2, 7, "x")[1:]...), false, nil},
 	}
 	c := bareCluster(1, true)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			queued := c.bc.queue.NumQueued()
+			c.bc.queue.Reset()
 			c.receive(tt.msg)
-			gotRelay := c.bc.queue.NumQueued() > queued
+			relayed := c.bc.queue.GetBroadcasts(0, 1<<10)
 			var got []byte
 			delivered := false
 			select {
@@ -63,13 +72,40 @@ func TestReceive(t *testing.T) {
 				delivered = true
 			default:
 			}
-			if delivered != tt.wantDeliver || gotRelay != tt.wantDeliver {
-				t.Fatalf("receive(%q): delivered %v, relayed %v, want %v", tt.msg, delivered, gotRelay, tt.wantDeliver)
+			if delivered != tt.wantDeliver {
+				t.Fatalf("receive(%q): delivered %v, want %v", tt.msg, delivered, tt.wantDeliver)
 			}
 			if delivered && !bytes.Equal(got, tt.msg[envelopeHeader:]) {
 				t.Errorf("delivered %q, want %q", got, tt.msg[envelopeHeader:])
 			}
+			switch {
+			case tt.wantRelay == nil && len(relayed) != 0:
+				t.Errorf("relayed %q, want nothing", relayed)
+			case tt.wantRelay != nil && (len(relayed) != 1 || !bytes.Equal(relayed[0], tt.wantRelay)):
+				t.Errorf("relayed %q, want %q", relayed, tt.wantRelay)
+			}
 		})
+	}
+}
+
+// TestRelayStopsAfterMaxHops passes one payload through a chain of nodes
+// that each forgot its id (a fresh node every time): it is relayed at most
+// maxHops times, then only delivered.
+func TestRelayStopsAfterMaxHops(t *testing.T) {
+	msg := envelope(2, 1, "p")
+	relays := 0
+	for range 3 * maxHops {
+		c := bareCluster(1, true)
+		c.receive(msg)
+		out := c.bc.queue.GetBroadcasts(0, 1<<10)
+		if len(out) == 0 {
+			break
+		}
+		relays++
+		msg = out[0]
+	}
+	if relays != maxHops {
+		t.Errorf("payload relayed %d times, want %d", relays, maxHops)
 	}
 }
 
@@ -81,7 +117,7 @@ func TestReceiveDeliveredSliceIsCallees(t *testing.T) {
 	got[0] = 'X'
 	msg[envelopeHeader] = 'Y' // memberlist may reuse its buffer
 	relayed := c.bc.queue.GetBroadcasts(0, 1<<10)
-	if len(relayed) != 1 || !bytes.Equal(relayed[0], envelope(2, 1, "abc")) {
+	if len(relayed) != 1 || !bytes.Equal(relayed[0], envelopeHops(maxHops-1, 2, 1, "abc")) {
 		t.Errorf("relayed %q, want the original envelope", relayed)
 	}
 }
@@ -123,7 +159,7 @@ func TestBroadcastReachesEveryMember(t *testing.T) {
 	cs := make([]*Cluster, 4)
 	for i := range cs {
 		rs[i] = &recorder{}
-		cfg := testConfig(fmt.Sprintf("n%d", i), rs[i])
+		cfg := testConfig(t, fmt.Sprintf("n%d", i), rs[i])
 		cfg.SecretKey = key
 		if i > 0 {
 			cfg.Join = []string{cs[0].GossipAddr()}

@@ -67,9 +67,16 @@ type Cluster struct {
 	refutes  atomic.Int64             // refutes seen in memberlist's log (for tests)
 	bc       broadcaster
 	refusals refusals
+	lost     lostSet        // failed members to reconnect to
+	tr       *joinTransport // bounds and aborts join attempts
 
-	// mlMu serializes memberlist Leave, Join (rejoin) and Shutdown, since
-	// memberlist panics on Leave after Shutdown.
+	// ctx ends when Close starts: it stops the rejoin goroutine and aborts
+	// a join attempt in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// mlMu serializes memberlist Leave and Shutdown, since memberlist
+	// panics on Leave after Shutdown. It is never held across a Join.
 	mlMu   sync.Mutex // guards mlShut
 	mlShut bool
 
@@ -91,10 +98,18 @@ type Cluster struct {
 // once joined and once [Config.OnChange] has been called with the members
 // known then.
 //
+// Seeds are tried one at a time, in order, until one answers; ctx is checked
+// before each. A seed's dial is capped at 1s, 3s or 10s (ProfileLocal, LAN,
+// WAN) and its push/pull exchange is aborted (its connection closed) as soon
+// as ctx or JoinTimeout ends, so Join returns promptly after that. The one
+// step that cannot be interrupted is memberlist resolving a seed given as a
+// host name, bounded by the system resolver's timeout.
+//
 // Errors wrap ErrInvalidConfig, ErrInvalidKey, or ErrJoin (plus
-// ErrIncompatible when the seeds' cluster has another fingerprint, and the
-// context's error when it ended). A single memberlist join attempt cannot be
-// interrupted, so Join may overrun ctx by up to memberlist's TCP timeout.
+// ErrIncompatible when this node refused to merge with a seed's cluster
+// because its fingerprint differs, and the context's error when it ended).
+// A seed that is unreachable or refuses the connection is retried; only a
+// refusal during this node's own exchange with a seed is final.
 // On error nothing keeps running.
 func Join(ctx context.Context, cfg Config) (*Cluster, error) {
 	s, err := validate(ctx, cfg)
@@ -108,6 +123,7 @@ func Join(ctx context.Context, cfg Config) (*Cluster, error) {
 		view:   newMemberView(s.Name),
 		done:   make(chan struct{}),
 	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
 	c.bc.seen = make(map[msgID]struct{})
 	if s.OnMessage != nil {
 		c.bc.inbox = make(chan []byte, inboxSize)
@@ -124,15 +140,17 @@ func Join(ctx context.Context, cfg Config) (*Cluster, error) {
 	mc.Merge = admission{c}
 	transport, err := newTransport(s, mlLog)
 	if err != nil {
+		c.cancel()
 		return nil, err
 	}
 	mc.BindPort = transport.GetAutoBindPort()
 	if mc.AdvertisePort == 0 {
 		mc.AdvertisePort = mc.BindPort
 	}
-	mc.Transport = transport
+	c.tr = newJoinTransport(transport, s.dialCap)
+	mc.Transport = c.tr
 	if s.wrapTransport != nil {
-		mc.Transport = s.wrapTransport(transport)
+		mc.Transport = s.wrapTransport(c.tr)
 	}
 	if s.tweak != nil {
 		s.tweak(mc)
@@ -149,6 +167,7 @@ func Join(ctx context.Context, cfg Config) (*Cluster, error) {
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = mc.Transport.Shutdown()
+		c.cancel()
 		return nil, fmt.Errorf("peers: start memberlist on %s:%d: %w", s.bindIP, mc.BindPort, err)
 	}
 	c.ml = ml
@@ -162,8 +181,8 @@ func Join(ctx context.Context, cfg Config) (*Cluster, error) {
 			_ = c.Close()
 			return nil, err
 		}
-		c.wg.Go(c.runRejoin)
 	}
+	c.wg.Go(c.runRejoin)
 	if err := c.barrier(ctx); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("%w: %w", ErrJoin, err)
@@ -193,31 +212,30 @@ func newTransport(s *settings, logger *log.Logger) (*memberlist.NetTransport, er
 	return nil, fmt.Errorf("peers: listen on %s:%d: %w", s.bindIP, s.bindPort, err)
 }
 
-// joinSeeds retries memberlist's Join with backoff until one seed answers,
-// the seeds prove incompatible, or ctx or JoinTimeout ends.
+// joinSeeds tries the seeds one at a time, in rounds with backoff between
+// them, until one answers, this node refuses a seed's cluster, or ctx or
+// JoinTimeout ends.
 func (c *Cluster) joinSeeds(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, c.s.JoinTimeout)
 	defer cancel()
 	backoff := joinBackoffMin
 	var last error
-	for attempt := 1; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("%w: seeds %v: %w (last error: %v)", ErrJoin, c.s.Join, err, last)
+	for round := 1; ; round++ {
+		for _, seed := range c.s.Join {
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("%w: seeds %v: %w (last error: %v)", ErrJoin, c.s.Join, err, last)
+			}
+			n, refused, err := c.joinOnce(ctx, seed)
+			if refused != nil {
+				return fmt.Errorf("%w: seed %s: %w", ErrJoin, seed, refused)
+			}
+			if err == nil {
+				c.log.Info("peers: joined", "seed", seed, "answered", n, "rounds", round)
+				return nil
+			}
+			last = err
+			c.log.Debug("peers: join attempt failed", "seed", seed, "round", round, "err", err)
 		}
-		mark := c.refusals.mark()
-		n, err := c.ml.Join(c.s.Join)
-		if err == nil && n > 0 {
-			c.log.Info("peers: joined", "seeds", c.s.Join, "answered", n, "attempts", attempt)
-			return nil
-		}
-		if err == nil {
-			err = errors.New("no seed answered")
-		}
-		if refused := c.refusals.since(mark); refused != nil {
-			return fmt.Errorf("%w: seeds %v: %w", ErrJoin, c.s.Join, refused)
-		}
-		last = err
-		c.log.Debug("peers: join attempt failed", "attempt", attempt, "err", err)
 		// Full jitter in [backoff/2, backoff).
 		wait := backoff/2 + rand.N(backoff/2)
 		t := time.NewTimer(wait)
@@ -242,35 +260,6 @@ func (c *Cluster) barrier(ctx context.Context) error {
 		return ctx.Err()
 	case <-c.done:
 		return ErrClosed
-	}
-}
-
-// runRejoin is the goroutine that, while this node has no alive peer, retries
-// the seeds every few seconds (profile-dependent). It heals a node that lost
-// every peer for longer than memberlist's gossip-to-the-dead window, after
-// which memberlist alone never contacts them again.
-func (c *Cluster) runRejoin() {
-	t := time.NewTicker(c.s.rejoinEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-		}
-		if c.alive.Load() > 1 {
-			continue
-		}
-		c.mlMu.Lock()
-		if !c.mlShut && c.active() {
-			n, err := c.ml.Join(c.s.Join)
-			if err != nil {
-				c.log.Debug("peers: rejoin failed", "seeds", c.s.Join, "err", err)
-			} else {
-				c.log.Info("peers: rejoined", "seeds", c.s.Join, "answered", n)
-			}
-		}
-		c.mlMu.Unlock()
 	}
 }
 
@@ -372,6 +361,7 @@ func (c *Cluster) Close() error {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		c.cancel() // stops reconnecting, aborts a join attempt in flight
 		ctx, cancel := context.WithTimeout(context.Background(), c.s.leaveOnClose)
 		if err := c.leave(ctx); err != nil {
 			c.log.Warn("peers: leaving on close", "err", err)

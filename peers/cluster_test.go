@@ -14,17 +14,17 @@ import (
 func TestJoinThreeNodes(t *testing.T) {
 	t.Parallel()
 	var ra, rb, rc recorder
-	a := start(t, testConfig("a", &ra))
+	a := start(t, testConfig(t, "a", &ra))
 	if got := names(a.Members()); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("alone: Members() = %v, want [a]", got)
 	}
 	if got := names(ra.lastChange()); !slices.Equal(got, []string{"a"}) {
 		t.Errorf("alone: last OnChange = %v, want [a] (delivered before Join returns)", got)
 	}
-	cfgB := testConfig("b", &rb)
+	cfgB := testConfig(t, "b", &rb)
 	cfgB.Join = []string{a.GossipAddr()}
 	b := start(t, cfgB)
-	cfgC := testConfig("c", &rc)
+	cfgC := testConfig(t, "c", &rc)
 	cfgC.Join = []string{b.GossipAddr()}
 	c := start(t, cfgC)
 
@@ -66,11 +66,11 @@ func TestJoinThreeNodes(t *testing.T) {
 
 func TestLeaveDropsNodePromptly(t *testing.T) {
 	t.Parallel()
-	a := start(t, testConfig("a", nil))
-	cfgB := testConfig("b", nil)
+	a := start(t, testConfig(t, "a", nil))
+	cfgB := testConfig(t, "b", nil)
 	cfgB.Join = []string{a.GossipAddr()}
 	b := start(t, cfgB)
-	cfgC := testConfig("c", nil)
+	cfgC := testConfig(t, "c", nil)
 	cfgC.Join = []string{a.GossipAddr()}
 	c := start(t, cfgC)
 	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
@@ -106,11 +106,11 @@ func TestLeaveDropsNodePromptly(t *testing.T) {
 
 func TestKilledNodeDetectedDead(t *testing.T) {
 	t.Parallel()
-	a := start(t, testConfig("a", nil))
-	cfgB := testConfig("b", nil)
+	a := start(t, testConfig(t, "a", nil))
+	cfgB := testConfig(t, "b", nil)
 	cfgB.Join = []string{a.GossipAddr()}
 	b := start(t, cfgB)
-	cfgC := testConfig("c", nil)
+	cfgC := testConfig(t, "c", nil)
 	cfgC.Join = []string{a.GossipAddr()}
 	c := start(t, cfgC)
 	waitMembers(t, []string{"a", "b", "c"}, a, b, c)
@@ -125,11 +125,11 @@ func TestKilledNodeDetectedDead(t *testing.T) {
 func TestFingerprintMismatchRefused(t *testing.T) {
 	t.Parallel()
 	var ra recorder
-	cfgA := testConfig("a", &ra)
+	cfgA := testConfig(t, "a", &ra)
 	cfgA.Fingerprint = "ring:271/1.25 proto:1"
 	a := start(t, cfgA)
 
-	cfgB := testConfig("b", nil)
+	cfgB := testConfig(t, "b", nil)
 	cfgB.Fingerprint = "ring:541/1.25 proto:1"
 	cfgB.Join = []string{a.GossipAddr()}
 	b, err := Join(t.Context(), cfgB)
@@ -162,7 +162,7 @@ func TestSecretKey(t *testing.T) {
 	t.Parallel()
 	key1 := []byte("0123456789abcdef")
 	key2 := []byte("fedcba9876543210")
-	cfgA := testConfig("a", nil)
+	cfgA := testConfig(t, "a", nil)
 	cfgA.SecretKey = key1
 	a := start(t, cfgA)
 
@@ -177,7 +177,7 @@ func TestSecretKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig("joiner-"+strings.ReplaceAll(tt.name, " ", "-"), nil)
+			cfg := testConfig(t, "joiner-"+strings.ReplaceAll(tt.name, " ", "-"), nil)
 			cfg.SecretKey = tt.key
 			cfg.Join = []string{a.GossipAddr()}
 			cfg.JoinTimeout = 1500 * time.Millisecond
@@ -223,7 +223,7 @@ func TestJoinConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := testConfig("x", nil)
+			cfg := testConfig(t, "x", nil)
 			tt.edit(&cfg)
 			c, err := Join(t.Context(), cfg)
 			if err == nil {
@@ -238,27 +238,45 @@ func TestJoinConfigErrors(t *testing.T) {
 
 func TestJoinUnreachableSeedTimesOut(t *testing.T) {
 	t.Parallel()
-	// A bound and then closed cluster leaves an address nobody answers on.
-	dead := start(t, testConfig("dead", nil))
-	addr := dead.GossipAddr()
-	_ = dead.Close()
-
-	cfg := testConfig("b", nil)
-	cfg.Join = []string{addr}
-	cfg.JoinTimeout = 500 * time.Millisecond
-	c, err := Join(t.Context(), cfg)
-	if err == nil {
-		_ = c.Close()
-		t.Fatal("Join() succeeded, want ErrJoin")
+	tests := []struct {
+		name string
+		seed func(t *testing.T) string
+	}{
+		// Nobody speaks memberlist there: every attempt fails at once and
+		// is retried until JoinTimeout.
+		{"refusing seed", func(t *testing.T) string { return rudeSeed(t) }},
+		// The seed accepts but never answers: the attempt in flight must be
+		// aborted when JoinTimeout ends, not when memberlist's TCP timeout
+		// (a minute here) would end it.
+		{"silent seed", func(t *testing.T) string { return silentSeed(t, nil) }},
 	}
-	if !errors.Is(err, ErrJoin) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Join() = %v, want ErrJoin wrapping context.DeadlineExceeded", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t, "b", nil)
+			cfg.Join = []string{tt.seed(t)}
+			cfg.JoinTimeout = 500 * time.Millisecond
+			cfg.tweak = func(mc *memberlist.Config) { mc.TCPTimeout = time.Minute }
+			start := time.Now()
+			c, err := Join(t.Context(), cfg)
+			if err == nil {
+				_ = c.Close()
+				t.Fatal("Join() succeeded, want ErrJoin")
+			}
+			if !errors.Is(err, ErrJoin) || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrIncompatible) {
+				t.Errorf("Join() = %v, want ErrJoin wrapping context.DeadlineExceeded", err)
+			}
+			// Generous: the point is not waiting for the minute.
+			if d := time.Since(start); d > 20*time.Second {
+				t.Errorf("Join() took %v with JoinTimeout 500ms", d)
+			}
+		})
 	}
 }
 
 func TestDefaultNameAndAddresses(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig("", nil)
+	cfg := testConfig(t, "", nil)
 	c := start(t, cfg)
 	if c.LocalName() == "" {
 		t.Errorf("LocalName() is empty")
@@ -266,7 +284,7 @@ func TestDefaultNameAndAddresses(t *testing.T) {
 	if !strings.HasPrefix(c.GossipAddr(), "127.0.0.1:") || strings.HasSuffix(c.GossipAddr(), ":0") {
 		t.Errorf("GossipAddr() = %q, want 127.0.0.1 with a real port", c.GossipAddr())
 	}
-	cfg2 := testConfig("", nil)
+	cfg2 := testConfig(t, "", nil)
 	c2 := start(t, cfg2)
 	if c.LocalName() == c2.LocalName() {
 		t.Errorf("two default names are both %q", c.LocalName())
@@ -287,12 +305,12 @@ func TestCutOffOnRefute(t *testing.T) {
 		// alive; a periodic push/pull settles that. Make it come sooner.
 		mc.PushPullInterval = 2 * time.Second
 	}
-	cfgA := testConfig("a", &ra)
+	cfgA := testConfig(t, "a", &ra)
 	cfgA.tweak = tweak
 	a := start(t, cfgA)
 
 	var faulty *faultyTransport
-	cfgB := testConfig("b", &rb)
+	cfgB := testConfig(t, "b", &rb)
 	cfgB.tweak = tweak
 	cfgB.wrapTransport = func(t memberlist.NodeAwareTransport) memberlist.NodeAwareTransport {
 		faulty = &faultyTransport{NodeAwareTransport: t}

@@ -91,8 +91,13 @@ type Config struct {
 	// 512-byte metadata limit (about 490 bytes), else [ErrInvalidConfig].
 	Fingerprint string
 	// Join lists seeds (host:port). If empty, the node starts alone and
-	// others join it. While the node has no alive peer, it retries the
-	// seeds periodically, so an isolated node finds its way back.
+	// others join it. Afterwards, every 2s, 15s or 60s (ProfileLocal, LAN,
+	// WAN) whatever the number of alive members, the node joins again the
+	// seeds that are not alive members and the last known addresses of
+	// members that failed (not left) in the last 30s, 5min or 30min (at
+	// most 64 of them), so that a healed partition merges and an isolated
+	// node finds its way back; the fingerprint check applies to these joins
+	// as to the first.
 	Join []string
 	// JoinTimeout bounds the retries of the initial join. If zero, 10s.
 	JoinTimeout time.Duration
@@ -104,7 +109,10 @@ type Config struct {
 	Profile Profile
 	// Logger receives this package's logs and memberlist's (its [DEBUG]
 	// lines at Debug, [INFO] at Info, [WARN] at Warn, [ERR] at Error). If
-	// nil, slog.Default().
+	// nil, slog.Default(). memberlist logs while holding its own locks, so
+	// the logger's handler runs under them: keep it fast and non-blocking
+	// (a handler that waits on a slow sink stalls gossip and failure
+	// detection).
 	Logger *slog.Logger
 
 	// OnChange, if not nil, is called with the alive members (self
@@ -146,11 +154,13 @@ type settings struct {
 	Config
 	bindIP        string
 	bindPort      int
-	advertiseIP   string // empty: let memberlist pick
-	advertisePort int    // 0: the bound port
-	meta          []byte // encoded metadata of this node
-	boot          uint64 // random id of this Cluster, in meta and message ids
-	rejoinEvery   time.Duration
+	advertiseIP   string        // empty: let memberlist pick
+	advertisePort int           // 0: the bound port
+	meta          []byte        // encoded metadata of this node
+	boot          uint64        // random id of this Cluster, in meta and message ids
+	rejoinEvery   time.Duration // how often the rejoin goroutine runs
+	reconnectFor  time.Duration // how long a failed member is retried
+	dialCap       time.Duration // dial timeout of join attempts
 	leaveOnClose  time.Duration // how long Close waits for the leave broadcast
 }
 
@@ -177,14 +187,16 @@ func validate(ctx context.Context, cfg Config) (*settings, error) {
 	}
 	switch s.Profile {
 	case ProfileLAN:
-		s.rejoinEvery, s.leaveOnClose = 30*time.Second, 3*time.Second
+		s.leaveOnClose = 3 * time.Second
 	case ProfileLocal:
-		s.rejoinEvery, s.leaveOnClose = 2*time.Second, time.Second
+		s.leaveOnClose = time.Second
 	case ProfileWAN:
-		s.rejoinEvery, s.leaveOnClose = 60*time.Second, 5*time.Second
+		s.leaveOnClose = 5 * time.Second
 	default:
 		return nil, fmt.Errorf("%w: unknown Profile %d", ErrInvalidConfig, s.Profile)
 	}
+	rt := reconnectTimings[s.Profile]
+	s.rejoinEvery, s.reconnectFor, s.dialCap = rt.every, rt.window, rt.dialCap
 	if s.Name == "" {
 		name, err := defaultName()
 		if err != nil {

@@ -16,6 +16,20 @@
 // directions: the joining side's [Join] fails with an error wrapping
 // [ErrIncompatible], and the existing members never list it.
 //
+// # Reconnection
+//
+// memberlist never contacts a member again once it declared it dead and its
+// gossip-to-the-dead window passed, so a healed network partition would stay
+// split forever. Every 2s, 15s or 60s (ProfileLocal, LAN, WAN), whatever the
+// number of alive members, a goroutine of the [Cluster] joins again the
+// seeds that are not alive members and the last known addresses of the
+// members that failed (not left) within the reconnect window: 30s, 5 minutes
+// or 30 minutes, at most 64 members, only members this node had accepted
+// and seen alive. These joins are push/pulls like the first, so the
+// fingerprint refusal applies; a failed member whose address now refuses
+// us is dropped from the list. Join attempts dial with a short timeout (1s,
+// 3s, 10s) and are aborted when the Cluster closes.
+//
 // # Membership events
 //
 // memberlist calls its event hooks while holding its own locks, so this
@@ -30,7 +44,8 @@
 // it is piggybacked on gossip packets. memberlist does not relay user
 // messages, so every receiver relays a payload it has not seen before once
 // (again transmit-limited), which spreads it epidemically like memberlist's
-// own alive and dead messages. The retransmit multiplier is at least 8, so
+// own alive and dead messages. A payload carries a hop count, so it stops
+// being relayed after a few hops even where its id was forgotten. The retransmit multiplier is at least 8, so
 // up to 9 members every node sends each payload to every peer. Receivers drop duplicates by message id and
 // deliver each payload to [Config.OnMessage] from one goroutine. Delivery is
 // best effort: it is meant as the fallback path for invalidations, never the

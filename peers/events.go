@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 )
@@ -28,6 +29,7 @@ type event struct {
 	addr   string        // gossip host:port
 	meta   meta          // evJoin, evUpdate: decoded metadata
 	err    error         // evJoin, evUpdate: metadata refused
+	left   bool          // evLeave: it left gracefully (else it failed)
 	reason string        // evCutOff
 	done   chan struct{} // evBarrier
 }
@@ -79,6 +81,8 @@ func (c *Cluster) nodeEvent(kind eventKind, n *memberlist.Node) event {
 	ev := event{kind: kind, name: n.Name, addr: n.Address()}
 	if kind != evLeave {
 		ev.meta, ev.err = checkMeta(n.Name, n.Meta, c.s.Fingerprint)
+	} else {
+		ev.left = n.State == memberlist.StateLeft
 	}
 	return ev
 }
@@ -205,6 +209,15 @@ func (c *Cluster) handleEvent(ev event) {
 		c.log.Warn("peers: ignoring member with incompatible metadata", "member", ev.name, "err", ev.err)
 	}
 	changed, cutOff := c.view.apply(ev)
+	if ev.name != c.s.Name {
+		switch {
+		case ev.kind == evLeave && changed && !ev.left:
+			// A member of ours failed: retry it for a while (reconnect.go).
+			c.lost.add(ev.name, ev.addr, time.Now())
+		case ev.kind == evLeave || (ev.kind == evJoin && ev.err == nil):
+			c.lost.remove(ev.name)
+		}
+	}
 	if changed {
 		list := c.view.list()
 		c.snapshot.Store(&list)

@@ -12,9 +12,11 @@ import (
 //
 // Refute detection: memberlist refutes an accusation about the local node in
 // suspectNode and deadNode (state.go in v0.7.0) and offers no hook for it;
-// each refute logs exactly one warning starting "Refuting a suspect message"
-// or "Refuting a dead message". The bridge sees every line whatever the slog
-// level, so it calls onRefute for those. The coupling to memberlist's log text
+// each refute logs exactly one warning whose message starts "memberlist:
+// Refuting a suspect message" or "memberlist: Refuting a dead message". The
+// bridge sees every line whatever the slog level, so it calls onRefute for
+// those. It matches the start of the message only: the rest of the line
+// carries peer names, which may contain the same words. The coupling to memberlist's log text
 // is deliberate and guarded by TestCutOffOnRefute: if an upgrade changes the
 // text, that test fails. memberlist writes these lines while holding its node
 // lock, so onRefute must not block.
@@ -23,11 +25,11 @@ type logBridge struct {
 	onRefute func()
 }
 
-// refuteMarkers are the memberlist warnings that mean another member
+// refutePrefixes start the memberlist warnings that mean another member
 // declared this node suspect or dead.
-var refuteMarkers = [...]string{
-	"Refuting a suspect message",
-	"Refuting a dead message",
+var refutePrefixes = [...]string{
+	"memberlist: Refuting a suspect message",
+	"memberlist: Refuting a dead message",
 }
 
 // Write handles one log line. It never fails.
@@ -35,8 +37,8 @@ func (b *logBridge) Write(p []byte) (int, error) {
 	line := strings.TrimRight(string(p), "\r\n")
 	level, msg := parseLogLine(line)
 	if b.onRefute != nil && level == slog.LevelWarn {
-		for _, m := range refuteMarkers {
-			if strings.Contains(msg, m) {
+		for _, p := range refutePrefixes {
+			if strings.HasPrefix(msg, p) {
 				b.onRefute()
 				break
 			}

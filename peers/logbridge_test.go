@@ -41,6 +41,9 @@ func TestLogBridge(t *testing.T) {
 		{"[WARN] memberlist: Refuting a suspect message (from: a)", true, true},
 		{"[WARN] memberlist: Refuting a dead message (from: a)", true, true},
 		{"[WARN] memberlist: Refuting an alive message for 'b' (127.0.0.1:1)", false, true},
+		// A peer whose name contains the marker text.
+		{"[WARN] memberlist: Was able to connect to Refuting a dead message (from: x) over TCP but UDP probes failed", false, true},
+		{"[WARN] memberlist: Failed to send ack: Refuting a suspect message to 127.0.0.1:1", false, true},
 		{"[DEBUG] memberlist: Refuting a dead message (from: a)", false, false},
 		{"[DEBUG] memberlist: Stream connection", false, false},
 		{"[ERR] memberlist: Push/Pull with b failed", false, true},

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,12 +138,14 @@ func (r *recorder) lastChange() []Member {
 }
 
 // testConfig returns a loopback config with fast timings and r's callbacks.
-func testConfig(name string, r *recorder) Config {
+// Its fingerprint is the top-level test's name, so that parallel tests can
+// never join each other's clusters.
+func testConfig(t *testing.T, name string, r *recorder) Config {
 	cfg := Config{
 		Name:        name,
 		BindAddr:    "127.0.0.1:0",
 		RPCAddr:     "127.0.0.1:" + name,
-		Fingerprint: "test-fp",
+		Fingerprint: "test:" + strings.SplitN(t.Name(), "/", 2)[0],
 		Profile:     ProfileLocal,
 		Logger:      testLogger(),
 		JoinTimeout: 20 * time.Second,
@@ -233,3 +237,63 @@ func flushEvents(t *testing.T, c *Cluster) {
 // whose outgoing traffic is dropped cannot answer a TCP fallback ping on an
 // accepted connection.
 func disableTCPPings(mc *memberlist.Config) { mc.DisableTcpPings = true }
+
+// rudeSeed returns the address of a TCP listener that closes every
+// connection at once. It stays bound until the test ends, so no other test
+// can get its port.
+func rudeSeed(t *testing.T) string {
+	t.Helper()
+	return fakeSeed(t, func(c net.Conn) { _ = c.Close() }, nil)
+}
+
+// silentSeed returns the address of a TCP listener that accepts connections
+// and never answers; each accepted connection is reported on accepted (if
+// not nil, without blocking). Connections are closed when the test ends.
+func silentSeed(t *testing.T, accepted chan<- struct{}) string {
+	t.Helper()
+	return fakeSeed(t, nil, accepted)
+}
+
+func fakeSeed(t *testing.T, handle func(net.Conn), accepted chan<- struct{}) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var (
+		mu    sync.Mutex // guards conns
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if accepted != nil {
+				select {
+				case accepted <- struct{}{}:
+				default:
+				}
+			}
+			if handle != nil {
+				handle(c)
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		_ = ln.Close()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	return ln.Addr().String()
+}

@@ -8,7 +8,9 @@ import (
 
 // protocolVersion is the version of this package's gossip payloads (node
 // metadata and broadcast envelopes). Members must speak the same one.
-const protocolVersion = 1
+//
+// 2: broadcast envelopes carry a hop count (broadcast.go).
+const protocolVersion = 2
 
 // metaFormat is the version byte that starts every encoded metadata record.
 // Later formats may only append fields, so a decoder accepts any format

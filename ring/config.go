@@ -20,6 +20,36 @@ const (
 	MaxReplicationFactor = 1 << 10
 )
 
+// Limits that [New] enforces on the members together with the Config. New
+// builds consistent's hash circle member by member, and consistent sorts the
+// whole circle after each one: a cheap pass when few points were added
+// (ReplicationFactor up to about 4), a full sort otherwise. Its cost
+// therefore grows like members × virtual nodes × min(ReplicationFactor, 32);
+// without these limits valid settings made New take seconds and gigabytes.
+// At the limits New takes about 100ms on one busy core, and a few
+// milliseconds with the default settings and a few dozen members. The
+// default settings (271 partitions, replication 20) fit their maximum of 271
+// members; for larger clusters lower ReplicationFactor (bounded loads keep
+// every member within LoadFactor of its fair share anyway).
+const (
+	// MaxVirtualNodes bounds members × ReplicationFactor: the points on
+	// the hash circle.
+	MaxVirtualNodes = 1 << 16
+	// MaxPlacementWork bounds members × virtual nodes ×
+	// min(ReplicationFactor, 32), the cost estimate of placement. For
+	// example it allows 289 members with replication 20, 1448 with
+	// replication 4, 5792 with replication 1, 64 with 256 and 32 with
+	// 1024.
+	MaxPlacementWork = 1 << 25
+)
+
+// placementWork is the cost estimate that MaxPlacementWork bounds. members
+// and replication are at most MaxPartitions and MaxReplicationFactor, so
+// the product fits an int64.
+func placementWork(members, replication int) int64 {
+	return int64(members) * int64(members) * int64(replication) * int64(min(replication, 32))
+}
+
 // scheme names the placement algorithm, as part of the fingerprint: key hash
 // (xxhash64 of the key, modulo the partition count), partition placement
 // (consistent v1.0.0's replica keys and bounded loads) and the encoding of
@@ -106,8 +136,9 @@ func (c Config) Fingerprint() string {
 }
 
 // checkRoom reports whether consistent can place c.Partitions partitions on
-// members members (members > 0, c validated and defaulted) without its
-// "not enough room to distribute partitions" panic.
+// members members (members > 0, c validated and defaulted) quickly enough
+// (MaxVirtualNodes, MaxPlacementWork) and without its "not enough room to
+// distribute partitions" panic.
 //
 // consistent lets each member own at most ceil(avg*LoadFactor) partitions and
 // panics when the members' total is below the partition count. v1.0.0
@@ -118,6 +149,15 @@ func (c Config) Fingerprint() string {
 // members <= partitions and LoadFactor > 1 both conditions always hold;
 // checking them exactly costs nothing and does not rest on that argument.
 func checkRoom(members int, c Config) error {
+	vnodes := members * c.ReplicationFactor // at most 1<<26: no overflow
+	if vnodes > MaxVirtualNodes {
+		return fmt.Errorf("%w: %d members × replication factor %d = %d virtual nodes, more than %d; lower ReplicationFactor",
+			ErrInvalidConfig, members, c.ReplicationFactor, vnodes, MaxVirtualNodes)
+	}
+	if work := placementWork(members, c.ReplicationFactor); work > MaxPlacementWork {
+		return fmt.Errorf("%w: %d members with replication factor %d: placement work %d is more than %d; lower ReplicationFactor",
+			ErrInvalidConfig, members, c.ReplicationFactor, work, MaxPlacementWork)
+	}
 	if members > c.Partitions {
 		return fmt.Errorf("%w: %d members but only %d partitions; raise Partitions", ErrInvalidConfig, members, c.Partitions)
 	}

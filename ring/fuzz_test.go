@@ -47,7 +47,7 @@ func FuzzNew(f *testing.F) {
 		if (verr == nil) != configOK {
 			t.Fatalf("%+v.Validate() = %v, want ok=%v", cfg, verr, configOK)
 		}
-		wantOK := configOK && n <= p
+		wantOK := configOK && n <= p && n*r <= MaxVirtualNodes && placementWork(n, r) <= MaxPlacementWork
 
 		ring, err := New(names(n), cfg)
 		if !wantOK {

@@ -15,7 +15,9 @@ import (
 var (
 	// ErrInvalidConfig means the Config, or the Config together with the
 	// number of members, cannot produce a ring: a negative or too large
-	// field, a load factor not above 1, or more members than partitions.
+	// field, a load factor not above 1, more members than partitions, or
+	// more members and virtual nodes than [MaxVirtualNodes] and
+	// [MaxPlacementWork] allow.
 	ErrInvalidConfig = errors.New("ring: invalid config")
 
 	// ErrInvalidMember means a member name is empty or appears twice.
@@ -39,7 +41,8 @@ type Ring struct {
 // copies members and never modifies it or cfg.
 //
 // New returns an error wrapping [ErrInvalidConfig] if cfg fails
-// [Config.Validate] or the members do not fit (more members than partitions),
+// [Config.Validate] or the members do not fit (more members than partitions,
+// or beyond [MaxVirtualNodes] or [MaxPlacementWork]),
 // and one wrapping [ErrInvalidMember] for an empty or duplicate name. It never
 // panics: the checks cover every case in which consistent panics, and a panic
 // from consistent that gets past them anyway is recovered and returned as

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/buraksezer/consistent"
 	"github.com/cespare/xxhash/v2"
@@ -190,6 +191,11 @@ func TestNewInvalid(t *testing.T) {
 		{"infinite load", names(3), Config{LoadFactor: math.Inf(1)}, ErrInvalidConfig},
 		{"more members than partitions", names(8), Config{Partitions: 7}, ErrInvalidConfig},
 		{"more members than default partitions", names(272), Config{}, ErrInvalidConfig},
+		{"too many virtual nodes", names(65), Config{Partitions: 1024, ReplicationFactor: 1024}, ErrInvalidConfig},
+		{"too much placement work", names(300), Config{Partitions: 1024}, ErrInvalidConfig},
+		{"512 members replication 256", names(512), Config{Partitions: MaxPartitions, ReplicationFactor: 256, LoadFactor: 1.0000001}, ErrInvalidConfig},
+		{"64 members replication 1024", names(64), Config{Partitions: MaxPartitions, ReplicationFactor: 1024, LoadFactor: 1.0000001}, ErrInvalidConfig},
+		{"6000 members replication 1", names(6000), Config{Partitions: MaxPartitions, ReplicationFactor: 1}, ErrInvalidConfig},
 		{"empty name", []string{"a", ""}, Config{}, ErrInvalidMember},
 		{"duplicate name", []string{"a", "b", "a"}, Config{}, ErrInvalidMember},
 		{"invalid config wins over members", []string{"", ""}, Config{Partitions: -5}, ErrInvalidConfig},
@@ -463,6 +469,35 @@ func BenchmarkNew(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// TestNewAtLimits builds the largest rings of several shapes that the
+// limits allow (and the default settings at their member maximum): they must
+// be accepted. How long they take is logged, not asserted (shared machines).
+func TestNewAtLimits(t *testing.T) {
+	for _, tt := range []struct {
+		members int
+		cfg     Config
+	}{
+		{271, Config{}},
+		{289, Config{Partitions: 1024, ReplicationFactor: 20}},
+		{1448, Config{Partitions: MaxPartitions, ReplicationFactor: 4, LoadFactor: 1.0000001}},
+		{64, Config{Partitions: MaxPartitions, ReplicationFactor: 256, LoadFactor: 1.0000001}},
+		{32, Config{Partitions: MaxPartitions, ReplicationFactor: MaxReplicationFactor}},
+	} {
+		t.Run(fmt.Sprintf("%d members %+v", tt.members, tt.cfg), func(t *testing.T) {
+			r := tt.cfg.withDefaults().ReplicationFactor
+			if w := placementWork(tt.members, r); w > MaxPlacementWork || tt.members*r > MaxVirtualNodes {
+				t.Fatalf("case is beyond the limits (work %d)", w)
+			}
+			if w := placementWork(tt.members+1, r); w <= MaxPlacementWork && (tt.members+1)*r <= MaxVirtualNodes && tt.members+1 <= tt.cfg.withDefaults().Partitions {
+				t.Fatalf("case is not at the limit: %d members fit too", tt.members+1)
+			}
+			start := time.Now()
+			mustNew(t, names(tt.members), tt.cfg)
+			t.Logf("New took %v", time.Since(start))
 		})
 	}
 }
