@@ -12,8 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/meshcache/meshcache/transport/internal/wirepb"
 )
 
@@ -21,71 +19,119 @@ import (
 // ClientConfig.DialTimeout is zero.
 const DefaultDialTimeout = 2 * time.Second
 
+// DefaultCallTimeout bounds a call whose ctx has no deadline when
+// ClientConfig.DefaultTimeout is zero.
+const DefaultCallTimeout = 30 * time.Second
+
 // ClientConfig configures a [Client]. The zero value of each field selects
 // the documented default. NewClient copies the config.
 type ClientConfig struct {
 	// TLS, if set, makes the client dial with TLS, presenting the client
-	// certificate from it and verifying the server against its RootCAs.
-	// The config is cloned. ServerName, if empty, is taken from the
-	// address being dialed.
+	// certificate from it and verifying the server against its RootCAs,
+	// which must be set: a nil RootCAs would trust every server certificate
+	// issued under the system roots, so such a client refuses every call
+	// with ErrBadConfig (see [ClientConfig.Validate]). The config is cloned.
+	// ServerName, if empty, is taken from the address being dialed.
 	TLS *tls.Config
 	// DialTimeout bounds one dial: TCP connect, TLS handshake and the
 	// preface exchange. If zero, DefaultDialTimeout (2s).
 	DialTimeout time.Duration
+	// DefaultTimeout bounds a call whose ctx has no deadline, and is sent to
+	// the peer as that request's deadline: every request carries one. If
+	// zero, DefaultCallTimeout (30s).
+	DefaultTimeout time.Duration
 	// MaxFrameBytes limits the size of a frame body, in both directions: a
 	// larger request fails with ErrFrameTooLarge without being sent, and a
 	// larger response closes the connection. If zero,
-	// DefaultMaxFrameBytes (64 MiB).
+	// DefaultMaxFrameBytes (64 MiB); values over math.MaxUint32-4 are
+	// clamped to it.
 	MaxFrameBytes int
-	// WriteTimeout bounds each write of a request, so that a peer that stops
-	// reading fails the connection instead of blocking every caller. If
-	// zero, DefaultWriteTimeout (10s).
+	// WriteTimeout bounds each write to a connection, so that a peer that
+	// stops reading fails the connection (and its pending calls) instead of
+	// holding queued requests forever. Callers never wait for a write
+	// beyond their own ctx. If zero, DefaultWriteTimeout (10s).
 	WriteTimeout time.Duration
 	// Logger receives connection errors. If nil, slog.Default().
 	Logger *slog.Logger
+}
+
+// Validate reports whether a Client with this config can make calls: an
+// error wrapping ErrBadConfig if TLS is set without RootCAs. [NewClient]
+// accepts any config, but a client whose config does not validate fails
+// every call with this error; call Validate at startup to fail early.
+func (cfg ClientConfig) Validate() error {
+	if cfg.TLS != nil && cfg.TLS.RootCAs == nil {
+		return fmt.Errorf("%w: client TLS config has no RootCAs: peers would be verified against the system roots", ErrBadConfig)
+	}
+	return nil
 }
 
 // Client sends requests to peers. It keeps one persistent connection per
 // peer address, dialed on first use and redialed after a failure, and runs
 // any number of requests on it at once. Its methods are safe for concurrent
 // use. A call waits on its own ctx only: a caller that gives up does not
-// affect others on the same connection.
+// affect others on the same connection, and a request still queued behind
+// a slow write when its caller gives up is never sent.
+//
+// A connection on which a request timed out (its deadline, or
+// DefaultTimeout, passed) after being written, with nothing at all read
+// from the peer since, and nothing read for at least deadPeerGrace (2s)
+// after a request was written, is presumed dead (a peer that vanished
+// without a reset) and closed, failing its pending calls with
+// ErrUnavailable; the next call dials again.
 //
 // Errors: a remote error comes back wrapping the same sentinel (see the
 // error block); a dial or connection failure, or an expired ctx deadline,
 // wraps [ErrUnavailable] (the caller falls back to loading itself); a peer of
-// another protocol version gives [ErrWrongProtocol]; after Close, [ErrClosed].
+// another protocol version gives [ErrWrongProtocol]; after Close, [ErrClosed];
+// with an invalid config, [ErrBadConfig].
 type Client struct {
-	log      *slog.Logger
-	tls      *tls.Config
-	dialTO   time.Duration
-	maxFrame int
-	writeTO  time.Duration
-	nextID   atomic.Uint64
-	wg       sync.WaitGroup // dial-and-read goroutines, one per connection
+	log       *slog.Logger
+	tls       *tls.Config
+	cfgErr    error // from ClientConfig.Validate: every call fails with it
+	dialTO    time.Duration
+	callTO    time.Duration
+	maxFrame  int
+	writeTO   time.Duration
+	deadGrace time.Duration // see deadPeerGrace; tests change it
+	nextID    atomic.Uint64
+	wg        sync.WaitGroup // one per connection: dial, read, then wait for its writer
 
 	mu     sync.Mutex // guards conns, closed
 	conns  map[string]*clientConn
 	closed bool
 }
 
+// deadPeerGrace is how long a connection must have gone without reading
+// anything since a request was written before a timed-out request retires
+// it. Shorter would redial whenever a single slow handler outlives its
+// caller's deadline; a live peer answers every request by the deadline it
+// carries, so a silence this long is a dead peer or one that ignores its
+// deadlines.
+const deadPeerGrace = 2 * time.Second
+
 // NewClient returns a Client. It starts no goroutine until the first
-// request; release it with [Client.Close].
+// request; release it with [Client.Close]. If cfg does not pass
+// [ClientConfig.Validate], the error is logged and every call fails with
+// it.
 func NewClient(cfg ClientConfig) *Client {
 	c := &Client{
-		log:      cfg.Logger,
-		dialTO:   cmp0(cfg.DialTimeout, DefaultDialTimeout),
-		maxFrame: cmp0(cfg.MaxFrameBytes, DefaultMaxFrameBytes),
-		writeTO:  cmp0(cfg.WriteTimeout, DefaultWriteTimeout),
-		conns:    make(map[string]*clientConn),
+		log:       cfg.Logger,
+		cfgErr:    cfg.Validate(),
+		dialTO:    cfg.DialTimeout,
+		callTO:    cfg.DefaultTimeout,
+		maxFrame:  frameLimit(cfg.MaxFrameBytes),
+		writeTO:   cfg.WriteTimeout,
+		deadGrace: deadPeerGrace,
+		conns:     make(map[string]*clientConn),
 	}
-	if c.dialTO < 0 {
+	if c.dialTO <= 0 {
 		c.dialTO = DefaultDialTimeout
 	}
-	if c.maxFrame < 0 {
-		c.maxFrame = DefaultMaxFrameBytes
+	if c.callTO <= 0 {
+		c.callTO = DefaultCallTimeout
 	}
-	if c.writeTO < 0 {
+	if c.writeTO <= 0 {
 		c.writeTO = DefaultWriteTimeout
 	}
 	if cfg.TLS != nil {
@@ -95,6 +141,9 @@ func NewClient(cfg ClientConfig) *Client {
 		c.log = slog.Default()
 	}
 	c.log = c.log.With("component", "transport.client")
+	if c.cfgErr != nil {
+		c.log.Error("transport: unusable client config; every call will fail", "err", c.cfgErr)
+	}
 	return c
 }
 
@@ -228,13 +277,24 @@ func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error 
 		return ctxError(op, addr, err)
 	}
 	cl.env.Id = c.nextID.Add(1)
-	cl.env.TimeoutNanos = 0
+	// Every request carries a deadline: the ctx's, or the default one,
+	// enforced here with the call's pooled timer.
+	var expired <-chan time.Time
 	if deadline, ok := ctx.Deadline(); ok {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return ctxError(op, addr, context.DeadlineExceeded)
 		}
 		cl.env.TimeoutNanos = int64(left)
+	} else {
+		cl.env.TimeoutNanos = int64(c.callTO)
+		if cl.timer == nil {
+			cl.timer = time.NewTimer(c.callTO)
+		} else {
+			cl.timer.Reset(c.callTO)
+		}
+		defer cl.timer.Stop()
+		expired = cl.timer.C
 	}
 	var (
 		frame []byte
@@ -252,14 +312,14 @@ func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error 
 	if err != nil {
 		return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
 	}
-	// A connection found dead before the request went out is replaced once:
-	// the request was not sent, so retrying it is safe.
+	// A connection found dead before the request was queued is replaced
+	// once: the request was not sent, so retrying it is safe.
 	var cc *clientConn
 	for attempt := 0; ; attempt++ {
 		if cc, err = c.conn(ctx, addr); err != nil {
 			return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
 		}
-		if err = cc.register(cl); err == nil {
+		if err = cc.send(cl); err == nil {
 			break
 		}
 		if attempt > 0 {
@@ -267,21 +327,40 @@ func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error 
 		}
 	}
 	cl.cc = cc
-	if err := cc.w.write(frame); err != nil {
-		cc.close(fmt.Errorf("%w: %s: write: %w", ErrUnavailable, addr, err))
-	}
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
-		if cc.unregister(cl.env.Id) {
-			return ctxError(op, addr, ctx.Err())
+		if err := c.abandon(cc, cl, ctx.Err()); err != nil {
+			return ctxError(op, addr, err)
 		}
-		<-cl.done // the response or a failure is being delivered right now
+	case <-expired:
+		if err := c.abandon(cc, cl, context.DeadlineExceeded); err != nil {
+			return ctxError(op, addr, err)
+		}
 	}
 	if cl.err != nil {
 		return fmt.Errorf("transport: %s to %s: %w", op, addr, cl.err)
 	}
 	return nil
+}
+
+// abandon withdraws cl, whose caller gave up for reason err, and returns
+// err; or, if its response or failure is being delivered right now, waits
+// for that and returns nil. A request not yet written is never sent. A
+// timeout on a connection that has read nothing since the request was
+// written, for deadGrace or longer, retires the connection.
+func (c *Client) abandon(cc *clientConn, cl *call, err error) error {
+	waiting, silent, silentFor := cc.withdraw(cl)
+	if !waiting {
+		<-cl.done
+		return nil
+	}
+	if silent && silentFor >= c.deadGrace && errors.Is(err, context.DeadlineExceeded) {
+		derr := fmt.Errorf("%w: %s: nothing read for %v: connection presumed dead", ErrUnavailable, cc.addr, silentFor.Round(time.Millisecond))
+		c.log.Warn("transport: closing connection", "peer", cc.addr, "err", derr)
+		cc.close(derr)
+	}
+	return err
 }
 
 // decode decodes the response frame in cl.rbuf into cl.resp and returns
@@ -310,6 +389,9 @@ func ctxError(op, addr string, err error) error {
 // conn returns the live connection to addr, dialing it if there is none. It
 // waits for a dial in progress on ctx; concurrent callers share one dial.
 func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
+	if c.cfgErr != nil {
+		return nil, c.cfgErr
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -318,7 +400,7 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	cc := c.conns[addr]
 	if cc == nil || cc.dead.Load() {
 		dctx, cancel := context.WithTimeout(context.Background(), c.dialTO)
-		cc = &clientConn{c: c, addr: addr, ready: make(chan struct{}), cancelDial: cancel, pending: make(map[uint64]*call)}
+		cc = newClientConn(c, addr, cancel)
 		c.conns[addr] = cc
 		c.wg.Go(func() { c.run(dctx, cc) })
 	}
@@ -344,7 +426,6 @@ func (c *Client) run(ctx context.Context, cc *clientConn) {
 			err = cc.err
 		} else {
 			cc.nc = nc
-			cc.w = newConnWriter(nc, c.writeTO)
 		}
 		cc.mu.Unlock()
 		if err != nil {
@@ -364,7 +445,9 @@ func (c *Client) run(ctx context.Context, cc *clientConn) {
 		return
 	}
 	close(cc.ready)
+	cc.wg.Go(func() { cc.writeLoop(nc) })
 	c.readLoop(cc, nc)
+	cc.wg.Wait() // readLoop closed cc: the writer is returning
 }
 
 // dial connects to addr and exchanges prefaces, all within ctx.
@@ -439,6 +522,7 @@ func (c *Client) readLoop(cc *clientConn, nc net.Conn) {
 			cc.close(fmt.Errorf("%w: %s: %w", ErrUnavailable, cc.addr, err))
 			return
 		}
+		cc.heard()
 		cc.mu.Lock()
 		cl := cc.pending[id]
 		delete(cc.pending, id)
@@ -449,132 +533,4 @@ func (c *Client) readLoop(cc *clientConn, nc net.Conn) {
 		cl.rbuf = append(cl.rbuf[:0], body...)
 		cl.done <- struct{}{}
 	}
-}
-
-// clientConn is one connection to a peer, shared by every request to it.
-type clientConn struct {
-	c          *Client
-	addr       string
-	cancelDial context.CancelFunc
-	ready      chan struct{} // closed when the dial finished; then dialErr, nc and w are fixed
-	dialErr    error
-	w          *connWriter
-	dead       atomic.Bool // set by close
-
-	mu      sync.Mutex // guards nc, pending, err
-	nc      net.Conn
-	pending map[uint64]*call // requests sent or about to be, by id
-	err     error            // why the connection closed; nil while open
-}
-
-// register adds cl to the requests waiting for a response. It fails if the
-// connection closed.
-func (cc *clientConn) register(cl *call) error {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.err != nil {
-		return cc.err
-	}
-	cc.pending[cl.env.Id] = cl
-	return nil
-}
-
-// unregister removes the request id and reports whether it was still
-// waiting; false means its response or failure is being delivered.
-func (cc *clientConn) unregister(id uint64) bool {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	_, ok := cc.pending[id]
-	delete(cc.pending, id)
-	return ok
-}
-
-// close closes the connection for reason err, fails every pending request
-// with err and forgets the connection. Only the first call has an effect.
-func (cc *clientConn) close(err error) {
-	cc.mu.Lock()
-	if cc.err != nil {
-		cc.mu.Unlock()
-		return
-	}
-	cc.err = err
-	cc.dead.Store(true)
-	pending, nc := cc.pending, cc.nc
-	cc.pending = nil
-	cc.mu.Unlock()
-
-	cc.cancelDial()
-	if nc != nil {
-		nc.Close()
-	}
-	for _, cl := range pending {
-		cl.err = err
-		cl.done <- struct{}{}
-	}
-	c := cc.c
-	c.mu.Lock()
-	if c.conns[cc.addr] == cc {
-		delete(c.conns, cc.addr)
-	}
-	c.mu.Unlock()
-}
-
-// call is one request in flight, pooled with everything it needs so that a
-// round trip allocates little: the request envelope with a slot for every
-// request kind, the buffers of both frames, and the response envelope.
-type call struct {
-	done chan struct{} // one send per round trip: response or failure
-	err  error         // set before done: the connection failed
-	cc   *clientConn
-
-	fastGet bool       // the request is getReq, encoded by the Get fast path
-	getReq  GetRequest // with fastGet
-
-	env      wirepb.Envelope // the request, unless fastGet
-	many     wirepb.Envelope_GetManyRequest
-	manyMsg  wirepb.GetManyRequest
-	peek     wirepb.Envelope_PeekRequest
-	peekMsg  wirepb.PeekRequest
-	write    wirepb.Envelope_WriteRequest
-	writeMsg wirepb.WriteRequest
-	a        arena
-	wbuf     []byte
-
-	rbuf []byte
-	resp wirepb.Envelope
-}
-
-var callPool = sync.Pool{New: func() any {
-	cl := &call{done: make(chan struct{}, 1)}
-	cl.many.GetManyRequest = &cl.manyMsg
-	cl.peek.PeekRequest = &cl.peekMsg
-	cl.write.WriteRequest = &cl.writeMsg
-	return cl
-}}
-
-func getCall() *call {
-	cl := callPool.Get().(*call)
-	cl.a.reset()
-	return cl
-}
-
-// release returns cl to the pool. The caller must own cl: its request is no
-// longer registered and nothing is being delivered to it.
-func (cl *call) release() {
-	cl.err, cl.cc = nil, nil
-	cl.fastGet, cl.getReq = false, GetRequest{}
-	cl.env.Body = nil
-	cl.manyMsg.Keys = nil
-	proto.Reset(&cl.writeMsg)
-	proto.Reset(&cl.resp)
-	if cap(cl.wbuf) > keepFrameBytes {
-		cl.wbuf = nil
-	}
-	if cap(cl.rbuf) > keepFrameBytes {
-		cl.rbuf = nil
-	}
-	if cap(cl.a.b) > keepFrameBytes {
-		cl.a = arena{}
-	}
-	callPool.Put(cl)
 }

@@ -20,7 +20,9 @@ const (
 	readBufferBytes  = 32 << 10
 )
 
-// connWriter serializes frames from many goroutines onto one connection.
+// connWriter serializes frames from many goroutines onto one server
+// connection (the client queues its frames to a writer goroutine instead:
+// see clientConn).
 // Frames are buffered and flushed by the last writer of a burst: a writer
 // that sees others queued behind it leaves the flush to them, so concurrent
 // requests share system calls.

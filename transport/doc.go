@@ -14,14 +14,31 @@
 //
 // A Client keeps one connection per peer address, dialed on first use (one
 // dial shared by concurrent callers) and redialed after a failure, and runs
-// any number of requests on it at once. Requests are written under a mutex
-// into a buffered writer, flushed by the last of a burst of concurrent
-// writers. One reader goroutine per connection hands each response to the
-// caller waiting for its id; callers wait on their own context, and the
-// response of an abandoned request is dropped. No goroutine is started per
-// request on the client. The Server runs one reader goroutine per
-// connection and one goroutine per request, up to ServerConfig.MaxConcurrent
-// requests at once; beyond that it answers [ErrOverloaded] at once.
+// any number of requests on it at once. Each connection has one writer
+// goroutine: callers queue their encoded request and wait for the response
+// or their own context, never for the write, so a peer that stops reading
+// delays nobody beyond their deadline. The writer writes queued requests in
+// batches, each bounded by ClientConfig.WriteTimeout (a write that fails or
+// times out closes the connection); a request whose caller gave up before
+// the writer took it is never sent, and one the writer took is written
+// whole, so the stream stays in step. One reader goroutine per connection
+// hands each response to the caller waiting for its id; the response of an
+// abandoned request is dropped. No goroutine is started per request on the
+// client. Every request carries a deadline: its context's, or
+// ClientConfig.DefaultTimeout. A connection that has read nothing for a
+// while (2s) since a request was written, when a request written on it
+// times out, is presumed dead (a peer gone without a reset) and closed; the
+// next request dials again.
+//
+// The Server runs one reader goroutine per connection and one goroutine
+// per request, up to ServerConfig.MaxConcurrent requests at once; beyond
+// that it answers [ErrOverloaded] at once. Its responses are written under
+// a mutex into a buffered writer, flushed by the last of a burst of
+// concurrent writers, each write bounded by ServerConfig.WriteTimeout.
+//
+// With TLS, both sides verify the other against the cluster's CA pool,
+// never the system roots: a server config without ClientCAs or RootCAs, or
+// a client config without RootCAs, is refused with [ErrBadConfig].
 //
 // Input that is not the protocol (garbage, a truncated or oversized frame,
 // an envelope that does not decode, a response that does not answer its
@@ -66,8 +83,9 @@
 // A Handler error maps to a code by errors.Is, in this order: [ErrNotFound],
 // [ErrLoader], [ErrOverloaded], [ErrWrongProtocol], [ErrUnknownGroup],
 // [ErrBadRequest], [context.DeadlineExceeded] (comes back as
-// [ErrUnavailable] wrapping context.DeadlineExceeded), [ErrUnavailable] or
-// [context.Canceled] (comes back as ErrUnavailable). Anything else, and a
+// [ErrUnavailable] wrapping context.DeadlineExceeded), [ErrUnavailable],
+// [context.Canceled] or [ErrClosed] (the node is shutting down; comes back
+// as ErrUnavailable). Anything else, and a
 // panicking handler, travels as "internal" and comes back as [ErrLoader]:
 // the owner failed to produce the value, which is the caller's error rather
 // than a reason to load again.

@@ -18,8 +18,9 @@ import (
 // comes back as [ErrLoader]: the owner failed to produce the value, which is
 // the caller's error and not a reason to load again. A handler that returns
 // because its context ended ([context.DeadlineExceeded],
-// [context.Canceled]) comes back as [ErrUnavailable], and additionally
-// wraps [context.DeadlineExceeded] when that was the cause.
+// [context.Canceled]) or because its node is shutting down ([ErrClosed])
+// comes back as [ErrUnavailable], and additionally wraps
+// [context.DeadlineExceeded] when that was the cause.
 //
 // The second group is local only. [ErrUnavailable] means the peer could not
 // answer (dial or connection failure, connection closed mid-request, client
@@ -46,8 +47,13 @@ var (
 	ErrFrameTooLarge = errors.New("transport: frame too large")
 	// ErrMalformed: bytes that are not a valid frame, envelope or payload.
 	ErrMalformed = errors.New("transport: malformed frame")
-	// ErrClosed: the Client or Server was closed.
+	// ErrClosed: the Client or Server was closed. A Handler may return an
+	// error wrapping it when its node is shutting down: the caller then
+	// gets ErrUnavailable and falls back.
 	ErrClosed = errors.New("transport: closed")
+	// ErrBadConfig: a ServerConfig or ClientConfig that cannot be used, such
+	// as a TLS config that would verify peers against the system roots.
+	ErrBadConfig = errors.New("transport: bad config")
 	// ErrUnavailable: the peer could not answer (dial or connection failure,
 	// timeout). The caller falls back.
 	ErrUnavailable = errors.New("transport: peer unavailable")
@@ -72,7 +78,7 @@ func codeOf(err error) wirepb.Code {
 		return wirepb.Code_CODE_BAD_REQUEST
 	case errors.Is(err, context.DeadlineExceeded):
 		return wirepb.Code_CODE_DEADLINE_EXCEEDED
-	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled):
+	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
 		return wirepb.Code_CODE_UNAVAILABLE
 	default:
 		return wirepb.Code_CODE_INTERNAL

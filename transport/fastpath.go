@@ -43,7 +43,7 @@ func fastGetRequest(b []byte) (id uint64, timeout time.Duration, req GetRequest,
 	var group, key []byte
 	sawBody := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return 0, 0, req, false
 		}
@@ -88,7 +88,7 @@ func fastGetRequest(b []byte) (id uint64, timeout time.Duration, req GetRequest,
 // occurrences of a field win, as in a protobuf merge).
 func parseGetRequest(b []byte, group, key *[]byte) bool {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return false
 		}
@@ -124,7 +124,7 @@ func fastGetResponse(b []byte) (id uint64, resp GetResponse, ok bool) {
 	var value []byte
 	sawBody := false
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return 0, GetResponse{}, false
 		}
@@ -168,7 +168,7 @@ func fastGetResponse(b []byte) (id uint64, resp GetResponse, ok bool) {
 // PeekResponse and KeyResult) into value (aliasing b) and v's other fields.
 func parseValue(b []byte, value *[]byte, v *Value) bool {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return false
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -22,6 +23,11 @@ const (
 	frameHeaderLen = 4
 	prefaceLen     = 8
 
+	// maxFrameLimit is the largest usable frame body limit: a body length
+	// must fit the uint32 header (with the header, so that a whole frame's
+	// length does too) and an int. Configured limits above it are clamped.
+	maxFrameLimit = min(math.MaxUint32-frameHeaderLen, math.MaxInt)
+
 	// eagerFrameBytes is the largest frame body read into a buffer allocated
 	// at once. A longer frame's buffer grows as its bytes arrive, so a peer
 	// that claims a large frame and sends nothing cannot make us allocate it.
@@ -29,6 +35,15 @@ const (
 	// keepFrameBytes is the largest read buffer kept between frames.
 	keepFrameBytes = 1 << 20
 )
+
+// frameLimit returns the frame body limit for a configured MaxFrameBytes:
+// DefaultMaxFrameBytes for zero (or a negative value), at most maxFrameLimit.
+func frameLimit(n int) int {
+	if n <= 0 {
+		return DefaultMaxFrameBytes
+	}
+	return min(n, maxFrameLimit)
+}
 
 // prefaceMagic opens every connection, followed by the big-endian uint32
 // protocol version.
@@ -155,7 +170,7 @@ func unmarshalEnvelope(b []byte, env *wirepb.Envelope) error {
 func envelopeID(b []byte) (uint64, error) {
 	var id uint64
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return 0, fmt.Errorf("%w: %w", ErrMalformed, protowire.ParseError(n))
 		}
@@ -178,4 +193,16 @@ func envelopeID(b []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: envelope without id", ErrMalformed)
 	}
 	return id, nil
+}
+
+// consumeTag is protowire.ConsumeTag, also refusing (n < 0) a field number
+// above protowire.MaxValidNumber, which ConsumeTag accepts but the
+// generated decoder rejects: the hand-written parsers must not accept what
+// it refuses.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -1
+	}
+	return num, typ, n
 }

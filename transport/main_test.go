@@ -27,7 +27,8 @@ type fakeHandler struct {
 
 // errFor returns the error a fake key stands for: "missing" is not found,
 // "broken" a plain (loader) error, "nogroup" an unknown group, "bad" a bad
-// request, "busy" overloaded, "slow" a context deadline.
+// request, "busy" overloaded, "slow" a context deadline, "closing" a node
+// shutting down.
 func errFor(key string) error {
 	switch key {
 	case "missing":
@@ -48,6 +49,8 @@ func errFor(key string) error {
 		return context.Canceled
 	case "oldproto":
 		return ErrWrongProtocol
+	case "closing":
+		return fmt.Errorf("fake: node shutting down: %w", ErrClosed)
 	}
 	return nil
 }
@@ -163,6 +166,35 @@ func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// recv returns the next value from ch, failing the test if none comes
+// within 10s.
+func recv[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+	}
+	t.Fatalf("timed out waiting for %s", what)
+	var zero T
+	return zero
+}
+
+// waitThen calls f once ch yields a value, or after 10s if it never does
+// (the test then fails on its own). It is for goroutines, which must not
+// call t.Fatal.
+func waitThen[T any](ch <-chan T, f func()) {
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-ch:
+	case <-timer.C:
+	}
+	f()
 }
 
 // startServer starts a Server on 127.0.0.1:0 that is closed at cleanup.

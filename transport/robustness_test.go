@@ -2,9 +2,11 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"runtime"
 	"strings"
@@ -217,7 +219,7 @@ func TestServerCloseWithRequestsInFlight(t *testing.T) {
 		}()
 	}
 	for range n {
-		<-entered
+		recv(t, entered, "a handler to start")
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("Close() = %v, want nil", err)
@@ -226,7 +228,7 @@ func TestServerCloseWithRequestsInFlight(t *testing.T) {
 		t.Errorf("after Close, %d handlers returned, want %d", got, n)
 	}
 	for range n {
-		if err := <-errs; !errors.Is(err, ErrUnavailable) {
+		if err := recv(t, errs, "a Get to return"); !errors.Is(err, ErrUnavailable) {
 			t.Errorf("Get during Close error = %v, want ErrUnavailable", err)
 		}
 	}
@@ -362,12 +364,12 @@ func TestOverloaded(t *testing.T) {
 		_, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "block"})
 		first <- err
 	}()
-	<-entered
+	recv(t, entered, "the blocking handler to start")
 	if _, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "k"}); !errors.Is(err, ErrOverloaded) {
 		t.Errorf("Get over MaxConcurrent error = %v, want ErrOverloaded", err)
 	}
 	close(release)
-	if err := <-first; err != nil {
+	if err := recv(t, first, "the first Get to return"); err != nil {
 		t.Errorf("first Get error = %v, want nil", err)
 	}
 	if _, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "k"}); err != nil {
@@ -399,9 +401,9 @@ func TestForgetAndClose(t *testing.T) {
 		_, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "block"})
 		errc <- err
 	}()
-	<-entered
+	recv(t, entered, "the blocking handler to start")
 	c.Forget(s.Addr())
-	if err := <-errc; !errors.Is(err, ErrUnavailable) {
+	if err := recv(t, errc, "the Get to return"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Get during Forget error = %v, want ErrUnavailable", err)
 	}
 	if _, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "k"}); err != nil {
@@ -413,11 +415,11 @@ func TestForgetAndClose(t *testing.T) {
 		_, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "block"})
 		errc <- err
 	}()
-	<-entered
+	recv(t, entered, "the blocking handler to start")
 	if err := c.Close(); err != nil {
 		t.Errorf("Close() = %v, want nil", err)
 	}
-	if err := <-errc; !errors.Is(err, ErrUnavailable) {
+	if err := recv(t, errc, "the Get to return"); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Get during Close error = %v, want ErrUnavailable", err)
 	}
 	if _, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "k"}); !errors.Is(err, ErrClosed) {
@@ -466,21 +468,69 @@ func TestFrameLimits(t *testing.T) {
 }
 
 func TestNewServerErrors(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	cert := ca.issue(t, "server", 2)
 	tests := []struct {
 		name string
 		cfg  ServerConfig
 		h    Handler
+		want error // nil: any error
 	}{
-		{name: "nil handler", cfg: ServerConfig{Addr: "127.0.0.1:0"}},
-		{name: "negative limit", cfg: ServerConfig{Addr: "127.0.0.1:0", MaxConcurrent: -1}, h: &fakeHandler{}},
+		{name: "nil handler", cfg: ServerConfig{Addr: "127.0.0.1:0"}, want: ErrBadConfig},
+		{name: "negative limit", cfg: ServerConfig{Addr: "127.0.0.1:0", MaxConcurrent: -1}, h: &fakeHandler{}, want: ErrBadConfig},
 		{name: "bad address", cfg: ServerConfig{Addr: "127.0.0.1:99999"}, h: &fakeHandler{}},
+		{name: "TLS without CA pool", cfg: ServerConfig{Addr: "127.0.0.1:0", TLS: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+		}}, h: &fakeHandler{}, want: ErrBadConfig},
+		{name: "TLS with GetConfigForClient", cfg: ServerConfig{Addr: "127.0.0.1:0", TLS: &tls.Config{
+			Certificates:       []tls.Certificate{cert},
+			ClientCAs:          ca.pool,
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return nil, nil },
+		}}, h: &fakeHandler{}, want: ErrBadConfig},
+		{name: "TLS without certificate", cfg: ServerConfig{Addr: "127.0.0.1:0", TLS: &tls.Config{
+			ClientCAs: ca.pool,
+		}}, h: &fakeHandler{}, want: ErrBadConfig},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if s, err := NewServer(tt.cfg, tt.h); err == nil {
+			s, err := NewServer(tt.cfg, tt.h)
+			if err == nil {
 				s.Close()
-				t.Errorf("NewServer(%+v) error = nil, want an error", tt.cfg)
+				t.Fatalf("NewServer(%s) error = nil, want an error", tt.name)
 			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("NewServer(%s) error = %v, want one wrapping %v", tt.name, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMaxFrameBytesClamped(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  int
+		want int
+	}{
+		{name: "zero", cfg: 0, want: DefaultMaxFrameBytes},
+		{name: "small", cfg: 1024, want: 1024},
+		{name: "limit", cfg: maxFrameLimit, want: maxFrameLimit},
+		{name: "over uint32", cfg: math.MaxInt, want: maxFrameLimit},
+	}
+	if maxFrameLimit > math.MaxUint32-frameHeaderLen {
+		t.Fatalf("maxFrameLimit = %d, want at most %d", maxFrameLimit, math.MaxUint32-frameHeaderLen)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NewClient(ClientConfig{MaxFrameBytes: tt.cfg})
+			defer c.Close()
+			if c.maxFrame != tt.want {
+				t.Errorf("NewClient(MaxFrameBytes: %d).maxFrame = %d, want %d", tt.cfg, c.maxFrame, tt.want)
+			}
+			s, _ := startServer(t, ServerConfig{MaxFrameBytes: tt.cfg}, &fakeHandler{})
+			if s.maxFrame != tt.want {
+				t.Errorf("NewServer(MaxFrameBytes: %d).maxFrame = %d, want %d", tt.cfg, s.maxFrame, tt.want)
+			}
+			s.Close()
 		})
 	}
 }

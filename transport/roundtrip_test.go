@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
 )
 
 func TestGetRoundTrip(t *testing.T) {
@@ -17,6 +19,7 @@ func TestGetRoundTrip(t *testing.T) {
 		name, group, key string
 		want             GetResponse
 		wantErr          []error
+		notErr           error // the error must not wrap it
 	}{
 		{name: "value", group: "users", key: "42", want: GetResponse{Value: valueFor("users", "42")}},
 		{name: "binary key", group: "g\xff", key: "\x00\xfe\xff", want: GetResponse{Value: valueFor("g\xff", "\x00\xfe\xff")}},
@@ -29,6 +32,7 @@ func TestGetRoundTrip(t *testing.T) {
 		{name: "wrong protocol", group: "users", key: "oldproto", wantErr: []error{ErrWrongProtocol}},
 		{name: "remote deadline", group: "users", key: "slow", wantErr: []error{ErrUnavailable, context.DeadlineExceeded}},
 		{name: "remote cancel", group: "users", key: "cancelled", wantErr: []error{ErrUnavailable}},
+		{name: "remote closing", group: "users", key: "closing", wantErr: []error{ErrUnavailable}, notErr: ErrLoader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,6 +42,9 @@ func TestGetRoundTrip(t *testing.T) {
 					if !errors.Is(err, want) {
 						t.Errorf("Get(%q) error = %v, want one wrapping %v", tt.key, err, want)
 					}
+				}
+				if tt.notErr != nil && errors.Is(err, tt.notErr) {
+					t.Errorf("Get(%q) error = %v, want one not wrapping %v", tt.key, err, tt.notErr)
 				}
 				return
 			}
@@ -251,7 +258,11 @@ func blockingHandler(entered chan<- struct{}, release <-chan struct{}) *fakeHand
 		if req.Key != "block" {
 			return GetResponse{Value: valueFor(req.Group, req.Key)}, nil
 		}
-		entered <- struct{}{}
+		select { // never blocks past ctx, even if nobody drains entered
+		case entered <- struct{}{}:
+		case <-ctx.Done():
+			return GetResponse{}, ctx.Err()
+		}
 		select {
 		case <-release:
 			return GetResponse{Value: Value{Value: []byte("late")}}, nil
@@ -269,7 +280,7 @@ func TestClientContext(t *testing.T) {
 
 	t.Run("cancel", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
-		go func() { <-entered; cancel() }()
+		go func() { waitThen(entered, cancel) }()
 		_, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: "block"})
 		if !errors.Is(err, context.Canceled) {
 			t.Errorf("Get with cancelled ctx error = %v, want context.Canceled", err)
@@ -278,8 +289,10 @@ func TestClientContext(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 		defer cancel()
+		// The handler may or may not have started (a request whose ctx ends
+		// before it is written is dropped): no wait on entered, which the
+		// handler never blocks on.
 		_, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: "block"})
-		<-entered
 		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Get past deadline error = %v, want ErrUnavailable and DeadlineExceeded", err)
 		}
@@ -303,7 +316,7 @@ func TestLateResponseIsDropped(t *testing.T) {
 	s, _ := startServer(t, ServerConfig{}, blockingHandler(entered, release))
 	c, _ := newTestClient(t, ClientConfig{})
 	ctx, cancel := context.WithCancel(t.Context())
-	go func() { <-entered; cancel() }()
+	go func() { waitThen(entered, cancel) }()
 	if _, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: "block"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Get error = %v, want context.Canceled", err)
 	}
@@ -329,16 +342,18 @@ func TestServerDeadlinePropagation(t *testing.T) {
 		return GetResponse{}, nil
 	}}
 	s, _ := startServer(t, ServerConfig{DefaultTimeout: 7 * time.Minute}, h)
-	c, _ := newTestClient(t, ClientConfig{})
+	c, _ := newTestClient(t, ClientConfig{DefaultTimeout: 5 * time.Minute})
 
 	tests := []struct {
 		name    string
 		timeout time.Duration // 0: no client deadline
+		raw     bool          // send a request without a timeout on a raw connection
 		max     time.Duration
 		min     time.Duration
 	}{
 		{name: "client deadline", timeout: 3 * time.Minute, max: 3 * time.Minute, min: time.Minute},
-		{name: "server default", max: 7 * time.Minute, min: 5 * time.Minute},
+		{name: "client default", max: 5 * time.Minute, min: 4 * time.Minute},
+		{name: "server default", raw: true, max: 7 * time.Minute, min: 5 * time.Minute},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -349,10 +364,16 @@ func TestServerDeadlinePropagation(t *testing.T) {
 				defer cancel()
 			}
 			start := time.Now()
-			if _, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: "k"}); err != nil {
+			if tt.raw {
+				nc := rawConn(t, s.Addr(), true)
+				req := &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Key: []byte("k")}}}
+				if _, err := nc.Write(encodeFrame(t, req)); err != nil {
+					t.Fatalf("write: %v", err)
+				}
+			} else if _, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: "k"}); err != nil {
 				t.Fatalf("Get error = %v", err)
 			}
-			sv := <-got
+			sv := recv(t, got, "the handler to run")
 			if !sv.ok {
 				t.Fatalf("handler ctx has no deadline, want one")
 			}

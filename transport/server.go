@@ -41,14 +41,19 @@ type ServerConfig struct {
 	// certificate verified against TLS.ClientCAs (mutual TLS). The config is
 	// cloned and its ClientAuth set to tls.RequireAndVerifyClientCert; if
 	// ClientCAs is nil, RootCAs is used in its place, so one cluster config
-	// can serve both sides.
+	// can serve both sides. NewServer refuses (ErrBadConfig) a config with
+	// neither ClientCAs nor RootCAs (crypto/tls would then accept any client
+	// certificate issued under the system roots), one with
+	// GetConfigForClient (its configs would replace the forced ClientAuth),
+	// and one with neither Certificates nor GetCertificate.
 	TLS *tls.Config
 	// MaxFrameBytes limits the size of a frame body, in both directions.
 	// A connection that announces a larger incoming frame is closed (with an
 	// error log) without the frame being read into memory; a response over
 	// the limit is replaced by an error (the client sees ErrLoader saying
-	// "frame too large"). If zero, DefaultMaxFrameBytes (64 MiB). Use the
-	// same limit on every node.
+	// "frame too large"). If zero, DefaultMaxFrameBytes (64 MiB); values
+	// over math.MaxUint32-4 are clamped to it, so that a frame's length
+	// always fits its header. Use the same limit on every node.
 	MaxFrameBytes int
 	// MaxConcurrent limits the requests the server handles at once, over
 	// all connections; requests over it are answered at once with
@@ -90,20 +95,25 @@ type Server struct {
 }
 
 // NewServer listens on cfg.Addr and starts serving h in goroutines owned by
-// the returned Server, until [Server.Close]. A nil h or a negative limit
-// fails with an error wrapping ErrBadRequest; a listen failure is returned
-// wrapped.
+// the returned Server, until [Server.Close]. A nil h, a negative limit or
+// an unsafe TLS config (see [ServerConfig.TLS]) fails with an error
+// wrapping ErrBadConfig; a listen failure is returned wrapped.
 func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 	if h == nil {
-		return nil, fmt.Errorf("%w: nil handler", ErrBadRequest)
+		return nil, fmt.Errorf("%w: nil handler", ErrBadConfig)
 	}
 	if cfg.MaxFrameBytes < 0 || cfg.MaxConcurrent < 0 || cfg.DefaultTimeout < 0 || cfg.WriteTimeout < 0 {
-		return nil, fmt.Errorf("%w: negative server limit", ErrBadRequest)
+		return nil, fmt.Errorf("%w: negative server limit", ErrBadConfig)
+	}
+	if cfg.TLS != nil {
+		if err := checkServerTLS(cfg.TLS); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
 		h:         h,
 		log:       cfg.Logger,
-		maxFrame:  cmp0(cfg.MaxFrameBytes, DefaultMaxFrameBytes),
+		maxFrame:  frameLimit(cfg.MaxFrameBytes),
 		maxActive: int64(cmp0(cfg.MaxConcurrent, DefaultMaxConcurrent)),
 		timeout:   cmp0(cfg.DefaultTimeout, DefaultRequestTimeout),
 		wtimeout:  cmp0(cfg.WriteTimeout, DefaultWriteTimeout),
@@ -131,6 +141,20 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 	s.cancel = cancel
 	s.wg.Go(func() { s.acceptLoop(ctx) })
 	return s, nil
+}
+
+// checkServerTLS refuses a server TLS config that would not restrict
+// clients to the cluster's CA or that the forced ClientAuth cannot cover.
+func checkServerTLS(tc *tls.Config) error {
+	switch {
+	case tc.ClientCAs == nil && tc.RootCAs == nil:
+		return fmt.Errorf("%w: server TLS config has neither ClientCAs nor RootCAs: client certificates would be verified against the system roots", ErrBadConfig)
+	case tc.GetConfigForClient != nil:
+		return fmt.Errorf("%w: server TLS config has GetConfigForClient: its configs would bypass the required client certificate", ErrBadConfig)
+	case len(tc.Certificates) == 0 && tc.GetCertificate == nil:
+		return fmt.Errorf("%w: server TLS config has neither Certificates nor GetCertificate", ErrBadConfig)
+	}
+	return nil
 }
 
 // cmp0 returns v, or def if v is zero.
@@ -397,7 +421,6 @@ func (s *Server) handle(ctx context.Context, w *connWriter, r *serverRequest) {
 	out := serverResponsePool.Get().(*serverResponse)
 	err := s.call(ctx, r, out)
 	cancel()
-	s.active.Add(-1) // the slot is free once the handler returned
 	id := r.id
 	r.release()
 	if err != nil {
@@ -406,6 +429,9 @@ func (s *Server) handle(ctx context.Context, w *connWriter, r *serverRequest) {
 	if werr := s.reply(w, id, out, err); werr != nil {
 		s.log.Debug("transport: write response", "err", werr)
 	}
+	// The slot is free once the response is written: a client that stops
+	// reading cannot pile up handlers beyond MaxConcurrent.
+	s.active.Add(-1)
 }
 
 // call runs the handler for r and encodes a successful response into out.

@@ -115,3 +115,37 @@ func TestMutualTLS(t *testing.T) {
 	}
 	rec.waitFor(t, "tls handshake")
 }
+
+func TestClientTLSRequiresRootCAs(t *testing.T) {
+	ca := newTestCA(t, "cluster CA")
+	s, _ := startServer(t, ServerConfig{TLS: &tls.Config{
+		Certificates: []tls.Certificate{ca.issue(t, "server", 2)},
+		RootCAs:      ca.pool,
+	}}, &fakeHandler{})
+	clientCert := ca.issue(t, "client", 3)
+	tests := []struct {
+		name string
+		cfg  ClientConfig
+		want error
+	}{
+		{name: "plain TCP", cfg: ClientConfig{}},
+		{name: "TLS with RootCAs", cfg: ClientConfig{TLS: &tls.Config{Certificates: []tls.Certificate{clientCert}, RootCAs: ca.pool}}},
+		{name: "TLS without RootCAs", cfg: ClientConfig{TLS: &tls.Config{Certificates: []tls.Certificate{clientCert}}}, want: ErrBadConfig},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := tt.cfg.Validate(); !errors.Is(err, tt.want) {
+				t.Errorf("Validate() = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// A client built from the bad config refuses to call, without dialing.
+	c, rec := newTestClient(t, tests[2].cfg)
+	if _, err := c.Get(t.Context(), s.Addr(), GetRequest{Group: "g", Key: "k"}); !errors.Is(err, ErrBadConfig) {
+		t.Errorf("Get with a TLS client without RootCAs error = %v, want ErrBadConfig", err)
+	}
+	if n := serverConns(s); n != 0 {
+		t.Errorf("server has %d connections, want none (the client must not dial)", n)
+	}
+	rec.waitFor(t, "unusable client config")
+}

@@ -1,0 +1,283 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
+)
+
+// writeBatchBytes is how much the writer gathers from its queue before a
+// write (at least one frame, whatever its size).
+const writeBatchBytes = 64 << 10
+
+// clientConn is one connection to a peer, shared by every request to it.
+//
+// Requests reach the wire through the connection's writer goroutine: a
+// caller registers its call (pending, by id) and queues the id, then waits
+// for its response or its own ctx, never for the write. The writer copies
+// queued frames into its batch buffer under mu and writes the batch with
+// the client's write timeout; a frame copied is written whole or the
+// connection is closed, so the stream stays in step. A caller that gives up
+// removes its call from pending; the writer skips a queued id that is no
+// longer pending, so a frame not yet copied is never sent.
+type clientConn struct {
+	c          *Client
+	addr       string
+	born       time.Time // base of silentSince
+	cancelDial context.CancelFunc
+	ready      chan struct{} // closed when the dial finished; then dialErr and nc are fixed
+	dialErr    error
+	dead       atomic.Bool    // set by close
+	stop       chan struct{}  // closed by close: the writer returns
+	wake       chan struct{}  // capacity 1: ids were queued
+	wg         sync.WaitGroup // the writer goroutine
+	reads      atomic.Uint64  // frames read so far
+	// silentSince is 1 + the time since born at which the writer first
+	// wrote after the last frame read, or 0 if nothing was written since
+	// (see heard and writeLoop).
+	silentSince atomic.Int64
+
+	mu      sync.Mutex // guards nc, pending, queue, err, and call.sent and call.readsAtSend of pending calls
+	nc      net.Conn
+	pending map[uint64]*call // requests queued or sent, by id
+	queue   []uint64         // ids waiting for the writer, oldest first
+	err     error            // why the connection closed; nil while open
+}
+
+func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clientConn {
+	return &clientConn{
+		c:          c,
+		addr:       addr,
+		born:       time.Now(),
+		cancelDial: cancelDial,
+		ready:      make(chan struct{}),
+		stop:       make(chan struct{}),
+		wake:       make(chan struct{}, 1),
+		pending:    make(map[uint64]*call),
+	}
+}
+
+// send registers cl as waiting for a response and queues its frame
+// (cl.wbuf) for the writer. It fails if the connection closed.
+func (cc *clientConn) send(cl *call) error {
+	id := cl.env.Id
+	cc.mu.Lock()
+	if cc.err != nil {
+		err := cc.err
+		cc.mu.Unlock()
+		return err
+	}
+	cl.sent = false
+	cc.pending[id] = cl
+	cc.queue = append(cc.queue, id)
+	cc.mu.Unlock()
+	select {
+	case cc.wake <- struct{}{}:
+	default: // the writer is already due to look at the queue
+	}
+	return nil
+}
+
+// withdraw removes cl, whose caller gave up, from the requests waiting for
+// a response. waiting is false if cl was no longer registered: its
+// response or failure is being delivered. Otherwise silent reports whether
+// cl's frame was written and nothing has been read since, and then
+// silentFor how long the connection has gone without reading anything
+// since a request was written.
+func (cc *clientConn) withdraw(cl *call) (waiting, silent bool, silentFor time.Duration) {
+	cc.mu.Lock()
+	_, waiting = cc.pending[cl.env.Id]
+	delete(cc.pending, cl.env.Id)
+	sent, readsAtSend := cl.sent, cl.readsAtSend
+	cc.mu.Unlock()
+	if !waiting || !sent || cc.reads.Load() != readsAtSend {
+		return waiting, false, 0
+	}
+	if since := cc.silentSince.Load(); since != 0 {
+		silentFor = time.Since(cc.born) - time.Duration(since-1)
+	}
+	return true, true, silentFor
+}
+
+// heard records that a frame was read. The reader calls it for each one.
+func (cc *clientConn) heard() {
+	cc.reads.Add(1)
+	if cc.silentSince.Load() != 0 {
+		cc.silentSince.Store(0)
+	}
+}
+
+// writeLoop writes queued frames to nc until the connection closes. A
+// write error or timeout closes the connection.
+func (cc *clientConn) writeLoop(nc net.Conn) {
+	var (
+		buf      []byte
+		deadline time.Time // nc's write deadline
+		timeout  = cc.c.writeTO
+	)
+	for {
+		select {
+		case <-cc.stop:
+			return
+		case <-cc.wake:
+		}
+		for {
+			buf = cc.takeBatch(buf[:0])
+			if len(buf) == 0 {
+				break
+			}
+			// The deadline is moved only when less than half the timeout
+			// is left: setting it costs a lock in the runtime poller.
+			now := time.Now()
+			if deadline.Sub(now) < timeout/2 {
+				deadline = now.Add(timeout)
+				if err := nc.SetWriteDeadline(deadline); err != nil {
+					cc.close(fmt.Errorf("%w: %s: write: %w", ErrUnavailable, cc.addr, err))
+					return
+				}
+			}
+			if cc.silentSince.Load() == 0 {
+				cc.silentSince.CompareAndSwap(0, int64(now.Sub(cc.born))+1)
+			}
+			if _, err := nc.Write(buf); err != nil {
+				cc.close(fmt.Errorf("%w: %s: write: %w", ErrUnavailable, cc.addr, err))
+				return
+			}
+			if cap(buf) > keepFrameBytes {
+				buf = nil // a huge frame passed; do not pin its buffer
+			}
+		}
+	}
+}
+
+// takeBatch appends to buf the frames of queued requests whose callers
+// still wait, up to writeBatchBytes (at least one frame), marks them sent
+// and removes them from the queue with any abandoned ids before them.
+func (cc *clientConn) takeBatch(buf []byte) []byte {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	reads := cc.reads.Load()
+	i := 0
+	for ; i < len(cc.queue); i++ {
+		cl := cc.pending[cc.queue[i]]
+		if cl == nil {
+			continue // abandoned (or answered early by a confused peer)
+		}
+		if len(buf) > 0 && len(buf)+len(cl.wbuf) > writeBatchBytes {
+			break
+		}
+		buf = append(buf, cl.wbuf...)
+		cl.sent, cl.readsAtSend = true, reads
+	}
+	n := copy(cc.queue, cc.queue[i:])
+	clear(cc.queue[n:])
+	cc.queue = cc.queue[:n]
+	return buf
+}
+
+// close closes the connection for reason err, fails every pending request
+// with err, stops the writer and forgets the connection. Only the first
+// call has an effect. It does not wait for the connection's goroutines:
+// Client.Close does.
+func (cc *clientConn) close(err error) {
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		return
+	}
+	cc.err = err
+	cc.dead.Store(true)
+	pending, nc := cc.pending, cc.nc
+	cc.pending, cc.queue = nil, nil
+	cc.mu.Unlock()
+
+	close(cc.stop)
+	cc.cancelDial()
+	if nc != nil {
+		nc.Close()
+	}
+	for _, cl := range pending {
+		cl.err = err
+		cl.done <- struct{}{}
+	}
+	c := cc.c
+	c.mu.Lock()
+	if c.conns[cc.addr] == cc {
+		delete(c.conns, cc.addr)
+	}
+	c.mu.Unlock()
+}
+
+// call is one request in flight, pooled with everything it needs so that a
+// round trip allocates little: the request envelope with a slot for every
+// request kind, the buffers of both frames, the response envelope and a
+// timer for calls without a deadline.
+type call struct {
+	done chan struct{} // one send per round trip: response or failure
+	err  error         // set before done: the connection failed
+	cc   *clientConn
+
+	sent        bool   // the writer took the frame; guarded by cc.mu
+	readsAtSend uint64 // cc.reads when the writer took the frame; guarded by cc.mu
+
+	timer *time.Timer // bounds a call whose ctx has no deadline; stopped between calls
+
+	fastGet bool       // the request is getReq, encoded by the Get fast path
+	getReq  GetRequest // with fastGet
+
+	env      wirepb.Envelope // the request, unless fastGet
+	many     wirepb.Envelope_GetManyRequest
+	manyMsg  wirepb.GetManyRequest
+	peek     wirepb.Envelope_PeekRequest
+	peekMsg  wirepb.PeekRequest
+	write    wirepb.Envelope_WriteRequest
+	writeMsg wirepb.WriteRequest
+	a        arena
+	wbuf     []byte
+
+	rbuf []byte
+	resp wirepb.Envelope
+}
+
+var callPool = sync.Pool{New: func() any {
+	cl := &call{done: make(chan struct{}, 1)}
+	cl.many.GetManyRequest = &cl.manyMsg
+	cl.peek.PeekRequest = &cl.peekMsg
+	cl.write.WriteRequest = &cl.writeMsg
+	return cl
+}}
+
+func getCall() *call {
+	cl := callPool.Get().(*call)
+	cl.a.reset()
+	return cl
+}
+
+// release returns cl to the pool. The caller must own cl: its request is no
+// longer registered and nothing is being delivered to it.
+func (cl *call) release() {
+	cl.err, cl.cc = nil, nil
+	cl.sent, cl.readsAtSend = false, 0
+	cl.fastGet, cl.getReq = false, GetRequest{}
+	cl.env.Body = nil
+	cl.manyMsg.Keys = nil
+	proto.Reset(&cl.writeMsg)
+	proto.Reset(&cl.resp)
+	if cap(cl.wbuf) > keepFrameBytes {
+		cl.wbuf = nil
+	}
+	if cap(cl.rbuf) > keepFrameBytes {
+		cl.rbuf = nil
+	}
+	if cap(cl.a.b) > keepFrameBytes {
+		cl.a = arena{}
+	}
+	callPool.Put(cl)
+}
