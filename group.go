@@ -210,8 +210,7 @@ func (g *Group) startFlight(ctx context.Context, key string) flight {
 			// and never answers the waiters of a flight that called
 			// runtime.Goexit: handle both here.
 			if p := recover(); p != nil {
-				g.log.Error("meshcache: load panicked", "key", key, "panic", p)
-				r = flightResult{err: fmt.Errorf("%w: group %s key %q: %v\n%s", ErrLoaderPanic, g.name, key, p, debug.Stack())}
+				r = flightResult{err: g.panicked(fmt.Sprintf("key %q", key), p)}
 			} else if !returned {
 				g.log.Error("meshcache: loader called runtime.Goexit; its waiters wait until their contexts end", "key", key)
 				g.flights.Forget(fk)
@@ -294,12 +293,19 @@ func (g *Group) loadContext(parent context.Context) (context.Context, context.Ca
 // the node.
 func (g *Group) callLoader(ctx context.Context, key string) (it Item, err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			g.log.Error("meshcache: loader panicked", "key", key, "panic", r)
-			err = fmt.Errorf("%w: group %s key %q: %v\n%s", ErrLoaderPanic, g.name, key, r, debug.Stack())
+		if p := recover(); p != nil {
+			err = g.panicked(fmt.Sprintf("key %q", key), p)
 		}
 	}()
 	return g.loader.Load(ctx, key)
+}
+
+// panicked logs a panic recovered while loading what, and returns it as the
+// error every waiter gets.
+func (g *Group) panicked(what string, p any) error {
+	stack := debug.Stack()
+	g.log.Error("meshcache: load panicked", "what", what, "panic", p, "stack", string(stack))
+	return fmt.Errorf("%w: group %s, %s: %v\n%s", ErrLoaderPanic, g.name, what, p, stack)
 }
 
 // loadFailed counts a failed load, caches a not-found when the group asks for

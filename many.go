@@ -159,9 +159,8 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, out ma
 
 func (g *Group) callBatchLoader(ctx context.Context, keys []string) (items map[string]Item, err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			g.log.Error("meshcache: batch loader panicked", "keys", len(keys), "panic", r)
-			err = fmt.Errorf("%w: group %s, %d keys: %v", ErrLoaderPanic, g.name, len(keys), r)
+		if p := recover(); p != nil {
+			err = g.panicked(fmt.Sprintf("batch of %d keys", len(keys)), p)
 		}
 	}()
 	return g.cfg.batch.LoadMany(ctx, keys)

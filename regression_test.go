@@ -164,3 +164,14 @@ func TestOptionBounds(t *testing.T) {
 		t.Errorf("an accepted value was not cached")
 	}
 }
+
+func TestBatchLoaderPanic(t *testing.T) {
+	b := BatchLoaderFunc(func(ctx context.Context, keys []string) (map[string]Item, error) { panic("batch bug") })
+	g := mustGroup(t, newTestNode(t), "g", newOrigin(), WithBatchLoader(b))
+	if _, err := g.GetMany(t.Context(), []string{"a", "b"}); !errors.Is(err, ErrLoaderPanic) {
+		t.Fatalf("GetMany with a panicking batch loader = %v, want ErrLoaderPanic", err)
+	}
+	if v := mustGet(t, g, "a"); v != "0" { // the single loader still works
+		t.Fatalf("Get after the batch panic = %q", v)
+	}
+}
