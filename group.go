@@ -21,8 +21,8 @@ import (
 // with [NewGroup]. All methods are safe for concurrent use.
 //
 // Values returned by a Group belong to the caller: changing them does not
-// change the cache. Values handed to a Group ([Item.Value] from a loader or
-// to [Group.Set]) belong to the Group after the call.
+// change the cache. A value a [Loader] returns belongs to the Group after
+// the call; [Group.Set] copies its value, so the caller keeps it.
 type Group struct {
 	node   *Node
 	name   string
@@ -419,7 +419,8 @@ func (g *Group) Refresh(ctx context.Context, key string) ([]byte, error) {
 }
 
 // Peek returns what is cached for key, without loading it. ok is false when
-// nothing (or a cached not-found) is.
+// nothing (or a cached not-found) is. Peek does not apply [WithValidate]: it
+// shows the entry as stored.
 func (g *Group) Peek(ctx context.Context, key string) (e Entry, ok bool, err error) {
 	if err := g.checkKey("peek", key); err != nil {
 		return Entry{}, false, err

@@ -7,8 +7,8 @@ import (
 
 // Item is what a [Loader] returns for a key, and what [Group.Set] stores.
 type Item struct {
-	// Value is the cached value. After the item is handed to meshcache the
-	// slice belongs to meshcache: the caller must not modify it.
+	// Value is the cached value. A loader's item belongs to meshcache once
+	// returned: the loader must not modify the slice afterwards. Set copies it.
 	Value []byte
 
 	// TTL is how long the value stays cached. If zero, the group's default
