@@ -302,9 +302,7 @@ func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error 
 	)
 	if cl.fastGet {
 		frame = appendGetRequestFrame(cl.wbuf, cl.env.Id, cl.env.TimeoutNanos, cl.getReq)
-		if n := len(frame) - frameHeaderLen; n > c.maxFrame {
-			err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, c.maxFrame)
-		}
+		err = checkFrameSize(frame, c.maxFrame)
 	} else {
 		frame, err = marshalFrame(cl.wbuf, &cl.env, c.maxFrame)
 	}

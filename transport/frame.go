@@ -143,12 +143,20 @@ func marshalFrame(buf []byte, env *wirepb.Envelope, maxFrame int) ([]byte, error
 	if err != nil {
 		return buf, fmt.Errorf("transport: marshal frame: %w", err)
 	}
-	n := len(buf) - frameHeaderLen
-	if n > maxFrame {
-		return buf, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxFrame)
+	if err := checkFrameSize(buf, maxFrame); err != nil {
+		return buf, err
 	}
-	binary.BigEndian.PutUint32(buf, uint32(n))
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-frameHeaderLen))
 	return buf, nil
+}
+
+// checkFrameSize reports ErrFrameTooLarge for an encoded frame (header and
+// body) whose body is over maxFrame.
+func checkFrameSize(frame []byte, maxFrame int) error {
+	if n := len(frame) - frameHeaderLen; n > maxFrame {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxFrame)
+	}
+	return nil
 }
 
 // unmarshalEnvelope decodes a frame body into env (which it resets) and

@@ -495,9 +495,7 @@ func (s *Server) reply(w *connWriter, id uint64, out *serverResponse, herr error
 	)
 	if out.fastGet && herr == nil {
 		frame = appendGetResponseFrame(out.buf, id, out.getResp)
-		if n := len(frame) - frameHeaderLen; n > s.maxFrame {
-			err = fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, s.maxFrame)
-		}
+		err = checkFrameSize(frame, s.maxFrame)
 	} else {
 		frame, err = marshalFrame(out.buf, &out.env, s.maxFrame)
 	}
