@@ -51,11 +51,7 @@ func TestStalledPeerDoesNotBlockCallers(t *testing.T) {
 		// the Gets.
 		frames := 0
 		for {
-			body, err := fr.next()
-			var env wirepb.Envelope
-			if err == nil {
-				err = unmarshalEnvelope(body, &env)
-			}
+			env, err := nextEnvelope(fr)
 			if err != nil {
 				result <- peerResult{frames, err}
 				return
@@ -202,11 +198,7 @@ func TestDeadPeerConnectionRetired(t *testing.T) {
 					return
 				}
 				for {
-					body, err := fr.next()
-					var env wirepb.Envelope
-					if err == nil {
-						err = unmarshalEnvelope(body, &env)
-					}
+					env, err := nextEnvelope(fr)
 					if err != nil {
 						return
 					}

@@ -59,23 +59,33 @@ var (
 	ErrUnavailable = errors.New("transport: peer unavailable")
 )
 
+// wireErrors pairs the sentinels that cross the wire with their codes, in
+// the order codeOf tests them; errorOf maps the codes back. CODE_UNAVAILABLE
+// and CODE_DEADLINE_EXCEEDED are handled beside it: several local errors
+// map to them.
+var wireErrors = [...]struct {
+	code wirepb.Code
+	err  error
+}{
+	{wirepb.Code_CODE_NOT_FOUND, ErrNotFound},
+	{wirepb.Code_CODE_LOADER, ErrLoader},
+	{wirepb.Code_CODE_OVERLOADED, ErrOverloaded},
+	{wirepb.Code_CODE_WRONG_PROTOCOL, ErrWrongProtocol},
+	{wirepb.Code_CODE_UNKNOWN_GROUP, ErrUnknownGroup},
+	{wirepb.Code_CODE_BAD_REQUEST, ErrBadRequest},
+}
+
 // codeOf maps a handler error to its wire code.
 func codeOf(err error) wirepb.Code {
-	switch {
-	case err == nil:
+	if err == nil {
 		return wirepb.Code_CODE_OK
-	case errors.Is(err, ErrNotFound):
-		return wirepb.Code_CODE_NOT_FOUND
-	case errors.Is(err, ErrLoader):
-		return wirepb.Code_CODE_LOADER
-	case errors.Is(err, ErrOverloaded):
-		return wirepb.Code_CODE_OVERLOADED
-	case errors.Is(err, ErrWrongProtocol):
-		return wirepb.Code_CODE_WRONG_PROTOCOL
-	case errors.Is(err, ErrUnknownGroup):
-		return wirepb.Code_CODE_UNKNOWN_GROUP
-	case errors.Is(err, ErrBadRequest):
-		return wirepb.Code_CODE_BAD_REQUEST
+	}
+	for _, we := range wireErrors {
+		if errors.Is(err, we.err) {
+			return we.code
+		}
+	}
+	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return wirepb.Code_CODE_DEADLINE_EXCEEDED
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.Canceled), errors.Is(err, ErrClosed):
@@ -89,26 +99,20 @@ func codeOf(err error) wirepb.Code {
 // the matching sentinel. CODE_OK gives nil. Unknown codes (from a newer peer)
 // are treated as CODE_INTERNAL.
 func errorOf(code wirepb.Code, msg []byte) error {
-	var sentinel error
+	sentinel := ErrLoader // CODE_LOADER, CODE_INTERNAL, codes from a newer peer
 	switch code {
 	case wirepb.Code_CODE_OK:
 		return nil
-	case wirepb.Code_CODE_NOT_FOUND:
-		sentinel = ErrNotFound
-	case wirepb.Code_CODE_OVERLOADED:
-		sentinel = ErrOverloaded
-	case wirepb.Code_CODE_WRONG_PROTOCOL:
-		sentinel = ErrWrongProtocol
-	case wirepb.Code_CODE_UNKNOWN_GROUP:
-		sentinel = ErrUnknownGroup
-	case wirepb.Code_CODE_BAD_REQUEST:
-		sentinel = ErrBadRequest
 	case wirepb.Code_CODE_UNAVAILABLE:
 		sentinel = ErrUnavailable
 	case wirepb.Code_CODE_DEADLINE_EXCEEDED:
 		return fmt.Errorf("%w: %w: remote: %s", ErrUnavailable, context.DeadlineExceeded, msg)
-	default: // CODE_LOADER, CODE_INTERNAL, codes from a newer peer
-		sentinel = ErrLoader
+	default:
+		for _, we := range wireErrors {
+			if we.code == code {
+				sentinel = we.err
+			}
+		}
 	}
 	if len(msg) == 0 || string(msg) == sentinel.Error() {
 		return sentinel

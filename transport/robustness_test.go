@@ -282,6 +282,16 @@ func peerHandshake(nc net.Conn, version uint32) (*frameReader, error) {
 	return newFrameReader(nc, 4096, DefaultMaxFrameBytes), nil
 }
 
+// nextEnvelope reads the next frame a fake peer receives and decodes it.
+func nextEnvelope(fr *frameReader) (*wirepb.Envelope, error) {
+	body, err := fr.next()
+	if err != nil {
+		return nil, err
+	}
+	env := new(wirepb.Envelope)
+	return env, unmarshalEnvelope(body, env)
+}
+
 // readRequestID reads one request frame and returns its id (0 on error).
 func readRequestID(fr *frameReader) uint64 {
 	body, err := fr.next()
