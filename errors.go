@@ -51,4 +51,27 @@ var (
 	// loader panicked. The panic value and stack are in the error text and
 	// in the node's log.
 	ErrLoaderPanic = errors.New("meshcache: loader panicked")
+
+	// ErrLoadFailed is wrapped by the error of a Get whose load failed, on
+	// this node or at the key's owner: errors.Is(err, ErrLoadFailed) works
+	// across nodes. A local loader's own error is wrapped too; an owner's
+	// error arrives as text.
+	ErrLoadFailed = errors.New("meshcache: load failed")
+
+	// ErrPartialInvalidation is wrapped by the [*InvalidateError] of a write
+	// (Invalidate, InvalidateTags, Set, Clear, ...) that some alive members
+	// did not acknowledge in time.
+	ErrPartialInvalidation = errors.New("meshcache: invalidation not acknowledged by every member")
+
+	// ErrJoin is returned by [NewNode] when the node cannot join the
+	// cluster: no seed answered within [Config.JoinTimeout], or the members
+	// refused it (different ring settings or protocol version, or a
+	// different gossip key).
+	ErrJoin = errors.New("meshcache: cannot join the cluster")
+
+	// ErrIncompatible is wrapped (with [ErrJoin]) by the error of [NewNode]
+	// when the cluster refused the node, or the node the cluster, because
+	// their ring settings ([Config.Partitions], [Config.LoadFactor]) or
+	// protocol versions differ.
+	ErrIncompatible = errors.New("meshcache: incompatible cluster")
 )

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/meshcache/meshcache/local"
+	"github.com/meshcache/meshcache/transport"
 )
 
 // A Group is a named cache with one loader: a namespace of keys. Create it
@@ -48,6 +49,8 @@ type counters struct {
 	hits, hotHits, misses, negativeHits atomic.Uint64
 	loads, batchLoads, loadErrors       atomic.Uint64
 	deduplicated                        atomic.Uint64
+	peerFetches, peerErrors, fallbacks  atomic.Uint64
+	handoffs, peerServed                atomic.Uint64
 }
 
 // NewGroup creates the group name on node n, loading missing keys with l.
@@ -138,12 +141,14 @@ func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte
 		return g.loadUncached(ctx, key)
 	}
 	if cc.refresh {
-		g.fenceKeys([]string{key})
+		if err := g.fenceRefresh(ctx, []string{key}); err != nil {
+			return nil, err
+		}
 	} else if v, err, ok := g.lookup(key); ok {
 		return v, err
 	}
 	g.stats.misses.Add(1)
-	r := g.waitFlight(ctx, key, g.startFlight(ctx, key))
+	r := g.waitFlight(ctx, key, g.startFlight(ctx, key, g.node.route(key)))
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -198,10 +203,23 @@ type flight struct {
 	ran *atomic.Bool // set when this caller's function ran: it led the flight
 }
 
-// startFlight joins the flight loading key, or starts one.
-func (g *Group) startFlight(ctx context.Context, key string) flight {
+// Flight kinds. A node serving a peer only joins load flights, never fetch
+// flights: a forwarded request is never forwarded again, even when two
+// nodes disagree on the ring.
+const (
+	loadFlight  = 'l' // this node loads the key (it owns it)
+	fetchFlight = 'f' // this node fetches the key from its owner
+)
+
+// startFlight joins the flight of key, or starts one: a load when owner is
+// nil (this node owns key), else a fetch from owner.
+func (g *Group) startFlight(ctx context.Context, key string, owner *peer) flight {
 	ran := new(atomic.Bool)
-	fk := g.flightKey(key)
+	kind := byte(loadFlight)
+	if owner != nil {
+		kind = fetchFlight
+	}
+	fk := g.flightKey(kind, key)
 	ch := g.flights.DoChan(fk, func() (r any, _ error) {
 		ran.Store(true)
 		returned := false
@@ -216,7 +234,13 @@ func (g *Group) startFlight(ctx context.Context, key string) flight {
 				g.flights.Forget(fk)
 			}
 		}()
-		v, err := g.loadAndStore(ctx, key)
+		var v []byte
+		var err error
+		if owner == nil {
+			v, err = g.loadAndStore(ctx, key, local.Main)
+		} else {
+			v, err = g.fetch(ctx, key, owner)
+		}
 		returned = true
 		return flightResult{value: v, err: err}, nil
 	})
@@ -246,18 +270,28 @@ func ctxErr(op, key string, ctx context.Context) error {
 	return fmt.Errorf("meshcache: %s %q: %w", op, key, err)
 }
 
-// flightKey names key's flight in the current epoch. The epoch comes first
-// and ends at the colon, so the names of two different (key, epoch) pairs
-// never collide.
-func (g *Group) flightKey(key string) string {
-	return strconv.FormatUint(g.epoch.Load(), 36) + ":" + key
+// flightKey names key's flight of a kind in the current epoch. The kind
+// and epoch come first and end at the colon, so the names of two different
+// (kind, key, epoch) triples never collide.
+func (g *Group) flightKey(kind byte, key string) string {
+	return string(kind) + strconv.FormatUint(g.epoch.Load(), 36) + ":" + key
+}
+
+// forget makes later callers of keys start new flights of both kinds.
+func (g *Group) forget(keys []string) {
+	for _, k := range keys {
+		g.flights.Forget(g.flightKey(loadFlight, k))
+		g.flights.Forget(g.flightKey(fetchFlight, k))
+	}
 }
 
 // loadAndStore runs the loader for key under a context of its own and stores
-// the result, unless an invalidation fenced it while it ran. It is called by
-// the leader of a flight, so the value is stored before any waiter is
-// released: a Get that starts after the flight ended finds it cached.
-func (g *Group) loadAndStore(ctx context.Context, key string) ([]byte, error) {
+// the result in tier (Main when this node owns key, Hot for a fallback),
+// unless an invalidation fenced it while it ran. It is called by the leader
+// of a flight, so the value is stored before any waiter is released: a Get
+// that starts after the flight ended finds it cached. A load into Main
+// first asks the key's previous owner, if it changed (hand-off).
+func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) ([]byte, error) {
 	if !g.node.startLoad() {
 		return nil, ErrClosed
 	}
@@ -267,16 +301,21 @@ func (g *Group) loadAndStore(ctx context.Context, key string) ([]byte, error) {
 	since := g.store.Seq()
 	ctx, cancel := g.loadContext(context.WithoutCancel(ctx))
 	defer cancel()
+	if tier == local.Main {
+		if v, ok := g.handoff(ctx, key); ok {
+			return v, nil
+		}
+	}
 	g.stats.loads.Add(1)
 	it, err := g.callLoader(ctx, key)
 	if err != nil {
-		return nil, g.loadFailed(ctx, key, since, err)
+		return nil, g.loadFailed(ctx, key, since, err, tier)
 	}
 	if err := g.checkItem(key, it); err != nil {
 		g.stats.loadErrors.Add(1)
 		return nil, err
 	}
-	g.storeLoaded(ctx, key, it, since)
+	g.storeLoaded(ctx, key, it, since, tier)
 	return it.Value, nil
 }
 
@@ -310,15 +349,33 @@ func (g *Group) panicked(what string, p any) error {
 
 // loadFailed counts a failed load, caches a not-found when the group asks for
 // it, and returns the error for the callers.
-func (g *Group) loadFailed(ctx context.Context, key string, since uint64, err error) error {
+func (g *Group) loadFailed(ctx context.Context, key string, since uint64, err error, tier local.Tier) error {
 	if errors.Is(err, ErrNotFound) {
-		if g.cfg.negativeTTL > 0 && ctx.Err() == nil {
-			g.store.Add(local.Main, key, nil, nil, g.cfg.negativeTTL, true, since)
-		}
+		g.storeNotFound(ctx, key, since, tier)
 		return g.notFound(key)
 	}
 	g.stats.loadErrors.Add(1)
-	return fmt.Errorf("meshcache: load %q in group %s: %w", key, g.name, err)
+	return g.loadError(key, err)
+}
+
+// storeNotFound caches key's not-found in tier when the group asks for it.
+func (g *Group) storeNotFound(ctx context.Context, key string, since uint64, tier local.Tier) {
+	if g.cfg.negativeTTL > 0 && ctx.Err() == nil {
+		g.store.Add(tier, key, nil, nil, g.tierTTL(tier, g.cfg.negativeTTL), true, since)
+	}
+}
+
+// tierTTL caps ttl at the hot TTL for the hot tier.
+func (g *Group) tierTTL(tier local.Tier, ttl time.Duration) time.Duration {
+	if tier == local.Hot {
+		return min(ttl, g.cfg.hotTTL)
+	}
+	return ttl
+}
+
+// loadError wraps a loader's error for the callers.
+func (g *Group) loadError(key string, err error) error {
+	return fmt.Errorf("meshcache: load %q in group %s: %w: %w", key, g.name, ErrLoadFailed, err)
 }
 
 func (g *Group) notFound(key string) error {
@@ -357,7 +414,7 @@ func (g *Group) checkItem(key string, it Item) error {
 //	later   the load returns version 0: it must not be stored
 //
 // ctx is the load's context (see loadContext).
-func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint64) {
+func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint64, tier local.Tier) {
 	if ctx.Err() != nil {
 		g.log.Warn("meshcache: loader returned after its context ended; value not cached", "key", key)
 		return
@@ -372,7 +429,7 @@ func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint
 	if f := g.cfg.jitter; f > 0 {
 		ttl -= time.Duration(rand.Float64() * f * float64(ttl))
 	}
-	g.store.Add(local.Main, key, it.Value, cleanTags(it.Tags), ttl, false, since)
+	g.store.Add(tier, key, it.Value, cleanTags(it.Tags), g.tierTTL(tier, ttl), false, since)
 }
 
 // cleanTags returns a copy of tags without empty ones, or nil.
@@ -402,7 +459,7 @@ func (g *Group) loadUncached(ctx context.Context, key string) ([]byte, error) {
 			return nil, g.notFound(key)
 		}
 		g.stats.loadErrors.Add(1)
-		return nil, fmt.Errorf("meshcache: load %q in group %s: %w", key, g.name, err)
+		return nil, g.loadError(key, err)
 	}
 	if err := g.checkItem(key, it); err != nil {
 		g.stats.loadErrors.Add(1)
@@ -439,55 +496,73 @@ func (g *Group) Peek(ctx context.Context, key string) (e Entry, ok bool, err err
 }
 
 // Set stores item under key, replacing any cached value, and fences loads of
-// key that were in flight: once Set returns, no Get returns a value loaded
-// before it. A zero item.TTL means the group's default; jitter does not apply.
-// An item with NoStore set only invalidates key.
+// key that were in flight: once Set returns nil, no Get on any node returns
+// a value loaded before it. In a cluster the key's owner stores the value
+// and every member drops its copies (see [Group.Invalidate] for the
+// errors). A zero item.TTL means the group's default; jitter does not
+// apply. An item with NoStore set only invalidates key.
 func (g *Group) Set(ctx context.Context, key string, item Item) error {
-	_, err := g.set(key, item, false)
+	_, err := g.set(ctx, key, item, false)
 	return err
 }
 
-// SetIfAbsent stores item under key only when no value is cached for it, and
-// reports whether it did. Like [Group.Set], a stored value fences the loads
-// of key in flight.
+// SetIfAbsent stores item under key only when the key's owner has no value
+// cached for it, and reports whether it did. Like [Group.Set], a stored
+// value fences the loads of key in flight and drops every member's copies.
 func (g *Group) SetIfAbsent(ctx context.Context, key string, item Item) (bool, error) {
-	return g.set(key, item, true)
+	return g.set(ctx, key, item, true)
 }
 
-func (g *Group) set(key string, item Item, ifAbsent bool) (bool, error) {
-	op := "set"
+func (g *Group) set(ctx context.Context, key string, item Item, ifAbsent bool) (bool, error) {
+	op := transport.OpSet
 	if ifAbsent {
-		op = "set-if-absent"
+		op = transport.OpSetIfAbsent
 	}
-	if err := g.checkKey(op, key); err != nil {
+	if err := g.checkKey(op.String(), key); err != nil {
 		return false, err
 	}
 	if err := g.checkSetItem(key, item); err != nil {
 		g.log.Warn("meshcache: rejected call", "op", op, "key", key, "err", err)
 		return false, err
 	}
+	if item.NoStore {
+		return false, g.Invalidate(ctx, key)
+	}
+	applied, err := g.write(ctx, transport.WriteRequest{
+		Op:    op,
+		Items: []transport.SetItem{{Key: key, Value: item.Value, TTL: item.TTL, Tags: item.Tags}},
+	})
+	return applied > 0, err
+}
+
+// storeSet applies a checked Set item on this node: the owner stores it,
+// every node fences the key. It reports whether the value was stored.
+func (g *Group) storeSet(it transport.SetItem, ifAbsent bool) bool {
+	if g.node.route(it.Key) != nil {
+		if !ifAbsent {
+			g.fenceKeys([]string{it.Key})
+		}
+		return false
+	}
 	if ifAbsent {
-		if e, ok := g.store.Get(local.Main, key); ok && !e.Negative {
-			return false, nil
+		if e, ok := g.store.Get(local.Main, it.Key); ok && !e.Negative {
+			return false
 		}
 	}
-	seq := g.fenceKeys([]string{key})
-	if item.NoStore {
-		return false, nil
-	}
-	ttl := item.TTL
+	seq := g.fenceKeys([]string{it.Key})
+	ttl := it.TTL
 	if ttl == 0 {
 		ttl = g.cfg.ttl
 	}
-	value, tags := bytes.Clone(item.Value), cleanTags(item.Tags)
+	value, tags := bytes.Clone(it.Value), cleanTags(it.Tags)
 	if value == nil {
 		value = []byte{}
 	}
 	if ifAbsent {
-		return g.store.AddIfAbsent(local.Main, key, value, tags, ttl, false, seq), nil
+		return g.store.AddIfAbsent(local.Main, it.Key, value, tags, ttl, false, seq)
 	}
-	g.store.Add(local.Main, key, value, tags, ttl, false, seq)
-	return true, nil
+	g.store.Add(local.Main, it.Key, value, tags, ttl, false, seq)
+	return true
 }
 
 func (g *Group) checkSetItem(key string, item Item) error {
@@ -506,19 +581,34 @@ func (g *Group) checkSetItem(key string, item Item) error {
 	return nil
 }
 
-// fenceKeys drops keys from both caches, fences the loads of keys in
-// flight, and makes later callers start new flights. It returns the fence's
-// sequence: a load that notes it (or later) is not fenced.
+// fenceKeys drops keys from both caches, fences the loads and fetches of
+// keys in flight, and makes later callers start new flights. It returns the
+// fence's sequence: a load that notes it (or later) is not fenced.
 func (g *Group) fenceKeys(keys []string) uint64 {
 	seq, _ := g.store.Invalidate(local.Both, keys...)
-	for _, k := range keys {
-		g.flights.Forget(g.flightKey(k))
-	}
+	g.forget(keys)
 	return seq
 }
 
+// fenceRefresh fences keys before a forced refresh: on every member, so
+// that the refreshed value replaces every copy. A refresh that some members
+// did not acknowledge goes on (they get the invalidation by gossip).
+func (g *Group) fenceRefresh(ctx context.Context, keys []string) error {
+	if g.node.cluster == nil {
+		g.fenceKeys(keys)
+		return nil
+	}
+	err := g.Invalidate(ctx, keys...)
+	if errors.Is(err, ErrPartialInvalidation) {
+		g.log.Warn("meshcache: refresh went on without every member's acknowledgement", "err", err)
+		return nil
+	}
+	return err
+}
+
 // Expire sets the remaining time to live of key's cached value to ttl, which
-// must be positive. It reports whether a value was cached.
+// must be positive, on every member (hot copies keep at most the hot TTL).
+// It reports whether a value was cached on some member.
 func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	if err := g.checkKey("expire", key); err != nil {
 		return false, err
@@ -528,18 +618,28 @@ func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool
 		g.log.Warn("meshcache: rejected call", "op", "expire", "key", key, "err", err)
 		return false, err
 	}
-	if e, ok := g.store.Get(local.Main, key); ok && e.Negative {
-		return false, nil // a cached not-found is not a value
-	}
-	ok := g.store.Expire(local.Main, key, ttl)
-	if g.store.Expire(local.Hot, key, min(ttl, g.cfg.hotTTL)) {
-		ok = true
-	}
-	return ok, nil
+	applied, err := g.write(ctx, transport.WriteRequest{Op: transport.OpExpire, Keys: []string{key}, TTL: ttl})
+	return applied > 0, err
 }
 
-// Invalidate drops keys from the cache. Once it returns nil, no Get that
-// starts afterwards returns a value loaded before the call.
+// expire applies Expire to this node's tier.
+func (g *Group) expire(tier local.Tier, key string, ttl time.Duration) bool {
+	if e, ok := g.store.Get(local.Main, key); ok && e.Negative {
+		return false // a cached not-found is not a value
+	}
+	return g.store.Expire(tier, key, g.tierTTL(tier, ttl))
+}
+
+// Invalidate drops keys from the cache of every member. Once it returns
+// nil, no Get that starts afterwards on any node returns a value loaded
+// before the call.
+//
+// When some alive member does not acknowledge in time (ctx's deadline, or
+// [Config.WriteTimeout] when ctx has none), Invalidate returns an
+// [*InvalidateError] naming them, which wraps [ErrPartialInvalidation]; the
+// change is then also queued on gossip for them. The same holds for
+// [Group.InvalidateTags], [Group.Set], [Group.SetIfAbsent], [Group.Expire]
+// and [Group.Clear].
 func (g *Group) Invalidate(ctx context.Context, keys ...string) error {
 	if err := g.checkClosed("invalidate"); err != nil {
 		return err
@@ -549,42 +649,50 @@ func (g *Group) Invalidate(ctx context.Context, keys ...string) error {
 			return err
 		}
 	}
-	if len(keys) > 0 {
-		g.fenceKeys(keys)
+	if len(keys) == 0 {
+		return nil
 	}
-	return nil
+	_, err := g.write(ctx, transport.WriteRequest{Op: transport.OpInvalidate, Keys: keys})
+	return err
 }
 
-// InvalidateTags drops every entry that carries one of tags, in time
-// independent of how many entries do. Once it returns nil, no Get that starts
-// afterwards returns a value loaded before the call.
+// InvalidateTags drops every entry that carries one of tags, on every
+// member, in time independent of how many entries do. Once it returns nil,
+// no Get that starts afterwards on any node returns a value loaded before
+// the call. Errors are as for [Group.Invalidate].
 func (g *Group) InvalidateTags(ctx context.Context, tags ...string) error {
 	if err := g.checkClosed("invalidate-tags"); err != nil {
 		return err
 	}
 	for _, t := range tags {
-		if t == "" || len(t) > MaxKeyLen {
-			err := fmt.Errorf("meshcache: invalidate tag of %d bytes: %w", len(t), ErrInvalidTag)
+		if err := checkTag(t); err != nil {
 			g.log.Warn("meshcache: rejected call", "op", "invalidate-tags", "err", err)
 			return err
 		}
 	}
-	if len(tags) > 0 {
-		g.store.InvalidateTags(local.Both, tags...)
-		g.epoch.Add(1)
+	if len(tags) == 0 {
+		return nil
+	}
+	_, err := g.write(ctx, transport.WriteRequest{Op: transport.OpInvalidateTags, Tags: tags})
+	return err
+}
+
+func checkTag(t string) error {
+	if t == "" || len(t) > MaxKeyLen {
+		return fmt.Errorf("meshcache: invalidate tag of %d bytes: %w", len(t), ErrInvalidTag)
 	}
 	return nil
 }
 
-// Clear drops every entry of the group. Once it returns nil, no Get that
-// starts afterwards returns a value loaded before the call.
+// Clear drops every entry of the group on every member. Once it returns
+// nil, no Get that starts afterwards on any node returns a value loaded
+// before the call. Errors are as for [Group.Invalidate].
 func (g *Group) Clear(ctx context.Context) error {
 	if err := g.checkClosed("clear"); err != nil {
 		return err
 	}
-	g.store.Clear(local.Both)
-	g.epoch.Add(1)
-	return nil
+	_, err := g.write(ctx, transport.WriteRequest{Op: transport.OpClear})
+	return err
 }
 
 func (g *Group) checkClosed(op string) error {

@@ -5,6 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/meshcache/meshcache/local"
+	"github.com/meshcache/meshcache/transport"
 )
 
 // GetMany returns the values of keys. Keys served from the cache cost no
@@ -51,9 +56,7 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 			continue
 		}
 		seen[k] = true
-		if cc.refresh {
-			g.fenceKeys([]string{k})
-		} else if cached {
+		if cached && !cc.refresh {
 			if v, err, ok := g.lookup(k); ok {
 				if err == nil && out != nil {
 					out[k] = v
@@ -66,30 +69,30 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 	if len(missing) == 0 {
 		return nil
 	}
+	if cc.refresh && cached {
+		if err := g.fenceRefresh(ctx, missing); err != nil {
+			return err
+		}
+	}
 	g.stats.misses.Add(uint64(len(missing)))
-	if g.cfg.batch != nil {
-		return g.loadBatch(ctx, missing, cached, out)
-	}
-	if !cached {
-		return g.loadEachUncached(ctx, missing, out)
-	}
-	flights := make([]flight, len(missing))
-	for i, k := range missing {
-		flights[i] = g.startFlight(ctx, k)
+	var results map[string]flightResult
+	if cached {
+		results = g.routeMany(ctx, missing)
+	} else {
+		results = g.loadManyUncached(ctx, missing)
 	}
 	var errs []error
-	for i, k := range missing {
-		r := g.waitFlight(ctx, k, flights[i])
-		if r.err != nil && ctx.Err() != nil {
-			errs = append(errs, r.err) // the caller gave up: one error, not one per key
-			break
-		}
+	for _, k := range missing {
+		r := results[k]
 		switch {
 		case r.err == nil:
 			if out != nil {
 				out[k] = bytes.Clone(r.value)
 			}
 		case errors.Is(r.err, ErrNotFound):
+		case ctx.Err() != nil:
+			// The caller gave up: one error, not one per key.
+			return errors.Join(append(errs, ctxErr(op, k, ctx))...)
 		default:
 			errs = append(errs, r.err)
 		}
@@ -97,29 +100,172 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 	return errors.Join(errs...)
 }
 
-func (g *Group) loadEachUncached(ctx context.Context, keys []string, out map[string][]byte) error {
-	var errs []error
+// routeMany gets keys from their owners: one request per owner (in
+// parallel), and this node's own keys loaded here. The values in the
+// result may be shared with the cache.
+func (g *Group) routeMany(ctx context.Context, keys []string) map[string]flightResult {
+	var mine []string
+	remote := make(map[*peer][]string)
 	for _, k := range keys {
-		v, err := g.loadUncached(ctx, k)
-		switch {
-		case err == nil:
-			if out != nil {
-				out[k] = v
-			}
-		case errors.Is(err, ErrNotFound):
-		default:
-			errs = append(errs, err)
+		if p := g.node.route(k); p != nil {
+			remote[p] = append(remote[p], k)
+		} else {
+			mine = append(mine, k)
 		}
 	}
-	return errors.Join(errs...)
+	if len(remote) == 0 {
+		return g.loadMissing(ctx, mine, local.Main)
+	}
+	parts := make(chan map[string]flightResult, len(remote))
+	for p, ks := range remote {
+		go func() { parts <- g.fetchMany(ctx, p, ks) }()
+	}
+	results := make(map[string]flightResult, len(keys))
+	if len(mine) > 0 {
+		maps.Copy(results, g.loadMissing(ctx, mine, local.Main))
+	}
+	for range remote {
+		maps.Copy(results, <-parts)
+	}
+	return results
+}
+
+// fetchMany asks owner for keys in one request and keeps the values in the
+// hot cache. Keys the owner cannot serve (it is unreachable, or failed
+// other than by its loader) are loaded here into the hot cache.
+func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[string]flightResult {
+	results := make(map[string]flightResult, len(keys))
+	if !g.node.startLoad() {
+		for _, k := range keys {
+			results[k] = flightResult{err: ErrClosed}
+		}
+		return results
+	}
+	defer g.node.loads.Done()
+	since := g.store.Seq()
+	fctx, cancel := g.loadContext(ctx)
+	defer cancel()
+	fctx, cancelPeer := peerContext(fctx, owner)
+	defer cancelPeer()
+	g.stats.peerFetches.Add(uint64(len(keys)))
+	resp, err := g.node.client.GetMany(fctx, owner.addr, transport.GetManyRequest{Group: g.name, Keys: keys})
+	if err != nil {
+		if ctx.Err() != nil {
+			for _, k := range keys {
+				results[k] = flightResult{err: ctxErr("get-many", k, ctx)}
+			}
+			return results
+		}
+		g.stats.peerErrors.Add(1)
+		g.stats.fallbacks.Add(uint64(len(keys)))
+		g.log.Debug("meshcache: owner unreachable; loading here", "keys", len(keys), "owner", owner.name, "err", err)
+		return g.loadMissing(ctx, keys, local.Hot)
+	}
+	for _, r := range resp.Results {
+		if _, asked := results[r.Key]; asked || !slices.Contains(keys, r.Key) {
+			continue // not asked, or answered twice: ignore
+		}
+		err := r.Err
+		if err == nil {
+			err = g.checkFetched(r.Key, r.Value)
+		}
+		if err == nil {
+			if r.TTL > 0 && fctx.Err() == nil {
+				g.store.Add(local.Hot, r.Key, r.Value.Value, r.Tags, min(r.TTL, g.cfg.hotTTL), false, since)
+			}
+			results[r.Key] = flightResult{value: r.Value.Value}
+			continue
+		}
+		if err := g.ownerError(fctx, r.Key, owner, since, err); err != nil {
+			results[r.Key] = flightResult{err: err}
+		}
+	}
+	var retry []string
+	for _, k := range keys {
+		if _, ok := results[k]; !ok {
+			retry = append(retry, k)
+		}
+	}
+	if len(retry) > 0 {
+		maps.Copy(results, g.loadMissing(ctx, retry, local.Hot))
+	}
+	return results
+}
+
+// loadMissing loads keys here and stores them in tier: with one call of the
+// batch loader if the group has one, else with one flight per key (load
+// flights for Main; for a Hot fallback, plain loads in parallel). When ctx
+// ends first, the keys not loaded yet get ctx's error.
+func (g *Group) loadMissing(ctx context.Context, keys []string, tier local.Tier) map[string]flightResult {
+	if g.cfg.batch != nil {
+		return g.loadBatch(ctx, keys, true, tier)
+	}
+	results := make(map[string]flightResult, len(keys))
+	if tier == local.Main {
+		flights := make([]flight, len(keys))
+		for i, k := range keys {
+			flights[i] = g.startFlight(ctx, k, nil)
+		}
+		for i, k := range keys {
+			results[k] = g.waitFlight(ctx, k, flights[i])
+		}
+		return results
+	}
+	type keyResult struct {
+		key string
+		flightResult
+	}
+	ch := make(chan keyResult, len(keys))
+	for _, k := range keys {
+		go func() {
+			v, err := g.loadAndStore(ctx, k, tier)
+			ch <- keyResult{k, flightResult{value: v, err: err}}
+		}()
+	}
+	for range keys {
+		select {
+		case r := <-ch:
+			results[r.key] = r.flightResult
+		case <-ctx.Done():
+			for _, k := range keys {
+				if _, ok := results[k]; !ok {
+					results[k] = flightResult{err: ctxErr("get-many", k, ctx)}
+				}
+			}
+			return results
+		}
+	}
+	return results
+}
+
+// loadManyUncached loads keys for one caller and stores nothing ([Bypass],
+// [WithPassthrough]).
+func (g *Group) loadManyUncached(ctx context.Context, keys []string) map[string]flightResult {
+	if g.cfg.batch != nil {
+		return g.loadBatch(ctx, keys, false, local.Main)
+	}
+	results := make(map[string]flightResult, len(keys))
+	for _, k := range keys {
+		v, err := g.loadUncached(ctx, k)
+		results[k] = flightResult{value: v, err: err}
+	}
+	return results
 }
 
 // loadBatch loads keys with one call of the group's BatchLoader and, when
-// store is set, stores the results behind the same fence as a single load.
-// A batch serves one caller: it does not join or start flights.
-func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, out map[string][]byte) error {
+// store is set, stores the results in tier behind the same fence as a
+// single load. A batch serves one caller: it does not join or start
+// flights. Keys the loader did not return are not found.
+func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, tier local.Tier) map[string]flightResult {
+	results := make(map[string]flightResult, len(keys))
+	fail := func(err error) map[string]flightResult {
+		for _, k := range keys {
+			results[k] = flightResult{err: err}
+		}
+		return results
+	}
 	if !g.node.startLoad() {
-		return ErrClosed
+		return fail(ErrClosed)
 	}
 	defer g.node.loads.Done()
 	since := g.store.Seq()
@@ -130,31 +276,28 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, out ma
 	items, err := g.callBatchLoader(lctx, keys)
 	if err != nil {
 		g.stats.loadErrors.Add(uint64(len(keys)))
-		return fmt.Errorf("meshcache: load %d keys in group %s: %w", len(keys), g.name, err)
+		return fail(fmt.Errorf("meshcache: load %d keys in group %s: %w: %w", len(keys), g.name, ErrLoadFailed, err))
 	}
-	var errs []error
 	for _, k := range keys {
 		it, ok := items[k]
 		if !ok {
 			if store {
-				g.loadFailed(lctx, k, since, ErrNotFound)
+				g.storeNotFound(lctx, k, since, tier)
 			}
+			results[k] = flightResult{err: g.notFound(k)}
 			continue
 		}
 		if err := g.checkItem(k, it); err != nil {
 			g.stats.loadErrors.Add(1)
-			errs = append(errs, err)
+			results[k] = flightResult{err: err}
 			continue
 		}
 		if store {
-			g.storeLoaded(lctx, k, it, since)
+			g.storeLoaded(lctx, k, it, since, tier)
 		}
-		if out != nil {
-			// The value may be cached: the caller gets a copy.
-			out[k] = bytes.Clone(it.Value)
-		}
+		results[k] = flightResult{value: it.Value}
 	}
-	return errors.Join(errs...)
+	return results
 }
 
 func (g *Group) callBatchLoader(ctx context.Context, keys []string) (items map[string]Item, err error) {

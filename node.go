@@ -3,12 +3,17 @@ package meshcache
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/meshcache/meshcache/peers"
+	"github.com/meshcache/meshcache/transport"
 )
 
 // Config configures a [Node]. The zero value is a valid standalone node.
@@ -20,7 +25,56 @@ type Config struct {
 
 	// Logger receives the node's logs. If nil, [slog.Default].
 	Logger *slog.Logger
+
+	// BindAddr is the gossip (memberlist) listen address, host:port; port 0
+	// picks a free one. If empty, the node runs standalone: no gossip, no
+	// peer transport, every key is its own, and the fields below are
+	// ignored.
+	BindAddr string
+	// AdvertiseAddr is the gossip host:port other members should use, when
+	// it differs from the bound one (NAT, containers). Port 0 means the
+	// bound port. Its host is also advertised for RPCAddr when that listens
+	// on every interface.
+	AdvertiseAddr string
+	// RPCAddr is the peer transport listen address, host:port; port 0
+	// picks a free one. If empty, BindAddr's host with port 0.
+	RPCAddr string
+	// Join lists the gossip addresses of any live members. Joining retries
+	// with backoff until JoinTimeout; NewNode fails with [ErrJoin] if no
+	// seed answered. If empty, the node starts a cluster of its own.
+	Join []string
+	// JoinTimeout bounds the initial join. If zero, 10s.
+	JoinTimeout time.Duration
+	// SecretKey encrypts gossip (AES, 16, 24 or 32 bytes). Nodes without
+	// the same key cannot join.
+	SecretKey []byte
+	// TLS, when set, secures the peer transport with mutual TLS: it must
+	// hold this node's certificate and the cluster's CA pool as both RootCAs
+	// and ClientCAs (peers are verified against that pool only, never the
+	// system roots; a config without them is refused with
+	// [ErrInvalidOption]). Members must all use TLS or none.
+	TLS *tls.Config
+	// Partitions is the number of ring partitions; if zero, 271. Members
+	// must agree on it (and on LoadFactor): a node with other settings is
+	// refused at join with [ErrIncompatible].
+	Partitions int
+	// LoadFactor bounds a member's partitions to LoadFactor times the mean;
+	// if zero, 1.25.
+	LoadFactor float64
+	// GossipConfig selects the gossip timing preset; the zero value is
+	// [GossipLAN]. Tests and local demos use [GossipLocal].
+	GossipConfig GossipConfig
+	// WriteTimeout bounds the fan-out of a write (Invalidate, Set, ...)
+	// whose context has no deadline. If zero, [DefaultWriteTimeout].
+	WriteTimeout time.Duration
+	// DisableHandoff stops a new owner from asking a key's previous owner
+	// before loading it after a membership change (see the package doc).
+	DisableHandoff bool
 }
+
+// DefaultWriteTimeout bounds the fan-out of a write whose context has no
+// deadline (see [Config.WriteTimeout]).
+const DefaultWriteTimeout = 5 * time.Second
 
 // A Node is one member of a cache cluster: it holds the groups of this
 // process. Create it with [NewNode] and stop it with [Node.Close]. Many nodes
@@ -43,6 +97,21 @@ type Node struct {
 	// after it is set, so loads.Add never races with loads.Wait.
 	loadsClosed bool
 	loads       sync.WaitGroup
+
+	// The cluster; all nil for a standalone node.
+	cluster *peers.Cluster
+	server  *transport.Server
+	client  *transport.Client
+	ccfg    clusterConfig
+	// ring is the routing snapshot: nil while standalone or before the
+	// first membership event. ringMu serialises its writers.
+	ring    atomic.Pointer[ringState]
+	ringMu  sync.Mutex
+	changed atomic.Int64 // unix nanos of the last ring change
+	ready   chan struct{}
+	wg      sync.WaitGroup // background goroutines: the settle watcher
+
+	stats nodeCounters
 }
 
 // NewNode validates cfg and starts a node.
@@ -65,13 +134,24 @@ func NewNode(cfg Config) (*Node, error) {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Node{
+	n := &Node{
 		name:    name,
 		log:     log.With("node", name),
 		closing: ctx,
 		cancel:  cancel,
 		groups:  make(map[string]*Group),
-	}, nil
+		ready:   make(chan struct{}),
+	}
+	if cfg.BindAddr == "" {
+		close(n.ready)
+		return n, nil
+	}
+	if err := n.startCluster(cfg); err != nil {
+		cancel()
+		n.log.Error("meshcache: cannot start the node", "err", err)
+		return nil, err
+	}
+	return n, nil
 }
 
 // Name returns the node's name.
@@ -96,14 +176,19 @@ func (n *Node) Groups() []*Group {
 	return gs
 }
 
-// Close stops the node: loads in flight are cancelled and waited for, the
-// groups' background work stops, and every later call on the node or its
-// groups returns [ErrClosed]. Close is idempotent: later calls return nil.
+// Close stops the node: it leaves its cluster gracefully (peers re-route
+// its keys at once), stops serving peers, cancels and waits for the loads in
+// flight, stops the groups' background work, and every later call on the
+// node or its groups returns [ErrClosed]. Close is idempotent: later calls
+// return nil.
 func (n *Node) Close() error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.closeCluster()
 	n.cancel()
+	n.stopPeers()
+	n.wg.Wait()
 	n.mu.Lock()
 	n.loadsClosed = true
 	groups := make([]*Group, 0, len(n.groups))
@@ -112,6 +197,9 @@ func (n *Node) Close() error {
 	}
 	n.mu.Unlock()
 	n.loads.Wait()
+	if n.client != nil {
+		n.client.Close()
+	}
 	for _, g := range groups {
 		g.store.Close()
 	}
@@ -142,4 +230,45 @@ func (n *Node) addGroup(g *Group) error {
 	}
 	n.groups[g.name] = g
 	return nil
+}
+
+// nodeCounters count the node's cluster traffic, for [Node.Stats].
+type nodeCounters struct {
+	writes        atomic.Uint64 // writes this node fanned out
+	writesPartial atomic.Uint64 // of those, writes some member did not acknowledge
+	writeRequests atomic.Uint64 // write requests sent to peers (one per member and phase)
+	writeAcks     atomic.Uint64 // of those, acknowledged
+	gossipSent    atomic.Uint64 // writes queued on gossip for unacknowledged members
+	gossipApplied atomic.Uint64 // writes received by gossip and applied
+	peerRequests  atomic.Uint64 // Get, GetMany and Peek requests served to peers
+}
+
+// NodeStats is a snapshot of a node's cluster counters, from [Node.Stats].
+type NodeStats struct {
+	Members       int    // alive members, this node included
+	Writes        uint64 // writes (Invalidate, Set, ...) this node fanned out
+	WritesPartial uint64 // of those, writes some member did not acknowledge
+	WriteRequests uint64 // write requests sent to members, one per member and phase
+	WriteAcks     uint64 // of those, acknowledged
+	GossipSent    uint64 // writes queued on gossip for members that did not acknowledge
+	GossipApplied uint64 // writes received by gossip and applied here
+	PeerRequests  uint64 // requests served to peers (get, get-many, peek)
+}
+
+// Stats returns a snapshot of the node's cluster counters.
+func (n *Node) Stats() NodeStats {
+	members := 1
+	if rs := n.ring.Load(); rs != nil {
+		members = rs.cur.Len()
+	}
+	return NodeStats{
+		Members:       members,
+		Writes:        n.stats.writes.Load(),
+		WritesPartial: n.stats.writesPartial.Load(),
+		WriteRequests: n.stats.writeRequests.Load(),
+		WriteAcks:     n.stats.writeAcks.Load(),
+		GossipSent:    n.stats.gossipSent.Load(),
+		GossipApplied: n.stats.gossipApplied.Load(),
+		PeerRequests:  n.stats.peerRequests.Load(),
+	}
 }

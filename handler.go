@@ -1,0 +1,195 @@
+package meshcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/meshcache/meshcache/local"
+	"github.com/meshcache/meshcache/transport"
+)
+
+// handler serves peers' requests. It answers from the main cache or by
+// loading, never from a hot copy and never by asking another node: a
+// forwarded request is never forwarded again.
+type handler struct{ n *Node }
+
+var _ transport.Handler = handler{}
+
+// group returns the group a peer asked for, or the transport error to
+// answer.
+func (h handler) group(name string) (*Group, error) {
+	if h.n.closed.Load() {
+		return nil, transport.ErrClosed
+	}
+	g, ok := h.n.Group(name)
+	if !ok {
+		return nil, fmt.Errorf("meshcache: %w: %q", transport.ErrUnknownGroup, name)
+	}
+	g.node.stats.peerRequests.Add(1)
+	return g, nil
+}
+
+func checkPeerKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("meshcache: %w: key of %d bytes", transport.ErrBadRequest, len(key))
+	}
+	return nil
+}
+
+func (h handler) Get(ctx context.Context, req transport.GetRequest) (transport.GetResponse, error) {
+	g, err := h.group(req.Group)
+	if err != nil {
+		return transport.GetResponse{}, err
+	}
+	if err := checkPeerKey(req.Key); err != nil {
+		return transport.GetResponse{}, err
+	}
+	v, err := g.serve(ctx, req.Key)
+	return transport.GetResponse{Value: v}, err
+}
+
+// serve returns key's value for a peer: from the main cache, or loaded
+// through a load flight.
+func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) {
+	g.stats.peerServed.Add(1)
+	if v, ok, err := g.serveCached(key); ok {
+		return v, err
+	}
+	g.stats.misses.Add(1)
+	r := g.waitFlight(ctx, key, g.startFlight(ctx, key, nil))
+	if r.err != nil {
+		return transport.Value{}, wireError(r.err)
+	}
+	if v, ok, err := g.serveCached(key); ok && err == nil {
+		return v, nil
+	}
+	// Loaded but not cached (NoStore, or fenced): the peer must not cache
+	// it either.
+	return transport.Value{Value: r.value}, nil
+}
+
+// serveCached returns key's entry in the main cache, as it goes on the
+// wire; ok is false on a miss.
+func (g *Group) serveCached(key string) (v transport.Value, ok bool, err error) {
+	e, ok := g.store.Get(local.Main, key)
+	if !ok {
+		return transport.Value{}, false, nil
+	}
+	if g.cfg.validate != nil && !e.Negative && !g.cfg.validate(g.entry(key, e)) {
+		g.store.Remove(local.Main, key)
+		return transport.Value{}, false, nil
+	}
+	if e.Negative {
+		g.stats.negativeHits.Add(1)
+		return transport.Value{}, true, fmt.Errorf("meshcache: %s %q: %w", g.name, key, transport.ErrNotFound)
+	}
+	g.stats.hits.Add(1)
+	return wireValue(e), true, nil
+}
+
+// wireValue is a cached entry as it goes to a peer: the remaining TTL and
+// the age as durations. Value and Tags are shared with the cache, which
+// never modifies them.
+func wireValue(e local.Entry) transport.Value {
+	now := time.Now()
+	v := transport.Value{Value: e.Value, Tags: e.Tags, Age: max(now.Sub(e.Filled), 0)}
+	if !e.Expires.IsZero() {
+		v.TTL = e.Expires.Sub(now)
+		if v.TTL <= 0 {
+			v.TTL = time.Nanosecond // about to expire: the peer keeps it no longer
+		}
+	}
+	return v
+}
+
+// wireError maps a load's error to what a peer should see.
+func wireError(err error) error {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: %w", transport.ErrNotFound, err)
+	case errors.Is(err, ErrClosed):
+		return fmt.Errorf("%w: %w", transport.ErrClosed, err)
+	}
+	return fmt.Errorf("%w: %w", transport.ErrLoader, err)
+}
+
+func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (transport.GetManyResponse, error) {
+	g, err := h.group(req.Group)
+	if err != nil {
+		return transport.GetManyResponse{}, err
+	}
+	resp := transport.GetManyResponse{Results: make([]transport.KeyResult, len(req.Keys))}
+	var missing []string
+	for i, k := range req.Keys {
+		r := &resp.Results[i]
+		r.Key = k
+		if r.Err = checkPeerKey(k); r.Err != nil {
+			continue
+		}
+		g.stats.peerServed.Add(1)
+		if v, ok, err := g.serveCached(k); ok {
+			r.Value, r.Err = v, err
+			continue
+		}
+		r.Err = errPending
+		missing = append(missing, k)
+	}
+	if len(missing) == 0 {
+		return resp, nil
+	}
+	g.stats.misses.Add(uint64(len(missing)))
+	loaded := g.loadMissing(ctx, missing, local.Main)
+	for i := range resp.Results {
+		r := &resp.Results[i]
+		if r.Err != errPending {
+			continue
+		}
+		switch lr := loaded[r.Key]; {
+		case lr.err != nil:
+			r.Value, r.Err = transport.Value{}, wireError(lr.err)
+		default:
+			r.Err = nil
+			if v, ok, err := g.serveCached(r.Key); ok && err == nil {
+				r.Value = v
+			} else {
+				r.Value = transport.Value{Value: lr.value} // not cached: the peer must not cache it
+			}
+		}
+	}
+	return resp, nil
+}
+
+// errPending marks the results of a GetMany still to be loaded.
+var errPending = errors.New("pending")
+
+func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport.PeekResponse, error) {
+	g, err := h.group(req.Group)
+	if err != nil {
+		return transport.PeekResponse{}, err
+	}
+	if err := checkPeerKey(req.Key); err != nil {
+		return transport.PeekResponse{}, err
+	}
+	e, ok := g.store.Get(local.Main, req.Key)
+	if !ok || e.Negative {
+		return transport.PeekResponse{}, nil
+	}
+	return transport.PeekResponse{Found: true, Value: wireValue(e)}, nil
+}
+
+func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transport.WriteResponse, error) {
+	if h.n.closed.Load() {
+		return transport.WriteResponse{}, transport.ErrClosed
+	}
+	g, ok := h.n.Group(req.Group)
+	if !ok {
+		return transport.WriteResponse{}, nil // nothing of that group is cached here
+	}
+	if err := g.checkWrite(req); err != nil {
+		g.log.Warn("meshcache: refused a peer's write", "origin", req.Origin, "err", err)
+		return transport.WriteResponse{}, err
+	}
+	return transport.WriteResponse{Applied: g.applyPhases(req)}, nil
+}

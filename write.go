@@ -1,0 +1,296 @@
+package meshcache
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshcache/meshcache/local"
+	"github.com/meshcache/meshcache/transport"
+)
+
+// An InvalidateError reports a write (Invalidate, InvalidateTags, Set,
+// SetIfAbsent, Expire, Clear) that some alive members did not acknowledge in
+// time. It wraps [ErrPartialInvalidation]. The change was applied on every
+// other member and queued on gossip for the ones named here; until they
+// apply it they may serve what the write replaced.
+type InvalidateError struct {
+	Op      string   // "invalidate", "invalidate-tags", "set", ...
+	Group   string   // the group written to
+	Unacked []string // the members that did not acknowledge, sorted
+	Causes  []error  // why, in the order of Unacked
+}
+
+func (e *InvalidateError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "meshcache: %s in group %s not acknowledged by %d member(s): ", e.Op, e.Group, len(e.Unacked))
+	for i, name := range e.Unacked {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(name)
+		if i < len(e.Causes) && e.Causes[i] != nil {
+			b.WriteString(" (")
+			b.WriteString(e.Causes[i].Error())
+			b.WriteString(")")
+		}
+	}
+	return b.String()
+}
+
+// Unwrap returns [ErrPartialInvalidation]. The causes are in the text only:
+// a member's timeout is not the caller's.
+func (e *InvalidateError) Unwrap() error { return ErrPartialInvalidation }
+
+// write runs req on every alive member in two phases (DESIGN.md, "The write
+// and invalidation path"): first every member applies it to what it serves
+// (main cache, load fences), then every member drops its copies (hot cache,
+// fetch fences). It returns the number of entries the write applied to,
+// summed over the members.
+func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, error) {
+	n := g.node
+	req.Group = g.name
+	rs := n.ring.Load()
+	if rs == nil || len(rs.peers) == 0 {
+		applied := g.apply(req, transport.PhaseServing)
+		if req.Op != transport.OpSetIfAbsent || applied > 0 {
+			applied += g.apply(req, transport.PhaseCopies)
+		}
+		return applied, nil
+	}
+	n.stats.writes.Add(1)
+	req.Origin, req.ID = n.name, rand.Uint64()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.ccfg.writeTimeout)
+		defer cancel()
+	}
+	targets := make([]*peer, 0, len(rs.peers))
+	for _, p := range rs.peers {
+		targets = append(targets, p)
+	}
+	slices.SortFunc(targets, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
+
+	failed := make(map[string]error)
+	applied := 0
+	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
+		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 {
+			break // stored nowhere: there is nothing to drop
+		}
+		req.Phase = phase
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if phase == transport.PhaseServing {
+			// Half of the time for each phase, so that one member that
+			// does not answer leaves time for the second phase elsewhere.
+			d, _ := ctx.Deadline()
+			pctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
+		}
+		applied += g.apply(req, phase)
+		applied += g.fanOut(pctx, targets, req, failed)
+		cancel()
+	}
+	if len(failed) == 0 {
+		return applied, nil
+	}
+	n.stats.writesPartial.Add(1)
+	e := &InvalidateError{Op: req.Op.String(), Group: g.name}
+	for name := range failed {
+		e.Unacked = append(e.Unacked, name)
+	}
+	slices.Sort(e.Unacked)
+	for _, name := range e.Unacked {
+		e.Causes = append(e.Causes, failed[name])
+	}
+	g.log.Warn("meshcache: write not acknowledged by every member; queued on gossip", "op", req.Op, "unacked", e.Unacked)
+	g.gossip(req)
+	return applied, e
+}
+
+// fanOut sends req to every target that has not failed yet, in parallel,
+// and waits for them. A target that fails is added to failed, unless it left
+// the ring meanwhile: a member that is gone cannot serve stale values.
+func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.WriteRequest, failed map[string]error) int {
+	n := g.node
+	var (
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		applied int
+	)
+	for _, p := range targets {
+		if _, ok := failed[p.name]; ok {
+			continue
+		}
+		wg.Go(func() {
+			pctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(p.ctx, cancel)
+			defer stop()
+			n.stats.writeRequests.Add(1)
+			resp, err := n.client.Write(pctx, p.addr, req)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				n.stats.writeAcks.Add(1)
+				applied += resp.Applied
+			case p.ctx.Err() != nil:
+				// The member left the ring while we waited.
+			default:
+				failed[p.name] = err
+			}
+		})
+	}
+	wg.Wait()
+	return applied
+}
+
+// gossip queues req on the gossip broadcast, both phases at once, for the
+// members that did not acknowledge it. A Set too large for a gossip
+// message becomes an invalidation of its keys, and anything still too
+// large a clear of the group: dropping more is always safe.
+func (g *Group) gossip(req transport.WriteRequest) {
+	n := g.node
+	req.Phase = 0
+	b, err := transport.EncodeWrite(req)
+	if err == nil && len(b) > n.cluster.MaxPayload() && len(req.Items) > 0 {
+		keys := make([]string, len(req.Items))
+		for i, it := range req.Items {
+			keys[i] = it.Key
+		}
+		req.Op, req.Items, req.Keys = transport.OpInvalidate, nil, keys
+		b, err = transport.EncodeWrite(req)
+	}
+	if err == nil && len(b) > n.cluster.MaxPayload() {
+		req.Op, req.Keys, req.Tags = transport.OpClear, nil, nil
+		b, err = transport.EncodeWrite(req)
+	}
+	if err == nil {
+		err = n.cluster.Broadcast(b)
+	}
+	if err != nil {
+		g.log.Error("meshcache: cannot queue a write on gossip", "op", req.Op, "err", err)
+		return
+	}
+	n.stats.gossipSent.Add(1)
+}
+
+// onMessage applies a write another member queued on gossip. peers calls
+// it from one goroutine.
+func (n *Node) onMessage(payload []byte) {
+	req, err := transport.DecodeWrite(payload)
+	if err != nil {
+		n.log.Warn("meshcache: dropping a gossip message", "err", err)
+		return
+	}
+	if req.Origin == n.name {
+		return
+	}
+	g, ok := n.Group(req.Group)
+	if !ok {
+		return // nothing of an unknown group is cached here
+	}
+	if err := g.checkWrite(req); err != nil {
+		g.log.Warn("meshcache: dropping a gossip write", "origin", req.Origin, "err", err)
+		return
+	}
+	g.applyPhases(req)
+	n.stats.gossipApplied.Add(1)
+}
+
+// applyPhases applies req's phase, or both in order when it has none.
+func (g *Group) applyPhases(req transport.WriteRequest) int {
+	if req.Phase != 0 {
+		return g.apply(req, req.Phase)
+	}
+	return g.apply(req, transport.PhaseServing) + g.apply(req, transport.PhaseCopies)
+}
+
+// apply applies one phase of a checked write to this node and returns the
+// number of entries it applied to. Phase one changes what this node serves
+// to others (both tiers, load fences; the owner of a Set key stores it);
+// phase two drops the hot copies again and fences the fetches that started
+// between the phases.
+func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
+	tier := local.Hot
+	if phase == transport.PhaseServing {
+		tier = local.Both
+	}
+	switch req.Op {
+	case transport.OpInvalidate:
+		_, removed := g.store.Invalidate(tier, req.Keys...)
+		g.forget(req.Keys)
+		return removed
+	case transport.OpInvalidateTags:
+		g.store.InvalidateTags(tier, req.Tags...)
+		g.epoch.Add(1)
+	case transport.OpClear:
+		g.store.Clear(tier)
+		g.epoch.Add(1)
+	case transport.OpSet, transport.OpSetIfAbsent:
+		if phase == transport.PhaseServing {
+			stored := 0
+			for _, it := range req.Items {
+				if g.storeSet(it, req.Op == transport.OpSetIfAbsent) {
+					stored++
+				}
+			}
+			return stored
+		}
+		keys := make([]string, len(req.Items))
+		for i, it := range req.Items {
+			keys[i] = it.Key
+		}
+		g.store.Invalidate(local.Hot, keys...)
+		g.forget(keys)
+	case transport.OpExpire:
+		t := local.Main
+		if phase != transport.PhaseServing {
+			t = local.Hot
+		}
+		expired := 0
+		for _, k := range req.Keys {
+			if g.expire(t, k, req.TTL) {
+				expired++
+			}
+		}
+		return expired
+	}
+	return 0
+}
+
+// checkWrite reports a write from a peer that a local call would have
+// refused.
+func (g *Group) checkWrite(req transport.WriteRequest) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("meshcache: %s in group %s: %w: %s", req.Op, g.name, transport.ErrBadRequest, fmt.Sprintf(format, args...))
+	}
+	if !req.Op.Valid() || !req.Phase.Valid() {
+		return bad("undefined op or phase")
+	}
+	for _, k := range req.Keys {
+		if k == "" || len(k) > MaxKeyLen {
+			return bad("key of %d bytes", len(k))
+		}
+	}
+	for _, t := range req.Tags {
+		if err := checkTag(t); err != nil {
+			return bad("%v", err)
+		}
+	}
+	for _, it := range req.Items {
+		if it.Key == "" || len(it.Key) > MaxKeyLen {
+			return bad("key of %d bytes", len(it.Key))
+		}
+		if err := g.checkSetItem(it.Key, Item{Value: it.Value, TTL: it.TTL, Tags: it.Tags}); err != nil {
+			return bad("%v", err)
+		}
+	}
+	if req.Op == transport.OpExpire && req.TTL <= 0 {
+		return bad("TTL %v", req.TTL)
+	}
+	return nil
+}
