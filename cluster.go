@@ -416,4 +416,3 @@ func (n *Node) closeCluster() {
 	n.cluster.Close()
 	n.server.Close()
 }
-

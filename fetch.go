@@ -28,9 +28,9 @@ func peerContext(ctx context.Context, p *peer) (context.Context, context.CancelF
 // group, overloaded, other protocol), falls back to loading the key here
 // into the hot cache only; a not-found or a loader error at the owner is
 // the callers' answer.
-func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, error) {
+func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Source, error) {
 	if !g.node.startLoad() {
-		return nil, ErrClosed
+		return nil, SourceNone, ErrClosed
 	}
 	defer g.node.loads.Done()
 	since := g.store.Seq()
@@ -39,7 +39,9 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, err
 	fctx, cancelPeer := peerContext(fctx, owner)
 	defer cancelPeer()
 	g.stats.peerFetches.Add(1)
+	start := time.Now()
 	resp, err := g.node.client.Get(fctx, owner.addr, transport.GetRequest{Group: g.name, Key: key})
+	g.stats.fetchLatency.observe(time.Since(start))
 	if err == nil {
 		err = g.checkFetched(key, resp.Value)
 	}
@@ -47,12 +49,13 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, err
 		if resp.TTL > 0 && fctx.Err() == nil {
 			g.store.Add(local.Hot, key, resp.Value.Value, resp.Tags, min(resp.TTL, g.cfg.hotTTL), false, since)
 		}
-		return resp.Value.Value, nil
+		return resp.Value.Value, SourcePeer, nil
 	}
 	if err := g.ownerError(fctx, key, owner, since, err); err != nil {
-		return nil, err
+		return nil, SourcePeer, err
 	}
-	return g.loadAndStore(ctx, key, local.Hot)
+	v, err := g.loadAndStore(ctx, key, local.Hot)
+	return v, SourceFallback, err
 }
 
 // ownerError returns the callers' error for an owner's answer err to a

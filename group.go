@@ -51,6 +51,7 @@ type counters struct {
 	deduplicated                        atomic.Uint64
 	peerFetches, peerErrors, fallbacks  atomic.Uint64
 	handoffs, peerServed                atomic.Uint64
+	loadLatency, fetchLatency           histogram
 }
 
 // NewGroup creates the group name on node n, loading missing keys with l.
@@ -138,48 +139,64 @@ func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte
 		cc = callOptions(opts)
 	}
 	if cc.bypass || g.cfg.passthrough {
-		return g.loadUncached(ctx, key)
+		v, err := g.loadUncached(ctx, key)
+		cc.report(SourceLoad, err)
+		return v, err
 	}
 	if cc.refresh {
 		if err := g.fenceRefresh(ctx, []string{key}); err != nil {
 			return nil, err
 		}
-	} else if v, err, ok := g.lookup(key); ok {
+	} else if v, err, src := g.lookup(key); src != SourceNone {
+		cc.report(src, err)
 		return v, err
 	}
 	g.stats.misses.Add(1)
 	r := g.waitFlight(ctx, key, g.startFlight(ctx, key, g.node.route(key)))
+	cc.report(r.src, r.err)
 	if r.err != nil {
 		return nil, r.err
 	}
 	return bytes.Clone(r.value), nil
 }
 
+// report tells a caller that asked with [ReportSource] where its value came
+// from.
+func (cc *callConfig) report(src Source, err error) {
+	if cc.source != nil {
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			src = SourceNone
+		}
+		*cc.source = src
+	}
+}
+
 // lookup returns a copy of key's cached value, or the error of a cached
-// not-found; ok is false on a miss.
-func (g *Group) lookup(key string) (v []byte, err error, ok bool) {
-	tier := local.Main
+// not-found, and the tier it came from: SourceHit or SourceHot, or
+// SourceNone on a miss.
+func (g *Group) lookup(key string) (v []byte, err error, src Source) {
+	tier, src := local.Main, SourceHit
 	e, ok := g.store.Get(tier, key)
 	if !ok {
-		tier = local.Hot
+		tier, src = local.Hot, SourceHot
 		if e, ok = g.store.Get(tier, key); !ok {
-			return nil, nil, false
+			return nil, nil, SourceNone
 		}
 	}
 	if g.cfg.validate != nil && !e.Negative && !g.cfg.validate(g.entry(key, e)) {
 		g.store.Remove(tier, key)
-		return nil, nil, false
+		return nil, nil, SourceNone
 	}
 	switch {
 	case e.Negative:
 		g.stats.negativeHits.Add(1)
-		return nil, g.notFound(key), true
+		return nil, g.notFound(key), src
 	case tier == local.Hot:
 		g.stats.hotHits.Add(1)
 	default:
 		g.stats.hits.Add(1)
 	}
-	return bytes.Clone(e.Value), nil, true
+	return bytes.Clone(e.Value), nil, src
 }
 
 func (g *Group) entry(key string, e local.Entry) Entry {
@@ -196,6 +213,7 @@ func (g *Group) entry(key string, e local.Entry) Entry {
 type flightResult struct {
 	value []byte
 	err   error
+	src   Source
 }
 
 type flight struct {
@@ -236,13 +254,14 @@ func (g *Group) startFlight(ctx context.Context, key string, owner *peer) flight
 		}()
 		var v []byte
 		var err error
+		src := SourceLoad
 		if owner == nil {
 			v, err = g.loadAndStore(ctx, key, local.Main)
 		} else {
-			v, err = g.fetch(ctx, key, owner)
+			v, src, err = g.fetch(ctx, key, owner)
 		}
 		returned = true
-		return flightResult{value: v, err: err}, nil
+		return flightResult{value: v, err: err, src: src}, nil
 	})
 	return flight{ch: ch, ran: ran}
 }
@@ -307,7 +326,9 @@ func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) (
 		}
 	}
 	g.stats.loads.Add(1)
+	start := time.Now()
 	it, err := g.callLoader(ctx, key)
+	g.stats.loadLatency.observe(time.Since(start))
 	if err != nil {
 		return nil, g.loadFailed(ctx, key, since, err, tier)
 	}

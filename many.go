@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
@@ -57,7 +58,7 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 		}
 		seen[k] = true
 		if cached && !cc.refresh {
-			if v, err, ok := g.lookup(k); ok {
+			if v, err, src := g.lookup(k); src != SourceNone {
 				if err == nil && out != nil {
 					out[k] = v
 				}
@@ -148,7 +149,9 @@ func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[s
 	fctx, cancelPeer := peerContext(fctx, owner)
 	defer cancelPeer()
 	g.stats.peerFetches.Add(uint64(len(keys)))
+	start := time.Now()
 	resp, err := g.node.client.GetMany(fctx, owner.addr, transport.GetManyRequest{Group: g.name, Keys: keys})
+	g.stats.fetchLatency.observe(time.Since(start))
 	if err != nil {
 		if ctx.Err() != nil {
 			for _, k := range keys {
@@ -273,7 +276,9 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, tier l
 	defer cancel()
 	g.stats.batchLoads.Add(1)
 	g.stats.loads.Add(uint64(len(keys)))
+	start := time.Now()
 	items, err := g.callBatchLoader(lctx, keys)
+	g.stats.loadLatency.observe(time.Since(start))
 	if err != nil {
 		g.stats.loadErrors.Add(uint64(len(keys)))
 		return fail(fmt.Errorf("meshcache: load %d keys in group %s: %w: %w", len(keys), g.name, ErrLoadFailed, err))

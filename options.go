@@ -2,6 +2,7 @@ package meshcache
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -221,6 +222,7 @@ type CallOption func(*callConfig)
 type callConfig struct {
 	bypass  bool
 	refresh bool
+	source  *Source
 }
 
 // callOptions applies opts. It is a function of its own because the config
@@ -243,3 +245,41 @@ func Bypass() CallOption { return func(c *callConfig) { c.bypass = true } }
 // ForceRefresh ignores a cached value, loads the key and stores the result
 // (cachu's _overwrite_cache). See [Group.Refresh].
 func ForceRefresh() CallOption { return func(c *callConfig) { c.refresh = true } }
+
+// Source tells where a Get's value came from (see [ReportSource]).
+type Source uint8
+
+// Where a value came from.
+const (
+	SourceNone     Source = iota // the Get failed before it found a value
+	SourceHit                    // this node's main cache (a key it owns)
+	SourceHot                    // this node's hot cache (a copy of another owner's value)
+	SourcePeer                   // fetched from the key's owner
+	SourceLoad                   // loaded by this node's loader (this node owns the key), or handed off by its previous owner
+	SourceFallback               // loaded here because the owner could not be reached
+)
+
+// String returns "none", "hit", "hot", "peer", "load", "fallback" or
+// "source(N)".
+func (s Source) String() string {
+	switch s {
+	case SourceNone:
+		return "none"
+	case SourceHit:
+		return "hit"
+	case SourceHot:
+		return "hot"
+	case SourcePeer:
+		return "peer"
+	case SourceLoad:
+		return "load"
+	case SourceFallback:
+		return "fallback"
+	}
+	return "source(" + strconv.Itoa(int(s)) + ")"
+}
+
+// ReportSource makes [Group.Get] store in *s where its value came from.
+// Callers that shared a flight all get the flight's source. A Get with
+// [Bypass] reports SourceLoad. It has no effect on GetMany.
+func ReportSource(s *Source) CallOption { return func(c *callConfig) { c.source = s } }

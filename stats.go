@@ -1,5 +1,10 @@
 package meshcache
 
+import (
+	"sync/atomic"
+	"time"
+)
+
 // Stats is a snapshot of a group's counters, from [Group.Stats]. Counters
 // count since the group was created.
 type Stats struct {
@@ -13,6 +18,16 @@ type Stats struct {
 	LoadsDeduplicated uint64 // Gets that shared a load another Get started
 	Evictions         uint64 // entries dropped to stay within the byte bounds
 	Expirations       uint64 // entries dropped because their TTL ran out
+
+	PeerFetches uint64 // keys asked of their owners (Get misses of keys other nodes own, GetMany keys)
+	PeerErrors  uint64 // requests to owners that failed (unreachable, timed out, could not serve)
+	Fallbacks   uint64 // keys loaded here because their owner could not serve them
+	Handoffs    uint64 // keys this node took over from their previous owner instead of loading them
+	PeerServed  uint64 // keys other nodes asked this node for (as their owner)
+
+	// LoadLatency is the time loader calls took (one observation per Load
+	// or LoadMany call); FetchLatency the time requests to owners took.
+	LoadLatency, FetchLatency Histogram
 
 	Items    int64 // entries in the main cache
 	Bytes    int64 // bytes of the main cache
@@ -43,6 +58,13 @@ func (g *Group) Stats() Stats {
 		BatchLoads:        g.stats.batchLoads.Load(),
 		LoadErrors:        g.stats.loadErrors.Load(),
 		LoadsDeduplicated: g.stats.deduplicated.Load(),
+		PeerFetches:       g.stats.peerFetches.Load(),
+		PeerErrors:        g.stats.peerErrors.Load(),
+		Fallbacks:         g.stats.fallbacks.Load(),
+		Handoffs:          g.stats.handoffs.Load(),
+		PeerServed:        g.stats.peerServed.Load(),
+		LoadLatency:       g.stats.loadLatency.snapshot(),
+		FetchLatency:      g.stats.fetchLatency.snapshot(),
 		Evictions:         ls.Evictions + ls.HotEvictions,
 		Expirations:       ls.Expirations + ls.HotExpirations,
 		Items:             ls.Items,
@@ -50,4 +72,50 @@ func (g *Group) Stats() Stats {
 		HotItems:          ls.HotItems,
 		HotBytes:          ls.HotBytes,
 	}
+}
+
+// LatencyBounds are the upper bounds of the buckets of a [Histogram]: from
+// 100µs to 10s, about three per decade.
+var LatencyBounds = [...]time.Duration{
+	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
+	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2500 * time.Millisecond, 5 * time.Second, 10 * time.Second,
+}
+
+// Histogram is a snapshot of a latency distribution.
+type Histogram struct {
+	// Counts[i] is the number of observations at most LatencyBounds[i] (and
+	// above the bound before it); the last element counts the rest.
+	Counts [len(LatencyBounds) + 1]uint64
+	Count  uint64        // observations
+	Sum    time.Duration // their total
+}
+
+// histogram counts latencies into LatencyBounds without locks.
+type histogram struct {
+	counts [len(LatencyBounds) + 1]atomic.Uint64
+	count  atomic.Uint64
+	sum    atomic.Int64
+}
+
+func (h *histogram) observe(d time.Duration) {
+	i := 0
+	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+		i++
+	}
+	h.counts[i].Add(1)
+	h.sum.Add(int64(d))
+	h.count.Add(1)
+}
+
+func (h *histogram) snapshot() Histogram {
+	var s Histogram
+	for i := range h.counts {
+		s.Counts[i] = h.counts[i].Load()
+	}
+	s.Count = h.count.Load()
+	s.Sum = time.Duration(h.sum.Load())
+	return s
 }

@@ -1,0 +1,124 @@
+package meshcache
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+)
+
+// testLogger discards logs unless MESHCACHE_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("MESHCACHE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// clusterConfig returns the config of test node i joining seeds.
+func testClusterConfig(name string, seeds ...string) Config {
+	return Config{
+		NodeName:     name,
+		Logger:       testLogger(),
+		BindAddr:     "127.0.0.1:0",
+		RPCAddr:      "127.0.0.1:0",
+		Join:         seeds,
+		JoinTimeout:  10 * time.Second,
+		GossipConfig: GossipLocal,
+	}
+}
+
+// startNode starts a node from cfg, closed when the test ends.
+func startNode(t testing.TB, cfg Config) *Node {
+	t.Helper()
+	n, err := NewNode(cfg)
+	if err != nil {
+		t.Fatalf("NewNode(%s): %v", cfg.NodeName, err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// startCluster starts size nodes named n0, n1, ... joined to n0, and waits
+// until every node is ready and lists every other.
+func startCluster(t testing.TB, size int, tweak func(*Config)) []*Node {
+	t.Helper()
+	nodes := make([]*Node, size)
+	for i := range nodes {
+		var seeds []string
+		if i > 0 {
+			seeds = []string{nodes[0].GossipAddr()}
+		}
+		cfg := testClusterConfig(fmt.Sprintf("n%d", i), seeds...)
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		nodes[i] = startNode(t, cfg)
+	}
+	waitMembers(t, nodes, size)
+	return nodes
+}
+
+// waitMembers waits until every node is ready and routes over size members.
+func waitMembers(t testing.TB, nodes []*Node, size int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range nodes {
+		select {
+		case <-n.Ready():
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("%s not ready", n.Name())
+		}
+		for n.Stats().Members != size {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s routes over %d members, want %d", n.Name(), n.Stats().Members, size)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// newClusterGroups creates group name on every node with its own loader.
+func newClusterGroups(t testing.TB, nodes []*Node, name string, l Loader, opts ...GroupOption) []*Group {
+	t.Helper()
+	gs := make([]*Group, len(nodes))
+	for i, n := range nodes {
+		g, err := NewGroup(n, name, l, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gs[i] = g
+	}
+	return gs
+}
+
+func TestClusterRoutesToOwner(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	ctx := context.Background()
+	owners := map[string]int{}
+	for i := range 60 {
+		key := fmt.Sprintf("k%d", i)
+		owner := nodes[0].Owner(key)
+		owners[owner]++
+		for _, g := range gs {
+			v, err := g.Get(ctx, key)
+			if err != nil {
+				t.Fatalf("%s: Get(%s): %v", g.node.Name(), key, err)
+			}
+			if want := "0"; string(v) != want {
+				t.Fatalf("%s: Get(%s) = %q, want %q", g.node.Name(), key, v, want)
+			}
+		}
+	}
+	if len(owners) != 3 {
+		t.Fatalf("owners %v: want keys on all three nodes", owners)
+	}
+	if got := o.calls.Load(); got != 60 {
+		t.Errorf("loader calls = %d, want 60 (one per key in the cluster)", got)
+	}
+}
