@@ -379,12 +379,15 @@ func (n *Node) settle() {
 	}
 }
 
-// onCutOff flushes every group's hot copies: this node may have missed
-// invalidations while it could not reach its peers.
+// onCutOff flushes every group: this node may have missed invalidations
+// while it could not reach its peers. The hot copies may be stale, and so
+// may the main cache: while the others took this node for dead, they sent
+// their invalidations to the members left, and another node owned (and
+// reloaded) this node's keys.
 func (n *Node) onCutOff() {
-	n.log.Warn("meshcache: this node was cut off from the cluster; flushing hot caches")
+	n.log.Warn("meshcache: this node was cut off from the cluster; flushing its caches")
 	for _, g := range n.Groups() {
-		g.store.Clear(local.Hot)
+		g.store.Clear(local.Both)
 		g.epoch.Add(1)
 	}
 }
