@@ -388,8 +388,13 @@ func (c *Cluster) shutdownMemberlist() {
 	}
 }
 
-// kill stops memberlist without leaving, as a crash would; peers must detect
-// the failure. The goroutines keep running until Close. For tests.
+// Kill stops gossip without leaving, as a crash would: the other members
+// must detect the failure. It is meant for failure tests and chaos drills.
+// The Cluster's goroutines keep running until [Cluster.Close], which must
+// still be called (it does not leave after Kill).
+func (c *Cluster) Kill() { c.kill() }
+
+// kill is Kill.
 func (c *Cluster) kill() {
 	c.mu.Lock()
 	c.killed = true
