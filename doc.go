@@ -1,13 +1,20 @@
 // Package meshcache turns the instances of a horizontally scaled service into
 // one shared cache.
 //
-// Every instance embeds a [Node]. A [Group] is a named cache with a [Loader]:
-// on a miss, the loader runs once for all concurrent callers of a key, its
-// value is cached with a TTL and tags, and invalidations ([Group.Invalidate],
-// [Group.InvalidateTags], [Group.Set], [Group.Clear]) are fenced against loads
-// in flight, so that once they return no later Get sees an older value.
+// Every instance embeds a [Node]. Nodes find each other by gossip
+// (hashicorp/memberlist) and agree on an owner for each key through a
+// consistent-hash ring. A [Group] is a named cache with a [Loader]: on a miss,
+// the key's owner runs the loader once for the whole fleet, its value is
+// cached with a TTL and tags, and invalidations ([Group.Invalidate],
+// [Group.InvalidateTags], [Group.Set], [Group.Clear]) reach every member
+// before they return and are fenced against loads and fetches in flight, so
+// that once they return no Get started later on any node sees an older value.
 //
-//	node, err := meshcache.NewNode(meshcache.Config{})
+//	node, err := meshcache.NewNode(meshcache.Config{
+//		BindAddr: "10.0.0.5:7946",           // gossip
+//		RPCAddr:  "10.0.0.5:7947",           // peer transport
+//		Join:     []string{"10.0.0.4:7946"}, // any live member
+//	})
 //	if err != nil { ... }
 //	defer node.Close()
 //	users, err := meshcache.NewGroup(node, "users", meshcache.LoaderFunc(loadUser),
@@ -15,15 +22,48 @@
 //	v, err := users.Get(ctx, "42")
 //	err = users.InvalidateTags(ctx, "org:acme")
 //
+// A Config without BindAddr makes a standalone node: every key is its own.
+//
 // # The read path
 //
 // [Group.Get] looks in the node's main cache (keys it owns), then in its hot
-// cache (copies of keys other nodes own), and on a miss loads the key through
-// a per-key single flight. A flight releases its waiters only once the value
-// is stored, so a Get that starts after a load finished never loads again. A
-// load runs under its own context with the group's load timeout
-// ([WithLoadTimeout]): a caller that gives up does not fail the others. A
-// loader that panics becomes an error ([ErrLoaderPanic]) for every waiter.
+// cache (copies of keys other nodes own). On a miss it finds the key's owner
+// on the ring. The owner loads the key through a per-key single flight; any
+// other node asks the owner over the peer transport (one hop: the owner
+// answers from its main cache or by loading, never by asking another node)
+// and keeps the answer in its hot cache for at most the owner's remaining
+// TTL and the group's hot TTL ([WithHotTTL]). A flight releases its waiters
+// only once the value is stored, so a Get that starts after a load finished
+// never loads again. A load runs under its own context with the group's
+// load timeout ([WithLoadTimeout]): a caller that gives up does not fail the
+// others. A loader that panics becomes an error ([ErrLoaderPanic]) for every
+// waiter.
+//
+// A Get never fails because a peer died: when the owner cannot be reached
+// (or cannot serve the group), the node loads the key itself and keeps it in
+// its hot cache only (Stats.Fallbacks). A not-found or a loader error at the
+// owner is the caller's answer ([ErrNotFound], [ErrLoadFailed]), not a
+// reason to load again.
+//
+// # Writes
+//
+// Writes run in two phases on every alive member: first each applies the
+// change to what it serves (its main cache; the owner of a Set key stores the
+// value), then each drops its hot copies. A write returns nil once every
+// member acknowledged both phases; otherwise an [*InvalidateError] naming
+// the members that did not (errors.Is [ErrPartialInvalidation]), and the
+// change is queued on gossip for them. A node that learns it was cut off
+// from the others flushes its caches.
+//
+// # Membership
+//
+// Joins, leaves and failures rebuild the ring as a new immutable snapshot,
+// swapped atomically: routing takes no lock. [Node.Close] leaves gracefully,
+// so peers re-route at once. After a change, a new owner that misses a key
+// first asks the key's previous owner (hand-off), unless the key or one of
+// its tags was invalidated since, so a join does not reload the keys that
+// moved. Members must agree on the ring settings and protocol version: a
+// node that does not is refused at join ([ErrIncompatible]).
 //
 // # Fences
 //
