@@ -60,6 +60,9 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 	g.stats.misses.Add(1)
 	r := g.waitFlight(ctx, key, g.startFlight(ctx, key, nil))
 	if r.err != nil {
+		if err := servedCtxErr(ctx); err != nil {
+			return transport.Value{}, err
+		}
 		return transport.Value{}, wireError(r.err)
 	}
 	if v, ok, err := g.serveCached(key); ok && err == nil {
@@ -104,6 +107,18 @@ func wireValue(e local.Entry) transport.Value {
 	return v
 }
 
+// servedCtxErr returns, when the context of a peer's request ended (its
+// deadline passed, or the server is closing) before its load did, the error
+// to answer: it wraps ctx's error and not [transport.ErrLoader], so that the
+// peer falls back instead of failing. The load itself goes on under its own
+// context; the waiter only gave up on it.
+func servedCtxErr(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("meshcache: serving a peer: %w", err)
+	}
+	return nil
+}
+
 // wireError maps a load's error to what a peer should see.
 func wireError(err error) error {
 	switch {
@@ -141,6 +156,9 @@ func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (tra
 	}
 	g.stats.misses.Add(uint64(len(missing)))
 	loaded := g.loadMissing(ctx, missing, local.Main)
+	if err := servedCtxErr(ctx); err != nil {
+		return transport.GetManyResponse{}, err
+	}
 	for i := range resp.Results {
 		r := &resp.Results[i]
 		if r.Err != errPending {
