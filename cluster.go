@@ -138,8 +138,8 @@ func (n *Node) Members() []Member {
 }
 
 // Ready returns a channel closed once the node has joined its cluster and
-// its ring has settled (no membership change for a moment). A standalone
-// node is ready at once.
+// its ring has settled (no membership change for a moment), or once the node
+// closed. A standalone node is ready at once.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
 
 // GossipAddr returns the bound gossip address (host:port), or "" for a
@@ -325,7 +325,14 @@ func (n *Node) onChange(members []peers.Member) {
 			break
 		}
 		next.cur = r
-		if old != nil {
+		switch {
+		case !n.isReady():
+			// This node is still joining: it hears of the members one by
+			// one, so its own earlier snapshots are partial views that no
+			// one routed by. Before it joined, the cluster routed by the
+			// ring of the others.
+			next.prev = n.ringWithout(names)
+		case old != nil:
 			next.prev = old.cur
 		}
 		n.log.Info("meshcache: ring changed", "members", len(names))
@@ -353,6 +360,30 @@ func (n *Node) onChange(members []peers.Member) {
 			}
 		}
 	}
+}
+
+// isReady reports whether n.ready is closed.
+func (n *Node) isReady() bool {
+	select {
+	case <-n.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// ringWithout returns the ring of names without this node, or nil when
+// that leaves no member or the ring cannot be built.
+func (n *Node) ringWithout(names []string) *ring.Ring {
+	others := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == n.name })
+	if len(others) == 0 {
+		return nil
+	}
+	r, err := ring.New(others, n.ccfg.ring)
+	if err != nil {
+		return nil
+	}
+	return r
 }
 
 // settle closes n.ready once membership has not changed for a settle
@@ -387,7 +418,7 @@ func (n *Node) settle() {
 func (n *Node) onCutOff() {
 	n.log.Warn("meshcache: this node was cut off from the cluster; flushing its caches")
 	for _, g := range n.Groups() {
-		g.store.Clear(local.Both)
+		g.cleared(g.store.Clear(local.Both))
 		g.epoch.Add(1)
 	}
 }

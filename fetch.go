@@ -91,20 +91,34 @@ func (g *Group) checkFetched(key string, v transport.Value) error {
 }
 
 // handoff asks key's previous owner for it, when the last membership change
-// made this node its owner, and stores what it gets in the main cache. The
-// value is stored with the oldest possible fence: it is dropped when the key
-// has a live tombstone, or one of its tags a live generation, here (the
-// previous owner may not have seen that invalidation yet), or the group was
-// cleared within the tombstone lifetime.
+// made this node its owner (within the group's TTL of that change), and
+// stores what it gets in the main cache. The value is stored with the
+// oldest possible fence: it is dropped when the key has a live tombstone,
+// or one of its tags a live generation, here (the previous owner may not
+// have seen that invalidation yet), and hand-off is skipped while a clear
+// of the group is younger than the tombstone lifetime.
 func (g *Group) handoff(ctx context.Context, key string) ([]byte, bool) {
 	n := g.node
 	rs := n.ring.Load()
 	if rs == nil || rs.prev == nil || n.ccfg.disableHandoff || rs.cur.Owner(key) != n.name {
 		return nil, false
 	}
+	if time.Since(time.Unix(0, n.changed.Load())) > g.cfg.ttl {
+		return nil, false // whatever the previous owner held has expired since
+	}
 	p := rs.peers[rs.prev.Owner(key)]
 	if p == nil {
 		return nil, false // it was us, or it is gone
+	}
+	// The fence: the oldest possible, so that any live tombstone or tag
+	// generation drops the value; but a clear is never pruned, so after one
+	// the fence is the clear, once every record older than it has expired.
+	var since uint64
+	if c := g.lastClear.Load(); c != nil {
+		if time.Since(c.at) < g.tombstoneTTL() {
+			return nil, false
+		}
+		since = c.seq
 	}
 	hctx, cancel := context.WithTimeout(ctx, handoffTimeout)
 	defer cancel()
@@ -114,7 +128,7 @@ func (g *Group) handoff(ctx context.Context, key string) ([]byte, bool) {
 	if err != nil || !resp.Found || resp.TTL <= 0 || g.checkFetched(key, resp.Value) != nil || ctx.Err() != nil {
 		return nil, false
 	}
-	if !g.store.Add(local.Main, key, resp.Value.Value, resp.Tags, resp.TTL, false, 0) {
+	if !g.store.Add(local.Main, key, resp.Value.Value, resp.Tags, min(resp.TTL, g.cfg.ttl), false, since) {
 		return nil, false
 	}
 	g.stats.handoffs.Add(1)

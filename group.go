@@ -43,7 +43,24 @@ type Group struct {
 	epoch atomic.Uint64
 
 	stats counters
+	// lastClear is the last clear of the main cache, for hand-off.
+	lastClear atomic.Pointer[clearMark]
 }
+
+// clearMark records a clear of a group's main cache: its fence sequence
+// and when it happened.
+type clearMark struct {
+	seq uint64
+	at  time.Time
+}
+
+// cleared records a clear of the main cache at seq.
+func (g *Group) cleared(seq uint64) {
+	g.lastClear.Store(&clearMark{seq: seq, at: time.Now()})
+}
+
+// tombstoneTTL is how long the group's fences live: longer than any load.
+func (g *Group) tombstoneTTL() time.Duration { return g.cfg.loadTimeout + time.Minute }
 
 type counters struct {
 	hits, hotHits, misses, negativeHits atomic.Uint64
@@ -87,7 +104,7 @@ func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, erro
 			MainBytes: cfg.mainBytes,
 			HotBytes:  hot,
 			// A tombstone must outlive every load that started before it.
-			TombstoneTTL: cfg.loadTimeout + time.Minute,
+			TombstoneTTL: cfg.loadTimeout + time.Minute, // see tombstoneTTL
 		}),
 	}
 	if err := n.addGroup(g); err != nil {

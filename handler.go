@@ -57,7 +57,6 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 	if v, ok, err := g.serveCached(key); ok {
 		return v, err
 	}
-	g.stats.misses.Add(1)
 	r := g.waitFlight(ctx, key, g.startFlight(ctx, key, nil))
 	if r.err != nil {
 		if err := servedCtxErr(ctx); err != nil {
@@ -74,7 +73,8 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 }
 
 // serveCached returns key's entry in the main cache, as it goes on the
-// wire; ok is false on a miss.
+// wire; ok is false on a miss. It counts nothing: the requester counts its
+// hit or miss, the owner counts the keys it served (PeerServed) and loads.
 func (g *Group) serveCached(key string) (v transport.Value, ok bool, err error) {
 	e, ok := g.store.Get(local.Main, key)
 	if !ok {
@@ -85,10 +85,8 @@ func (g *Group) serveCached(key string) (v transport.Value, ok bool, err error) 
 		return transport.Value{}, false, nil
 	}
 	if e.Negative {
-		g.stats.negativeHits.Add(1)
 		return transport.Value{}, true, fmt.Errorf("meshcache: %s %q: %w", g.name, key, transport.ErrNotFound)
 	}
-	g.stats.hits.Add(1)
 	return wireValue(e), true, nil
 }
 
@@ -154,7 +152,6 @@ func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (tra
 	if len(missing) == 0 {
 		return resp, nil
 	}
-	g.stats.misses.Add(uint64(len(missing)))
 	loaded := g.loadMissing(ctx, missing, local.Main)
 	if err := servedCtxErr(ctx); err != nil {
 		return transport.GetManyResponse{}, err
@@ -198,9 +195,8 @@ func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport
 }
 
 func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transport.WriteResponse, error) {
-	if h.n.closed.Load() {
-		return transport.WriteResponse{}, transport.ErrClosed
-	}
+	// A closing node still applies writes: it stays in its peers' rings
+	// until its leave has spread, and its store works after Close.
 	g, ok := h.n.Group(req.Group)
 	if !ok {
 		return transport.WriteResponse{}, nil // nothing of that group is cached here

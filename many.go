@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/meshcache/meshcache/local"
@@ -164,8 +163,12 @@ func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[s
 		g.log.Debug("meshcache: owner unreachable; loading here", "keys", len(keys), "owner", owner.name, "err", err)
 		return g.loadMissing(ctx, keys, local.Hot)
 	}
+	asked := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		asked[k] = true
+	}
 	for _, r := range resp.Results {
-		if _, asked := results[r.Key]; asked || !slices.Contains(keys, r.Key) {
+		if _, done := results[r.Key]; done || !asked[r.Key] {
 			continue // not asked, or answered twice: ignore
 		}
 		err := r.Err
@@ -195,6 +198,10 @@ func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[s
 	return results
 }
 
+// maxFallbackLoads bounds the loads a GetMany runs at once when it falls
+// back for an owner it could not reach.
+const maxFallbackLoads = 16
+
 // loadMissing loads keys here and stores them in tier: with one call of the
 // batch loader if the group has one, else with one flight per key (load
 // flights for Main; for a Hot fallback, plain loads in parallel). When ctx
@@ -219,12 +226,21 @@ func (g *Group) loadMissing(ctx context.Context, keys []string, tier local.Tier)
 		flightResult
 	}
 	ch := make(chan keyResult, len(keys))
-	for _, k := range keys {
-		go func() {
-			v, err := g.loadAndStore(ctx, k, tier)
-			ch <- keyResult{k, flightResult{value: v, err: err}}
-		}()
-	}
+	sem := make(chan struct{}, maxFallbackLoads)
+	go func() {
+		for _, k := range keys {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return // the caller gave up: load no more
+			}
+			go func() {
+				defer func() { <-sem }()
+				v, err := g.loadAndStore(ctx, k, tier)
+				ch <- keyResult{k, flightResult{value: v, err: err}}
+			}()
+		}
+	}()
 	for range keys {
 		select {
 		case r := <-ch:

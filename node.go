@@ -189,6 +189,9 @@ func (n *Node) Close() error {
 	n.cancel()
 	n.stopPeers()
 	n.wg.Wait()
+	if n.cluster != nil && !n.isReady() {
+		close(n.ready) // nobody waits forever on a node that closed first
+	}
 	n.mu.Lock()
 	n.loadsClosed = true
 	groups := make([]*Group, 0, len(n.groups))

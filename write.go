@@ -54,8 +54,7 @@ func (e *InvalidateError) Unwrap() error { return ErrPartialInvalidation }
 func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, error) {
 	n := g.node
 	req.Group = g.name
-	rs := n.ring.Load()
-	if rs == nil || len(rs.peers) == 0 {
+	if n.ring.Load() == nil {
 		applied := g.apply(req, transport.PhaseServing)
 		if req.Op != transport.OpSetIfAbsent || applied > 0 {
 			applied += g.apply(req, transport.PhaseCopies)
@@ -69,29 +68,18 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 		ctx, cancel = context.WithTimeout(ctx, n.ccfg.writeTimeout)
 		defer cancel()
 	}
-	targets := make([]*peer, 0, len(rs.peers))
-	for _, p := range rs.peers {
-		targets = append(targets, p)
-	}
-	slices.SortFunc(targets, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
-
 	failed := make(map[string]error)
+	sent := make(map[*peer]bool)
 	applied := 0
-	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
-		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 {
-			break // stored nowhere: there is nothing to drop
+	// A member that joined (or came back at a new address) while the
+	// phases ran may have started a load before this write: it gets the
+	// write too. Bounded: a cluster that keeps changing gets gossip.
+	for round := range 3 {
+		targets := newTargets(n.ring.Load(), sent)
+		if round > 0 && len(targets) == 0 {
+			break
 		}
-		req.Phase = phase
-		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if phase == transport.PhaseServing {
-			// Half of the time for each phase, so that one member that
-			// does not answer leaves time for the second phase elsewhere.
-			d, _ := ctx.Deadline()
-			pctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
-		}
-		applied += g.apply(req, phase)
-		applied += g.fanOut(pctx, targets, req, failed)
-		cancel()
+		applied += g.phases(ctx, req, targets, failed, round == 0)
 	}
 	if len(failed) == 0 {
 		return applied, nil
@@ -108,6 +96,46 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	g.log.Warn("meshcache: write not acknowledged by every member; queued on gossip", "op", req.Op, "unacked", e.Unacked)
 	g.gossip(req)
 	return applied, e
+}
+
+// newTargets returns the peers of rs not in sent, sorted by name, and adds
+// them to sent.
+func newTargets(rs *ringState, sent map[*peer]bool) []*peer {
+	var targets []*peer
+	for _, p := range rs.peers {
+		if !sent[p] {
+			sent[p] = true
+			targets = append(targets, p)
+		}
+	}
+	slices.SortFunc(targets, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
+	return targets
+}
+
+// phases runs both phases of req on targets, and on this node too when
+// local is set, and returns the entries applied to. Members that fail are
+// added to failed and skipped in the second phase.
+func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets []*peer, failed map[string]error, local bool) int {
+	applied := 0
+	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
+		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 && local {
+			break // stored nowhere: there is nothing to drop
+		}
+		req.Phase = phase
+		pctx, cancel := ctx, context.CancelFunc(func() {})
+		if phase == transport.PhaseServing {
+			// Half of the time for each phase, so that one member that
+			// does not answer leaves time for the second phase elsewhere.
+			d, _ := ctx.Deadline()
+			pctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
+		}
+		if local {
+			applied += g.apply(req, phase)
+		}
+		applied += g.fanOut(pctx, targets, req, failed)
+		cancel()
+	}
+	return applied
 }
 
 // fanOut sends req to every target that has not failed yet, in parallel,
@@ -137,8 +165,9 @@ func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.Write
 			case err == nil:
 				n.stats.writeAcks.Add(1)
 				applied += resp.Applied
-			case p.ctx.Err() != nil:
-				// The member left the ring while we waited.
+			case p.ctx.Err() != nil && !n.closed.Load():
+				// The member left the ring while we waited (not: this
+				// node is closing, which cancels every peer).
 			default:
 				failed[p.name] = err
 			}
@@ -149,21 +178,14 @@ func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.Write
 }
 
 // gossip queues req on the gossip broadcast, both phases at once, for the
-// members that did not acknowledge it. A Set too large for a gossip
-// message becomes an invalidation of its keys, and anything still too
-// large a clear of the group: dropping more is always safe.
+// members that did not acknowledge it. Gossip reaches every member, maybe
+// late, after newer writes: so it only ever drops (see dropOnly), and a
+// message too large for gossip becomes a clear of the group.
 func (g *Group) gossip(req transport.WriteRequest) {
 	n := g.node
 	req.Phase = 0
+	req = dropOnly(req)
 	b, err := transport.EncodeWrite(req)
-	if err == nil && len(b) > n.cluster.MaxPayload() && len(req.Items) > 0 {
-		keys := make([]string, len(req.Items))
-		for i, it := range req.Items {
-			keys[i] = it.Key
-		}
-		req.Op, req.Items, req.Keys = transport.OpInvalidate, nil, keys
-		b, err = transport.EncodeWrite(req)
-	}
 	if err == nil && len(b) > n.cluster.MaxPayload() {
 		req.Op, req.Keys, req.Tags = transport.OpClear, nil, nil
 		b, err = transport.EncodeWrite(req)
@@ -197,8 +219,26 @@ func (n *Node) onMessage(payload []byte) {
 		g.log.Warn("meshcache: dropping a gossip write", "origin", req.Origin, "err", err)
 		return
 	}
-	g.applyPhases(req)
+	g.applyPhases(dropOnly(req))
 	n.stats.gossipApplied.Add(1)
+}
+
+// dropOnly turns a Set, SetIfAbsent or Expire into an invalidation of its
+// keys. A write that arrives by gossip may arrive after newer writes of the
+// same keys: replaying a value or a TTL then would undo them, dropping
+// never does.
+func dropOnly(req transport.WriteRequest) transport.WriteRequest {
+	switch req.Op {
+	case transport.OpSet, transport.OpSetIfAbsent:
+		keys := make([]string, len(req.Items))
+		for i, it := range req.Items {
+			keys[i] = it.Key
+		}
+		req.Op, req.Items, req.Keys = transport.OpInvalidate, nil, keys
+	case transport.OpExpire:
+		req.Op, req.TTL = transport.OpInvalidate, 0
+	}
+	return req
 }
 
 // applyPhases applies req's phase, or both in order when it has none.
@@ -228,7 +268,10 @@ func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 		g.store.InvalidateTags(tier, req.Tags...)
 		g.epoch.Add(1)
 	case transport.OpClear:
-		g.store.Clear(tier)
+		seq := g.store.Clear(tier)
+		if tier&local.Main != 0 {
+			g.cleared(seq)
+		}
 		g.epoch.Add(1)
 	case transport.OpSet, transport.OpSetIfAbsent:
 		if phase == transport.PhaseServing {
