@@ -161,7 +161,7 @@ func (n *Node) RPCAddr() string {
 }
 
 // Partitions returns, for each member, how many of the ring's partitions
-// it owns. A standalone node owns every partition.
+// it owns. A standalone node has no ring: it maps its own name to 0.
 func (n *Node) Partitions() map[string]int {
 	rs := n.ring.Load()
 	if rs == nil {

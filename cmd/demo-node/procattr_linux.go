@@ -1,0 +1,17 @@
+package main
+
+import (
+	"os"
+	"syscall"
+)
+
+// childProcAttr puts a child in a process group of its own, so that a
+// Ctrl-C in the terminal reaches the supervisor only, which then stops the
+// children in order; and has the kernel send it SIGTERM if the supervisor
+// dies without stopping it.
+func childProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}
+
+// terminate asks p to stop gracefully.
+func terminate(p *os.Process) error { return p.Signal(syscall.SIGTERM) }
