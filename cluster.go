@@ -259,7 +259,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		JoinTimeout:   cfg.JoinTimeout,
 		SecretKey:     cfg.SecretKey,
 		Profile:       profile,
-		Logger:        n.log,
+		Logger:        n.baseLog, // peers adds the node's name itself
 		OnChange:      n.onChange,
 		OnMessage:     n.onMessage,
 		OnCutOff:      n.onCutOff,

@@ -81,8 +81,9 @@ const DefaultWriteTimeout = 5 * time.Second
 // can run in one process (there is no package-level state). All methods are
 // safe for concurrent use.
 type Node struct {
-	name string
-	log  *slog.Logger
+	name    string
+	log     *slog.Logger
+	baseLog *slog.Logger // Config.Logger, without the node's name
 
 	// closing is cancelled by Close; every load runs under a context that
 	// ends with it, so Close does not wait out the load timeouts.
@@ -137,6 +138,7 @@ func NewNode(cfg Config) (*Node, error) {
 	n := &Node{
 		name:    name,
 		log:     log.With("node", name),
+		baseLog: log,
 		closing: ctx,
 		cancel:  cancel,
 		groups:  make(map[string]*Group),
