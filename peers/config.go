@@ -56,7 +56,9 @@ type Member struct {
 // Profile selects memberlist's timing preset.
 type Profile uint8
 
-// Timing presets.
+// Timing presets. Every profile raises memberlist's RetransmitMult to at
+// least 8 (the presets have 2 or 4), so that a membership change reaches
+// every member by gossip instead of waiting for a periodic push/pull.
 const (
 	// ProfileLAN is memberlist.DefaultLANConfig: probes every second,
 	// 10s TCP timeout. The zero value.
@@ -302,6 +304,18 @@ func (s *settings) memberlistConfig() *memberlist.Config {
 	default:
 		mc = memberlist.DefaultLANConfig()
 	}
+	// memberlist sends each alive, suspect and dead message to only
+	// RetransmitMult*ceil(log10(N+1)) peers picked at random (2 below 10
+	// members with DefaultLocalConfig), and every receiver relays it the
+	// same way; a member that all those picks missed learns the change
+	// only from a push/pull, the first of which runs 1 to 2 intervals
+	// (15s to 30s local, 30s to 60s LAN) after the node started. With 4
+	// members and 2 sends, a new member stayed unknown to one old member
+	// for that long in about 1 join in 10. The floor shared with
+	// broadcasts (see minRetransmitMult) makes a miss negligible: below
+	// 10 members a sender's first gossip round (GossipNodes=3 peers)
+	// already reaches 3 distinct peers, all of them up to 4 members.
+	mc.RetransmitMult = max(mc.RetransmitMult, minRetransmitMult)
 	mc.Name = s.Name
 	mc.BindAddr = s.bindIP
 	mc.BindPort = s.bindPort

@@ -38,6 +38,16 @@
 // [Config.OnChange] and [Config.OnCutOff] in order, never concurrently, and
 // never while a lock of this package or of memberlist is held.
 //
+// memberlist spreads membership changes (alive, suspect and dead messages)
+// by gossip: each node sends a change to RetransmitMult*ceil(log10(N+1))
+// random peers and relays what it learns the same way; what gossip missed
+// waits for a periodic push/pull (every 15s to 60s depending on the
+// profile). This package raises RetransmitMult to at least 8 in every
+// profile (memberlist's presets have 2 or 4, and with 2 a fourth node
+// joining stayed unknown to one of the three others for up to 30s in about
+// 1 join in 10), so that every member learns a change within a few gossip
+// rounds.
+//
 // # Broadcasts
 //
 // [Cluster.Broadcast] queues a payload on memberlist's transmit-limited queue;
@@ -45,8 +55,10 @@
 // messages, so every receiver relays a payload it has not seen before once
 // (again transmit-limited), which spreads it epidemically like memberlist's
 // own alive and dead messages. A payload carries a hop count, so it stops
-// being relayed after a few hops even where its id was forgotten. The retransmit multiplier is at least 8, so
-// up to 9 members every node sends each payload to every peer. Receivers drop duplicates by message id and
+// being relayed after a few hops even where its id was forgotten. The
+// retransmit multiplier is at least 8, so up to 9 members every node sends
+// each payload 8 times, to peers picked at random in each gossip round (all
+// of them up to 4 members). Receivers drop duplicates by message id and
 // deliver each payload to [Config.OnMessage] from one goroutine. Delivery is
 // best effort: it is meant as the fallback path for invalidations, never the
 // primary one.
