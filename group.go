@@ -190,12 +190,21 @@ func (cc *callConfig) report(src Source, err error) {
 
 // lookup returns a copy of key's cached value, or the error of a cached
 // not-found, and the tier it came from: SourceHit or SourceHot, or
-// SourceNone on a miss.
+// SourceNone on a miss. It counts the hit.
 func (g *Group) lookup(key string) (v []byte, err error, src Source) {
+	return g.cached(key, local.Both, true)
+}
+
+// cached is lookup in tiers (Main, then Hot), counting the hit only when
+// count is set.
+func (g *Group) cached(key string, tiers local.Tier, count bool) (v []byte, err error, src Source) {
 	tier, src := local.Main, SourceHit
 	e, ok := g.store.Get(tier, key)
 	if !ok {
 		tier, src = local.Hot, SourceHot
+		if tiers&local.Hot == 0 {
+			return nil, nil, SourceNone
+		}
 		if e, ok = g.store.Get(tier, key); !ok {
 			return nil, nil, SourceNone
 		}
@@ -205,13 +214,16 @@ func (g *Group) lookup(key string) (v []byte, err error, src Source) {
 		return nil, nil, SourceNone
 	}
 	switch {
+	case !count:
 	case e.Negative:
 		g.stats.negativeHits.Add(1)
-		return nil, g.notFound(key), src
 	case tier == local.Hot:
 		g.stats.hotHits.Add(1)
 	default:
 		g.stats.hits.Add(1)
+	}
+	if e.Negative {
+		return nil, g.notFound(key), src
 	}
 	return bytes.Clone(e.Value), nil, src
 }
@@ -269,6 +281,18 @@ func (g *Group) startFlight(ctx context.Context, key string, owner *peer) flight
 				g.flights.Forget(fk)
 			}
 		}()
+		// Checked again: the flight of another caller that missed may have
+		// stored its value and ended between this caller's miss and
+		// DoChan; without this check the key would load twice. A load
+		// flight may serve peers: it never answers from a hot copy.
+		tiers := local.Both
+		if owner == nil {
+			tiers = local.Main
+		}
+		if v, err, src := g.cached(key, tiers, false); src != SourceNone {
+			returned = true
+			return flightResult{value: v, err: err, src: src}, nil
+		}
 		var v []byte
 		var err error
 		src := SourceLoad

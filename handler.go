@@ -198,7 +198,12 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 	// A closing node still applies writes: it stays in its peers' rings
 	// until its leave has spread, and its store works after Close.
 	g, ok := h.n.Group(req.Group)
-	if !ok {
+	switch {
+	case !ok && (req.Op == transport.OpSet || req.Op == transport.OpSetIfAbsent):
+		// This node may own the key but cannot store it: the writer must
+		// not report the value stored.
+		return transport.WriteResponse{}, fmt.Errorf("meshcache: %w: %q", transport.ErrUnknownGroup, req.Group)
+	case !ok:
 		return transport.WriteResponse{}, nil // nothing of that group is cached here
 	}
 	if err := g.checkWrite(req); err != nil {

@@ -3,6 +3,8 @@ package meshcache
 import (
 	"context"
 	"errors"
+	"strconv"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -173,5 +175,29 @@ func TestBatchLoaderPanic(t *testing.T) {
 	}
 	if v := mustGet(t, g, "a"); v != "0" { // the single loader still works
 		t.Fatalf("Get after the batch panic = %q", v)
+	}
+}
+
+// A Get that missed must not load again when another caller's flight
+// stored the key and ended between the miss and joining the flight.
+func TestNoSecondLoadAfterFlightEnded(t *testing.T) {
+	n := newTestNode(t)
+	o := newOrigin()
+	g := mustGroup(t, n, "g", o)
+	const keys, callers = 3000, 8
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for i := range keys {
+				if _, err := g.Get(context.Background(), strconv.Itoa(i)); err != nil {
+					t.Errorf("Get: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := o.calls.Load(); got != keys {
+		t.Errorf("loader calls = %d, want %d (one per key)", got, keys)
 	}
 }
