@@ -23,12 +23,32 @@ func (h handler) group(name string) (*Group, error) {
 	if h.n.closed.Load() {
 		return nil, transport.ErrClosed
 	}
-	g, ok := h.n.Group(name)
-	if !ok {
-		return nil, fmt.Errorf("meshcache: %w: %q", transport.ErrUnknownGroup, name)
+	g, err := h.n.groupFor(name)
+	if err != nil {
+		return nil, err
 	}
 	g.node.stats.peerRequests.Add(1)
 	return g, nil
+}
+
+// groupFor returns the group name, created by Config.OnUnknownGroup if this
+// node has none, or an error wrapping [transport.ErrUnknownGroup].
+func (n *Node) groupFor(name string) (*Group, error) {
+	if g, ok := n.Group(name); ok {
+		return g, nil
+	}
+	if n.unknownGroup == nil || name == "" || len(name) > MaxKeyLen {
+		return nil, fmt.Errorf("meshcache: %w: %q", transport.ErrUnknownGroup, name)
+	}
+	g, err := n.unknownGroup(n, name)
+	if err == nil && g != nil && g.node == n && g.name == name {
+		return g, nil
+	}
+	if g, ok := n.Group(name); ok {
+		return g, nil // created concurrently
+	}
+	n.log.Warn("meshcache: a peer asked for a group this node does not create", "group", name, "err", err)
+	return nil, fmt.Errorf("meshcache: %w: %q: %v", transport.ErrUnknownGroup, name, err)
 }
 
 func checkPeerKey(key string) error {
@@ -200,9 +220,12 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 	g, ok := h.n.Group(req.Group)
 	switch {
 	case !ok && (req.Op == transport.OpSet || req.Op == transport.OpSetIfAbsent):
-		// This node may own the key but cannot store it: the writer must
+		// This node may own the key: it must store it, or the writer must
 		// not report the value stored.
-		return transport.WriteResponse{}, fmt.Errorf("meshcache: %w: %q", transport.ErrUnknownGroup, req.Group)
+		var err error
+		if g, err = h.n.groupFor(req.Group); err != nil {
+			return transport.WriteResponse{}, err
+		}
 	case !ok:
 		return transport.WriteResponse{}, nil // nothing of that group is cached here
 	}

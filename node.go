@@ -70,6 +70,15 @@ type Config struct {
 	// DisableHandoff stops a new owner from asking a key's previous owner
 	// before loading it after a membership change (see the package doc).
 	DisableHandoff bool
+	// OnUnknownGroup, if set, is called when a peer asks this node for a
+	// value of (Get, GetMany) or stores a value in (Set) a group this node
+	// has not created. It may create the group with [NewGroup] and return
+	// it, or return an error, which the peer sees as an unknown group (it
+	// then loads the key itself, or reports the Set not acknowledged).
+	// Services that create all their groups at start do not need it; those
+	// that create groups on first use do, so that a key's owner can serve
+	// them. It runs on the peer transport's goroutines, concurrently.
+	OnUnknownGroup func(n *Node, name string) (*Group, error)
 }
 
 // DefaultWriteTimeout bounds the fan-out of a write whose context has no
@@ -104,6 +113,8 @@ type Node struct {
 	server  *transport.Server
 	client  *transport.Client
 	ccfg    clusterConfig
+	// unknownGroup is Config.OnUnknownGroup.
+	unknownGroup func(n *Node, name string) (*Group, error)
 	// ring is the routing snapshot: nil while standalone or before the
 	// first membership event. ringMu serialises its writers.
 	ring    atomic.Pointer[ringState]
@@ -148,6 +159,7 @@ func NewNode(cfg Config) (*Node, error) {
 		close(n.ready)
 		return n, nil
 	}
+	n.unknownGroup = cfg.OnUnknownGroup
 	if err := n.startCluster(cfg); err != nil {
 		cancel()
 		n.log.Error("meshcache: cannot start the node", "err", err)

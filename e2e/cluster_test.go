@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"sync"
 	"testing"
 )
@@ -146,10 +145,6 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("set in a group only one node has used", func(t *testing.T) {
-		if os.Getenv("MESHCACHE_E2E_KNOWN_BUGS") == "" {
-			t.Skip("known bug: a member that has not created the group acknowledges a Set and drops it " +
-				"(handler.Write); set MESHCACHE_E2E_KNOWN_BUGS=1 to run")
-		}
 		c := c.in(t)
 		const group = "fresh"
 		for i := range 6 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshcache/meshcache"
@@ -39,6 +40,16 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 		return &usageError{err: fmt.Errorf("-origin %s: not a directory", dir)}
 	}
 
+	// Groups are created on first use: also when a peer asks this node,
+	// as a key's owner, for a group it has not used yet.
+	var api atomic.Pointer[server]
+	onUnknownGroup := func(_ *meshcache.Node, name string) (*meshcache.Group, error) {
+		s := api.Load()
+		if s == nil {
+			return nil, errors.New("not serving yet")
+		}
+		return s.group(name)
+	}
 	node, err := meshcache.NewNode(meshcache.Config{
 		NodeName:     o.name,
 		Logger:       log,
@@ -49,6 +60,8 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 		TLS:          o.tls,
 		GossipConfig: o.gossipProfile,
 		WriteTimeout: o.writeTimeout,
+
+		OnUnknownGroup: onUnknownGroup,
 	})
 	if err != nil {
 		return fmt.Errorf("start the node: %w", err)
@@ -58,15 +71,16 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 			err = fmt.Errorf("stop the node: %w", cerr)
 		}
 	}()
-	api, err := newServer(node, &origin{dir: dir, delay: o.loadDelay, ttl: o.ttl, maxBytes: meshcache.DefaultMaxValueBytes}, o.hotTTL, log)
+	s, err := newServer(node, &origin{dir: dir, delay: o.loadDelay, ttl: o.ttl, maxBytes: meshcache.DefaultMaxValueBytes}, o.hotTTL, log)
 	if err != nil {
 		return err
 	}
+	api.Store(s)
 	ln, err := net.Listen("tcp", o.httpAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP listener: %w", err)
 	}
-	srv := newHTTPServer(api, log)
+	srv := newHTTPServer(s, log)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
