@@ -274,7 +274,40 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		return fmt.Errorf("meshcache: join: %w: %w", ErrInvalidOption, err)
 	}
 	n.wg.Go(n.settle)
+	n.wg.Go(n.watchPause)
 	return nil
+}
+
+// pauseThreshold is how long this process may stand still (SIGSTOP, a VM
+// frozen, a laptop asleep) before watchPause flushes its caches: shorter
+// than the failure detection of every gossip profile, longer than any GC
+// pause.
+const pauseThreshold = 2 * time.Second
+
+// watchPause flushes the caches when this process was paused for longer
+// than pauseThreshold: the others may have taken it for dead and sent their
+// invalidations without it. Gossip tells it too (OnCutOff), but only after
+// it has been heard from again, and it serves requests before that; this
+// catches the pause as soon as the process runs again.
+func (n *Node) watchPause() {
+	t := time.NewTicker(pauseThreshold / 8)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-n.closing.Done():
+			return
+		case <-t.C:
+			// Wall time, not the monotonic clock: the monotonic clock
+			// may not advance while a machine sleeps.
+			now := time.Now()
+			if gap := now.Round(0).Sub(last.Round(0)); gap > pauseThreshold {
+				n.log.Warn("meshcache: this process stood still; flushing its caches", "for", gap)
+				n.flush()
+			}
+			last = now
+		}
+	}
 }
 
 // advertiseRPC returns the RPC address to tell peers: the bound one, with
@@ -417,6 +450,12 @@ func (n *Node) settle() {
 // reloaded) this node's keys.
 func (n *Node) onCutOff() {
 	n.log.Warn("meshcache: this node was cut off from the cluster; flushing its caches")
+	n.flush()
+}
+
+// flush drops every group's entries, both tiers, and fences what is in
+// flight.
+func (n *Node) flush() {
 	for _, g := range n.Groups() {
 		g.cleared(g.store.Clear(local.Both))
 		g.epoch.Add(1)
