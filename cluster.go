@@ -225,15 +225,19 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		}
 		rpcAddr = net.JoinHostPort(host, "0")
 	}
+	if cfg.MaxFrameBytes < 0 {
+		return fmt.Errorf("meshcache: MaxFrameBytes %d: %w", cfg.MaxFrameBytes, ErrInvalidOption)
+	}
 	n.server, err = transport.NewServer(transport.ServerConfig{
-		Addr:   rpcAddr,
-		TLS:    cfg.TLS,
-		Logger: n.log,
+		Addr:          rpcAddr,
+		TLS:           cfg.TLS,
+		MaxFrameBytes: cfg.MaxFrameBytes,
+		Logger:        n.log,
 	}, handler{n})
 	if err != nil {
 		return fmt.Errorf("meshcache: peer transport: %w: %w", ErrInvalidOption, err)
 	}
-	ccfg := transport.ClientConfig{TLS: cfg.TLS, Logger: n.log}
+	ccfg := transport.ClientConfig{TLS: cfg.TLS, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.log}
 	if err := ccfg.Validate(); err != nil {
 		n.server.Close()
 		return fmt.Errorf("meshcache: peer transport: %w: %w", ErrInvalidOption, err)

@@ -1,7 +1,9 @@
 package meshcache
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -120,5 +122,25 @@ func TestClusterRoutesToOwner(t *testing.T) {
 	}
 	if got := o.calls.Load(); got != 60 {
 		t.Errorf("loader calls = %d, want 60 (one per key in the cluster)", got)
+	}
+}
+
+// A response over the configured frame limit is refused by the asking node,
+// which falls back to loading the key itself.
+func TestClusterFrameLimit(t *testing.T) {
+	nodes := startCluster(t, 2, func(c *Config) { c.MaxFrameBytes = 4096 })
+	big := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
+		return Item{Value: bytes.Repeat([]byte("x"), 10000)}, nil
+	})
+	gs := newClusterGroups(t, nodes, "g", big)
+	key := keyOwnedBy(t, nodes[0], "n1", "k")
+	if v, src := getSource(t, gs[0], key); len(v) != 10000 || src != SourceFallback {
+		t.Fatalf("Get(%s) on n0 = %d bytes from %v, want 10000 from fallback", key, len(v), src)
+	}
+	if s := gs[0].Stats(); s.Fallbacks != 1 || s.PeerErrors != 1 {
+		t.Errorf("n0 Stats: Fallbacks %d, PeerErrors %d, want 1 and 1", s.Fallbacks, s.PeerErrors)
+	}
+	if _, err := NewNode(Config{BindAddr: "127.0.0.1:0", MaxFrameBytes: -1}); !errors.Is(err, ErrInvalidOption) {
+		t.Errorf("NewNode(MaxFrameBytes -1) = %v, want ErrInvalidOption", err)
 	}
 }

@@ -64,6 +64,11 @@ type Config struct {
 	// GossipConfig selects the gossip timing preset; the zero value is
 	// [GossipLAN]. Tests and local demos use [GossipLocal].
 	GossipConfig GossipConfig
+	// MaxFrameBytes bounds one message on the peer transport, both ways:
+	// larger frames are refused without reading them, and the connection
+	// closed. It must exceed the largest value plus about a kilobyte. If
+	// zero, the transport's default (see transport.DefaultMaxFrameBytes).
+	MaxFrameBytes int
 	// WriteTimeout bounds the fan-out of a write (Invalidate, Set, ...)
 	// whose context has no deadline. If zero, [DefaultWriteTimeout].
 	WriteTimeout time.Duration

@@ -88,5 +88,7 @@
 // as ErrUnavailable). Anything else, and a
 // panicking handler, travels as "internal" and comes back as [ErrLoader]:
 // the owner failed to produce the value, which is the caller's error rather
-// than a reason to load again.
+// than a reason to load again. A response the server cannot send because it
+// is over its frame limit comes back as [ErrUnavailable] (wrapping
+// [ErrFrameTooLarge]'s text): the peer could not serve it.
 package transport

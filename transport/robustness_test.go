@@ -468,8 +468,8 @@ func TestFrameLimits(t *testing.T) {
 		t.Errorf("Get with a request over the client limit error = %v, want ErrFrameTooLarge", err)
 	}
 	_, err := c.Get(t.Context(), small.Addr(), GetRequest{Group: "g", Key: "k"})
-	if !errors.Is(err, ErrLoader) || !strings.Contains(err.Error(), "frame too large") {
-		t.Errorf("Get of a response over the server limit error = %v, want ErrLoader saying frame too large", err)
+	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "frame too large") {
+		t.Errorf("Get of a response over the server limit error = %v, want ErrUnavailable saying frame too large", err)
 	}
 	if _, err := c.Get(t.Context(), large.Addr(), GetRequest{Group: "g", Key: "k"}); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Get of a response over the client limit error = %v, want ErrUnavailable", err)

@@ -503,7 +503,10 @@ func (s *Server) reply(w *connWriter, id uint64, out *serverResponse, herr error
 	if err != nil {
 		s.log.Error("transport: cannot send response", "id", id, "err", err)
 		out.env.Body = nil
-		setError(&out.env, &out.a, err)
+		// The peer cannot have this answer (a value over the frame
+		// limit): to it, this node cannot serve the request, which is not
+		// a loader error.
+		setError(&out.env, &out.a, fmt.Errorf("%w: %w", ErrUnavailable, err))
 		if frame, err = marshalFrame(out.buf, &out.env, s.maxFrame); err != nil {
 			return err // cannot happen: an error envelope is tiny
 		}
