@@ -201,12 +201,17 @@ type gossipDelegate struct{ c *Cluster }
 
 var _ memberlist.Delegate = gossipDelegate{}
 
-// NodeMeta returns this node's encoded metadata ([Join] checked its size).
+// NodeMeta returns this node's encoded metadata ([Join] checked its size),
+// with the leaving flag once [Cluster.Leave] started.
 func (d gossipDelegate) NodeMeta(limit int) []byte {
-	if len(d.c.s.meta) > limit {
+	m := d.c.s.meta
+	if d.c.leaving.Load() {
+		m = d.c.s.metaLeaving
+	}
+	if len(m) > limit {
 		return nil
 	}
-	return d.c.s.meta
+	return m
 }
 
 func (d gossipDelegate) NotifyMsg(b []byte) { d.c.receive(b) }

@@ -80,7 +80,8 @@ type Cluster struct {
 	mlMu   sync.Mutex // guards mlShut
 	mlShut bool
 
-	leaveMu sync.Mutex // serializes Leave calls
+	leaveMu sync.Mutex  // serializes Leave calls
+	leaving atomic.Bool // NodeMeta advertises the leaving flag
 
 	mu     sync.Mutex // guards left, killed and closed
 	left   bool
@@ -297,12 +298,14 @@ func (c *Cluster) active() bool {
 	return !c.left && !c.closed && !c.killed
 }
 
-// Leave leaves the cluster gracefully: it broadcasts that this node is
-// leaving and waits until that was sent or ctx ends (memberlist's Leave
-// with ctx's deadline, 5s if it has none). Peers drop the node at once
-// instead of waiting for failure detection. The node keeps its listeners
-// until [Cluster.Close]; it cannot rejoin, and once memberlist marks it left
-// it drops out of its own [Cluster.Members] (OnChange reports that too).
+// Leave leaves the cluster gracefully: it announces in this node's metadata
+// that it is leaving (so that peers record a leave, not a failure), then
+// broadcasts memberlist's leave message, and waits until both were sent or
+// ctx ends (ctx's deadline, 5s if it has none, shared by both). Peers drop
+// the node at once instead of waiting for failure detection. The node keeps
+// its listeners until [Cluster.Close]; it cannot rejoin, and once memberlist
+// marks it left it drops out of its own [Cluster.Members] (OnChange reports
+// that too).
 // Calling Leave again returns nil; after Close it returns ErrClosed.
 func (c *Cluster) Leave(ctx context.Context) error {
 	c.mu.Lock()
@@ -337,7 +340,7 @@ func (c *Cluster) leave(ctx context.Context) error {
 			res <- ErrClosed
 			return
 		}
-		res <- c.ml.Leave(timeout)
+		res <- c.leaveMemberlist(timeout)
 	})
 	select {
 	case err := <-res:
@@ -349,6 +352,26 @@ func (c *Cluster) leave(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("peers: leave: %w", ctx.Err())
 	}
+}
+
+// leaveMemberlist announces the leave in this node's metadata, then leaves
+// memberlist, both within timeout. The caller holds mlMu.
+//
+// memberlist marks a member that sent its own dead message "left", but only
+// in its internal state: the node its NotifyLeave hook gets says alive either
+// way, so the other members cannot tell a leave from a failure by that hook.
+// The metadata update (an alive message with a higher incarnation) goes out
+// by the same gossip before the dead message, so the others know the member
+// is leaving when memberlist reports it gone (events.go). The update gets at
+// most half of timeout; if it runs out, memberlist's leave still goes ahead
+// and members the update missed treat this node as failed.
+func (c *Cluster) leaveMemberlist(timeout time.Duration) error {
+	start := time.Now()
+	c.leaving.Store(true)
+	if err := c.ml.UpdateNode(timeout / 2); err != nil {
+		c.log.Debug("peers: announcing the leave", "err", err)
+	}
+	return c.ml.Leave(max(timeout-time.Since(start), time.Millisecond))
 }
 
 // Close leaves the cluster if it has not left yet (waiting at most about a

@@ -64,6 +64,10 @@ func TestJoinThreeNodes(t *testing.T) {
 	}
 }
 
+// TestLeaveDropsNodePromptly also checks that the survivors record the
+// member that left as left, not failed, so that they never try to reconnect
+// to it. memberlist does not say which in NotifyLeave (the *Node it passes
+// says alive either way); the leaving node announces it in its metadata.
 func TestLeaveDropsNodePromptly(t *testing.T) {
 	t.Parallel()
 	a := start(t, testConfig(t, "a", nil))
@@ -102,6 +106,13 @@ func TestLeaveDropsNodePromptly(t *testing.T) {
 	if got := c.Members(); got != nil {
 		t.Errorf("Members after Close = %v, want nil", got)
 	}
+	for _, s := range []*Cluster{a, b} {
+		flushEvents(t, s)
+		if got := s.lost.addrs(time.Now(), s.s.reconnectFor); slices.Contains(got, c.GossipAddr()) {
+			t.Errorf("%s: reconnect candidates = %v, want without %s (c left, it did not fail)",
+				s.LocalName(), got, c.GossipAddr())
+		}
+	}
 }
 
 func TestKilledNodeDetectedDead(t *testing.T) {
@@ -117,6 +128,12 @@ func TestKilledNodeDetectedDead(t *testing.T) {
 
 	c.kill()
 	waitMembers(t, []string{"a", "b"}, a, b)
+	for _, s := range []*Cluster{a, b} {
+		flushEvents(t, s)
+		if got := s.lost.addrs(time.Now(), s.s.reconnectFor); !slices.Contains(got, c.GossipAddr()) {
+			t.Errorf("%s: reconnect candidates = %v, want %s (c failed)", s.LocalName(), got, c.GossipAddr())
+		}
+	}
 	if err := c.Leave(t.Context()); !errors.Is(err, ErrClosed) {
 		t.Errorf("Leave after kill = %v, want ErrClosed", err)
 	}

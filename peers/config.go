@@ -159,6 +159,7 @@ type settings struct {
 	advertiseIP   string        // empty: let memberlist pick
 	advertisePort int           // 0: the bound port
 	meta          []byte        // encoded metadata of this node
+	metaLeaving   []byte        // meta with the leaving flag (same length)
 	boot          uint64        // random id of this Cluster, in meta and message ids
 	rejoinEvery   time.Duration // how often the rejoin goroutine runs
 	reconnectFor  time.Duration // how long a failed member is retried
@@ -239,12 +240,15 @@ func validate(ctx context.Context, cfg Config) (*settings, error) {
 	for _, x := range b {
 		s.boot = s.boot<<8 | uint64(x)
 	}
-	s.meta = encodeMeta(meta{
+	m := meta{
 		Protocol:    protocolVersion,
 		RPCAddr:     s.RPCAddr,
 		Fingerprint: s.Fingerprint,
 		Boot:        s.boot,
-	})
+	}
+	s.meta = encodeMeta(m)
+	m.Leaving = true
+	s.metaLeaving = encodeMeta(m)
 	if len(s.meta) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("%w: RPCAddr and Fingerprint need %d bytes of metadata, limit %d",
 			ErrInvalidConfig, len(s.meta), memberlist.MetaMaxSize)

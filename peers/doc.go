@@ -38,6 +38,17 @@
 // [Config.OnChange] and [Config.OnCutOff] in order, never concurrently, and
 // never while a lock of this package or of memberlist is held.
 //
+// memberlist tells a graceful leave from a failure only in its internal
+// state: the node its leave hook receives says alive in both cases. So
+// [Cluster.Leave] first sets a leaving flag in this node's metadata and
+// spreads it (memberlist's UpdateNode, waiting at most half of the leave's
+// time for the gossip to go out), then leaves. A member whose last metadata
+// carries the flag when memberlist drops it has left: it is not retried by
+// the reconnect goroutine nor counted for cut-off detection. A member that
+// missed the update (rare: it gossips like the leave message itself, just
+// before it) treats the leaving node as failed, which only costs a few
+// reconnect attempts. A killed or unreachable member never sets the flag.
+//
 // memberlist spreads membership changes (alive, suspect and dead messages)
 // by gossip: each node sends a change to RetransmitMult*ceil(log10(N+1))
 // random peers and relays what it learns the same way; what gossip missed

@@ -29,7 +29,7 @@ type event struct {
 	addr   string        // gossip host:port
 	meta   meta          // evJoin, evUpdate: decoded metadata
 	err    error         // evJoin, evUpdate: metadata refused
-	left   bool          // evLeave: it left gracefully (else it failed)
+	left   bool          // evLeave: it announced a graceful leave (else it failed)
 	reason string        // evCutOff
 	done   chan struct{} // evBarrier
 }
@@ -77,12 +77,18 @@ func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.c.events.push(d.c.no
 func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.events.push(d.c.nodeEvent(evUpdate, n)) }
 
 // nodeEvent copies what the view needs out of n (memberlist may reuse it).
+//
+// For NotifyLeave, n.State is no use: memberlist keeps a member's state in
+// its internal record and the Node it passes always says alive, whether the
+// member left or failed. A leaving member sets the leaving flag in its
+// metadata before it leaves (see [Cluster.leaveMemberlist]), and n.Meta is
+// the last metadata this node got from it.
 func (c *Cluster) nodeEvent(kind eventKind, n *memberlist.Node) event {
 	ev := event{kind: kind, name: n.Name, addr: n.Address()}
 	if kind != evLeave {
 		ev.meta, ev.err = checkMeta(n.Name, n.Meta, c.s.Fingerprint)
-	} else {
-		ev.left = n.State == memberlist.StateLeft
+	} else if m, err := decodeMeta(n.Meta); err == nil {
+		ev.left = m.Leaving
 	}
 	return ev
 }
@@ -102,9 +108,9 @@ type memberRec struct {
 type memberView struct {
 	self    string
 	members map[string]memberRec
-	// failed maps each member this node saw die (or leave: memberlist does
-	// not tell them apart) to the boot id it had. If the same boot id comes
-	// back, the member did not restart: this node was cut off from it.
+	// failed maps each member this node saw fail (not leave) to the boot id
+	// it had. If the same boot id comes back, the member did not restart:
+	// this node was cut off from it.
 	failed map[string]uint64
 }
 
@@ -128,7 +134,11 @@ func (v *memberView) apply(ev event) (changed bool, cutOff string) {
 			return false, ""
 		}
 		delete(v.members, ev.name)
-		if ev.name != v.self {
+		switch {
+		case ev.name == v.self:
+		case ev.left:
+			delete(v.failed, ev.name)
+		default:
 			v.rememberFailed(ev.name, old.boot)
 		}
 		return true, ""

@@ -2,8 +2,11 @@ package peers
 
 import (
 	"errors"
+	"net"
 	"slices"
 	"testing"
+
+	"github.com/hashicorp/memberlist"
 )
 
 func join(name string, boot uint64) event {
@@ -11,6 +14,8 @@ func join(name string, boot uint64) event {
 }
 
 func leave(name string) event { return event{kind: evLeave, name: name} }
+
+func left(name string) event { return event{kind: evLeave, name: name, left: true} }
 
 func TestMemberViewCutOff(t *testing.T) {
 	tests := []struct {
@@ -23,6 +28,8 @@ func TestMemberViewCutOff(t *testing.T) {
 		{"restart with new boot", []event{join("self", 1), join("a", 2), leave("a"), join("a", 9)}, []string{"a", "self"}, 0},
 		{"same process back", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2)}, []string{"a", "self"}, 1},
 		{"every peer lost then back", []event{join("self", 1), join("a", 2), join("b", 3), leave("a"), leave("b"), join("b", 3), join("a", 2)}, []string{"a", "b", "self"}, 2},
+		{"left then same process back", []event{join("self", 1), join("a", 2), left("a"), join("a", 2)}, []string{"a", "self"}, 0},
+		{"failed, back, then left", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2), left("a"), join("a", 2)}, []string{"a", "self"}, 1},
 		{"back twice counts twice", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2), leave("a"), join("a", 2)}, []string{"a", "self"}, 2},
 		{"self leaving is no failure", []event{join("self", 1), leave("self"), join("self", 1)}, []string{"self"}, 0},
 		{"unknown leave ignored", []event{join("self", 1), leave("ghost")}, []string{"self"}, 0},
@@ -77,6 +84,34 @@ func TestMemberViewBoundsFailed(t *testing.T) {
 	}
 	if len(v.failed) > maxFailed {
 		t.Errorf("len(failed) = %d, want <= %d", len(v.failed), maxFailed)
+	}
+}
+
+// TestNodeEventLeft: a NotifyLeave node counts as left only if its last
+// metadata carried the leaving flag; memberlist's Node.State says alive
+// whether the member left or failed.
+func TestNodeEventLeft(t *testing.T) {
+	c := &Cluster{s: &settings{Config: Config{Fingerprint: "fp"}}}
+	m := meta{Protocol: protocolVersion, Fingerprint: "fp", Boot: 3}
+	leaving := m
+	leaving.Leaving = true
+	tests := []struct {
+		name string
+		meta []byte
+		want bool
+	}{
+		{"leaving flag", encodeMeta(leaving), true},
+		{"no flag", encodeMeta(m), false},
+		{"garbage", []byte("garbage"), false},
+		{"none", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := &memberlist.Node{Name: "a", Addr: net.IPv4(127, 0, 0, 1), Port: 1, Meta: tt.meta}
+			if got := c.nodeEvent(evLeave, n).left; got != tt.want {
+				t.Errorf("nodeEvent(evLeave, meta %q).left = %v, want %v", tt.meta, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -14,29 +14,42 @@ const protocolVersion = 2
 
 // metaFormat is the version byte that starts every encoded metadata record.
 // Later formats may only append fields, so a decoder accepts any format
-// number >= 1 and ignores trailing bytes.
-const metaFormat = 1
+// number >= 1, reads the fields its format has and ignores trailing bytes.
+//
+// 2: a flags byte follows the boot id.
+const metaFormat = 2
+
+// Bits of the flags byte (format 2). Unknown bits are ignored.
+const (
+	// metaLeaving: the node is leaving gracefully (see [Cluster.Leave]).
+	metaLeaving = 1 << 0
+)
 
 // meta is what a node advertises about itself in memberlist's node metadata.
 //
-// Wire format (format 1):
+// Wire format (format 2):
 //
-//	byte     format (1)
+//	byte     format (2)
 //	uvarint  protocol version
 //	uvarint  len, bytes  RPC address
 //	uvarint  len, bytes  fingerprint
 //	8 bytes  boot id, big endian
+//	byte     flags (format >= 2): bit 0 leaving
 //	...      ignored (room for later formats)
 type meta struct {
 	Protocol    uint64
 	RPCAddr     string
 	Fingerprint string
 	Boot        uint64 // random per Cluster: tells a restart from a comeback
+	// Leaving: the node announced a graceful leave just before
+	// memberlist's own leave message (memberlist does not tell a leave from
+	// a failure in its NotifyLeave hook).
+	Leaving bool
 }
 
 // encodeMeta returns m's wire form.
 func encodeMeta(m meta) []byte {
-	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(m.RPCAddr)+len(m.Fingerprint)+8)
+	b := make([]byte, 0, 1+3*binary.MaxVarintLen64+len(m.RPCAddr)+len(m.Fingerprint)+8+1)
 	b = append(b, metaFormat)
 	b = binary.AppendUvarint(b, m.Protocol)
 	b = binary.AppendUvarint(b, uint64(len(m.RPCAddr)))
@@ -44,7 +57,11 @@ func encodeMeta(m meta) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.Fingerprint)))
 	b = append(b, m.Fingerprint...)
 	b = binary.BigEndian.AppendUint64(b, m.Boot)
-	return b
+	var flags byte
+	if m.Leaving {
+		flags |= metaLeaving
+	}
+	return append(b, flags)
 }
 
 // decodeMeta parses b. It never panics; any malformed input returns an error
@@ -54,7 +71,7 @@ func decodeMeta(b []byte) (meta, error) {
 	if len(b) == 0 {
 		return m, fmt.Errorf("%w: empty", errMeta)
 	}
-	if b[0] < metaFormat {
+	if b[0] < 1 {
 		return m, fmt.Errorf("%w: format %d", errMeta, b[0])
 	}
 	r := metaReader{b: b[1:]}
@@ -62,6 +79,9 @@ func decodeMeta(b []byte) (meta, error) {
 	m.RPCAddr = r.str()
 	m.Fingerprint = r.str()
 	m.Boot = r.fixed64()
+	if b[0] >= 2 {
+		m.Leaving = r.byte()&metaLeaving != 0
+	}
 	if r.err != nil {
 		return meta{}, fmt.Errorf("%w: %w", errMeta, r.err)
 	}
@@ -100,6 +120,19 @@ func (r *metaReader) str() string {
 	s := string(r.b[:n])
 	r.b = r.b[n:]
 	return s
+}
+
+func (r *metaReader) byte() byte {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 1 {
+		r.err = errors.New("flags missing")
+		return 0
+	}
+	v := r.b[0]
+	r.b = r.b[1:]
+	return v
 }
 
 func (r *metaReader) fixed64() uint64 {

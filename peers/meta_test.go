@@ -12,6 +12,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	tests := []meta{
 		{},
 		{Protocol: protocolVersion, RPCAddr: "10.0.0.5:7947", Fingerprint: "ring:271/1.25 proto:1", Boot: 1<<63 + 5},
+		{Protocol: protocolVersion, RPCAddr: "10.0.0.5:7947", Fingerprint: "fp", Boot: 9, Leaving: true},
 		{Protocol: 1 << 40, RPCAddr: "[::1]:80", Fingerprint: strings.Repeat("x", 300), Boot: 0},
 	}
 	for _, want := range tests {
@@ -45,7 +46,8 @@ func TestDecodeMetaErrors(t *testing.T) {
 		{"bad varint", []byte{1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
 		{"string too long", []byte{1, 1, 0x7f, 'a'}},
 		{"huge string length", []byte{1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}},
-		{"boot truncated", valid[:len(valid)-1]},
+		{"boot truncated", valid[:len(valid)-2]},
+		{"flags missing", valid[:len(valid)-1]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,13 +59,27 @@ func TestDecodeMetaErrors(t *testing.T) {
 }
 
 func TestDecodeMetaForwardCompatible(t *testing.T) {
-	want := meta{Protocol: 1, RPCAddr: "h:1", Fingerprint: "fp", Boot: 7}
+	want := meta{Protocol: 1, RPCAddr: "h:1", Fingerprint: "fp", Boot: 7, Leaving: true}
 	b := encodeMeta(want)
-	b[0] = 2 // a later format that appended a field
+	b[0] = metaFormat + 1 // a later format that appended a field
+	b[len(b)-1] |= 0x80   // and a flag
 	b = append(b, "new field"...)
 	got, err := decodeMeta(b)
 	if err != nil || got != want {
-		t.Errorf("decodeMeta(format 2 with trailer) = %+v, %v, want %+v, nil", got, err, want)
+		t.Errorf("decodeMeta(format %d with trailer) = %+v, %v, want %+v, nil", metaFormat+1, got, err, want)
+	}
+}
+
+// TestDecodeMetaFormat1 decodes the record of a node that predates the
+// flags byte.
+func TestDecodeMetaFormat1(t *testing.T) {
+	want := meta{Protocol: 1, RPCAddr: "h:1", Fingerprint: "fp", Boot: 7}
+	b := encodeMeta(want)
+	b[0] = 1
+	b = b[:len(b)-1]
+	got, err := decodeMeta(b)
+	if err != nil || got != want {
+		t.Errorf("decodeMeta(format 1) = %+v, %v, want %+v, nil", got, err, want)
 	}
 }
 

@@ -43,7 +43,12 @@ func TestFourthJoinReachesEveryMember(t *testing.T) {
 				if seed != nil {
 					cfg.Join = []string{seed.GossipAddr()}
 				}
-				return start(t, cfg)
+				c := start(t, cfg)
+				// Stop without leaving (runs before start's Close): a
+				// graceful leave costs two broadcast rounds per node, and
+				// this test is about joins.
+				t.Cleanup(c.Kill)
+				return c
 			}
 			n0 := node("n0", nil)
 			cs := []*Cluster{n0, node("n1", n0), node("n2", n0)}
