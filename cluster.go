@@ -80,8 +80,8 @@ const (
 func (s MemberState) String() string { return peers.State(s).String() }
 
 // A peer is another alive member this node routes keys to. Its ctx ends
-// when the member leaves the ring, so requests in flight to it give up at
-// once instead of waiting out their timeouts.
+// when the member leaves the ring or this node closes, so requests in
+// flight to it give up at once instead of waiting out their timeouts.
 type peer struct {
 	name, addr string
 	ctx        context.Context
@@ -384,7 +384,7 @@ func (n *Node) onChange(members []peers.Member) {
 				continue
 			}
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(n.closing)
 		next.peers[m.Name] = &peer{name: m.Name, addr: m.RPCAddr, ctx: ctx, cancel: cancel}
 	}
 	n.ring.Store(next)

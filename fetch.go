@@ -34,24 +34,27 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 	}
 	defer g.node.loads.Done()
 	since := g.store.Seq()
-	fctx, cancel := g.loadContext(context.WithoutCancel(ctx))
-	defer cancel()
-	fctx, cancelPeer := peerContext(fctx, owner)
-	defer cancelPeer()
 	g.stats.peerFetches.Add(1)
+	// The request runs under owner.ctx, which ends when the owner leaves or
+	// this node closes, bounded by the load timeout with the transport's
+	// pooled timer: no context to allocate per fetch.
 	start := time.Now()
-	resp, err := g.node.client.Get(fctx, owner.addr, transport.GetRequest{Group: g.name, Key: key})
-	g.stats.fetchLatency.observe(time.Since(start))
+	resp, err := g.node.client.GetWithin(owner.ctx, owner.addr, transport.GetRequest{Group: g.name, Key: key}, g.cfg.loadTimeout)
+	elapsed := time.Since(start)
+	g.stats.fetchLatency.observe(elapsed)
 	if err == nil {
 		err = g.checkFetched(key, resp.Value)
 	}
+	// A fetch that outlived the load timeout stores nothing (the fences'
+	// rule, see storeLoaded).
+	inTime := elapsed < g.cfg.loadTimeout && owner.ctx.Err() == nil
 	if err == nil {
-		if resp.TTL > 0 && fctx.Err() == nil {
+		if resp.TTL > 0 && inTime {
 			g.store.Add(local.Hot, key, resp.Value.Value, resp.Tags, min(resp.TTL, g.cfg.hotTTL), false, since)
 		}
 		return resp.Value.Value, SourcePeer, nil
 	}
-	if err := g.ownerError(fctx, key, owner, since, err); err != nil {
+	if err := g.ownerError(owner.ctx, key, owner, since, err); err != nil {
 		return nil, SourcePeer, err
 	}
 	v, err := g.loadAndStore(ctx, key, local.Hot)

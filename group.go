@@ -8,11 +8,8 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
-	"strconv"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
@@ -35,8 +32,8 @@ type Group struct {
 	// flights shares one load among the concurrent callers of a key. Flight
 	// keys carry epoch, and Invalidate and Set Forget the key, so that a Get
 	// that starts after an invalidation never joins a flight that started
-	// before it (see flightKey).
-	flights singleflight.Group
+	// before it (see flightID).
+	flights flightTable
 	// epoch is bumped by InvalidateTags and Clear, which cannot know which
 	// flights carry the tags: every flight older than the bump becomes
 	// unreachable for new callers, and the fences drop its result.
@@ -246,8 +243,8 @@ type flightResult struct {
 }
 
 type flight struct {
-	ch  <-chan singleflight.Result
-	ran *atomic.Bool // set when this caller's function ran: it led the flight
+	c      *call
+	leader bool // this caller started the flight
 }
 
 // Flight kinds. A node serving a peer only joins load flights, never fetch
@@ -259,62 +256,65 @@ const (
 )
 
 // startFlight joins the flight of key, or starts one: a load when owner is
-// nil (this node owns key), else a fetch from owner.
+// nil (this node owns key), else a fetch from owner. A flight runs on a
+// goroutine of its own, so that every caller, the leader too, can stop
+// waiting when its ctx ends.
 func (g *Group) startFlight(ctx context.Context, key string, owner *peer) flight {
-	ran := new(atomic.Bool)
 	kind := byte(loadFlight)
 	if owner != nil {
 		kind = fetchFlight
 	}
-	fk := g.flightKey(kind, key)
-	ch := g.flights.DoChan(fk, func() (r any, _ error) {
-		ran.Store(true)
-		returned := false
-		defer func() {
-			// x/sync re-panics a flight's panic where nobody can recover it,
-			// and never answers the waiters of a flight that called
-			// runtime.Goexit: handle both here.
-			if p := recover(); p != nil {
-				r = flightResult{err: g.panicked(fmt.Sprintf("key %q", key), p)}
-			} else if !returned {
-				g.log.Error("meshcache: loader called runtime.Goexit; its waiters wait until their contexts end", "key", key)
-				g.flights.Forget(fk)
-			}
-		}()
-		// Checked again: the flight of another caller that missed may have
-		// stored its value and ended between this caller's miss and
-		// DoChan; without this check the key would load twice. A load
-		// flight may serve peers: it never answers from a hot copy.
-		tiers := local.Both
-		if owner == nil {
-			tiers = local.Main
+	id := g.flightID(kind, key)
+	c, leader := g.flights.join(id)
+	if leader {
+		go g.runFlight(ctx, id, c, owner)
+	}
+	return flight{c: c, leader: leader}
+}
+
+// runFlight runs the flight c and hands its result to its waiters, also
+// when the loader panics or calls runtime.Goexit.
+func (g *Group) runFlight(ctx context.Context, id flightID, c *call, owner *peer) {
+	key := id.key
+	var r flightResult
+	returned := false
+	defer func() {
+		if p := recover(); p != nil {
+			r = flightResult{err: g.panicked(fmt.Sprintf("key %q", key), p)}
+		} else if !returned {
+			g.log.Error("meshcache: loader called runtime.Goexit", "key", key)
+			r = flightResult{err: fmt.Errorf("meshcache: load %q in group %s: loader called runtime.Goexit: %w", key, g.name, ErrLoadFailed)}
 		}
-		if v, err, src := g.cached(key, tiers, false); src != SourceNone {
-			returned = true
-			return flightResult{value: v, err: err, src: src}, nil
-		}
-		var v []byte
-		var err error
-		src := SourceLoad
-		if owner == nil {
-			v, err = g.loadAndStore(ctx, key, local.Main)
-		} else {
-			v, src, err = g.fetch(ctx, key, owner)
-		}
-		returned = true
-		return flightResult{value: v, err: err, src: src}, nil
-	})
-	return flight{ch: ch, ran: ran}
+		g.flights.finish(id, c, r)
+	}()
+	// Checked again: the flight of another caller that missed may have
+	// stored its value and ended between this caller's miss and join;
+	// without this check the key would load twice. A load flight may serve
+	// peers: it never answers from a hot copy.
+	tiers := local.Both
+	if owner == nil {
+		tiers = local.Main
+	}
+	if v, err, src := g.cached(key, tiers, false); src != SourceNone {
+		r = flightResult{value: v, err: err, src: src}
+	} else if owner == nil {
+		v, err := g.loadAndStore(ctx, key, local.Main)
+		r = flightResult{value: v, err: err, src: SourceLoad}
+	} else {
+		v, src, err := g.fetch(ctx, key, owner)
+		r = flightResult{value: v, err: err, src: src}
+	}
+	returned = true
 }
 
 // waitFlight waits for f's result or for ctx to end, whichever comes first.
 func (g *Group) waitFlight(ctx context.Context, key string, f flight) flightResult {
 	select {
-	case r := <-f.ch:
-		if !f.ran.Load() {
+	case <-f.c.done:
+		if !f.leader {
 			g.stats.deduplicated.Add(1)
 		}
-		return r.Val.(flightResult)
+		return f.c.res
 	case <-ctx.Done():
 		return flightResult{err: ctxErr("get", key, ctx)}
 	}
@@ -330,18 +330,16 @@ func ctxErr(op, key string, ctx context.Context) error {
 	return fmt.Errorf("meshcache: %s %q: %w", op, key, err)
 }
 
-// flightKey names key's flight of a kind in the current epoch. The kind
-// and epoch come first and end at the colon, so the names of two different
-// (kind, key, epoch) triples never collide.
-func (g *Group) flightKey(kind byte, key string) string {
-	return string(kind) + strconv.FormatUint(g.epoch.Load(), 36) + ":" + key
+// flightID names key's flight of a kind in the current epoch.
+func (g *Group) flightID(kind byte, key string) flightID {
+	return flightID{kind: kind, epoch: g.epoch.Load(), key: key}
 }
 
 // forget makes later callers of keys start new flights of both kinds.
 func (g *Group) forget(keys []string) {
 	for _, k := range keys {
-		g.flights.Forget(g.flightKey(loadFlight, k))
-		g.flights.Forget(g.flightKey(fetchFlight, k))
+		g.flights.forget(g.flightID(loadFlight, k))
+		g.flights.forget(g.flightID(fetchFlight, k))
 	}
 }
 

@@ -15,7 +15,10 @@ import (
 // forwarded request is never forwarded again.
 type handler struct{ n *Node }
 
-var _ transport.Handler = handler{}
+var (
+	_ transport.Handler      = handler{}
+	_ transport.CachedGetter = handler{}
+)
 
 // group returns the group a peer asked for, or the transport error to
 // answer.
@@ -68,6 +71,27 @@ func (h handler) Get(ctx context.Context, req transport.GetRequest) (transport.G
 	}
 	v, err := g.serve(ctx, req.Key)
 	return transport.GetResponse{Value: v}, err
+}
+
+// GetCached answers a peer's Get from the main cache on the transport's
+// read loop, without a goroutine or a context (see
+// [transport.CachedGetter]). A miss, a cached not-found and anything
+// unusual go to Get.
+func (h handler) GetCached(req transport.GetRequest) (transport.GetResponse, bool) {
+	if h.n.closed.Load() || checkPeerKey(req.Key) != nil {
+		return transport.GetResponse{}, false
+	}
+	g, ok := h.n.Group(req.Group)
+	if !ok {
+		return transport.GetResponse{}, false
+	}
+	v, ok, err := g.serveCached(req.Key)
+	if !ok || err != nil {
+		return transport.GetResponse{}, false
+	}
+	h.n.stats.peerRequests.Add(1)
+	g.stats.peerServed.Add(1)
+	return transport.GetResponse{Value: v}, true
 }
 
 // serve returns key's value for a peer: from the main cache, or loaded

@@ -179,9 +179,17 @@ func (c *Client) Forget(addr string) {
 // Get asks the peer at addr for a key's value. A missing key gives an error
 // wrapping ErrNotFound.
 func (c *Client) Get(ctx context.Context, addr string, req GetRequest) (GetResponse, error) {
+	return c.GetWithin(ctx, addr, req, 0)
+}
+
+// GetWithin is [Client.Get] bounded also by timeout (if positive), which
+// the client enforces with the call's pooled timer: unlike a deadline on
+// ctx, it allocates nothing. The request's deadline is the earlier of
+// ctx's and timeout from now.
+func (c *Client) GetWithin(ctx context.Context, addr string, req GetRequest, timeout time.Duration) (GetResponse, error) {
 	cl := getCall()
 	defer cl.release()
-	cl.fastGet, cl.getReq = true, req
+	cl.fastGet, cl.getReq, cl.timeout = true, req, timeout
 	if err := c.exchange(ctx, addr, "get", cl); err != nil {
 		return GetResponse{}, err
 	}
@@ -280,18 +288,22 @@ func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error 
 	// Every request carries a deadline: the ctx's, or the default one,
 	// enforced here with the call's pooled timer.
 	var expired <-chan time.Time
-	if deadline, ok := ctx.Deadline(); ok {
+	to := c.callTO
+	if cl.timeout > 0 {
+		to = cl.timeout
+	}
+	if deadline, ok := ctx.Deadline(); ok && (cl.timeout <= 0 || time.Until(deadline) <= cl.timeout) {
 		left := time.Until(deadline)
 		if left <= 0 {
 			return ctxError(op, addr, context.DeadlineExceeded)
 		}
 		cl.env.TimeoutNanos = int64(left)
 	} else {
-		cl.env.TimeoutNanos = int64(c.callTO)
+		cl.env.TimeoutNanos = int64(to)
 		if cl.timer == nil {
-			cl.timer = time.NewTimer(c.callTO)
+			cl.timer = time.NewTimer(to)
 		} else {
-			cl.timer.Reset(c.callTO)
+			cl.timer.Reset(to)
 		}
 		defer cl.timer.Stop()
 		expired = cl.timer.C

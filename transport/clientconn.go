@@ -227,7 +227,8 @@ type call struct {
 	sent        bool   // the writer took the frame; guarded by cc.mu
 	readsAtSend uint64 // cc.reads when the writer took the frame; guarded by cc.mu
 
-	timer *time.Timer // bounds a call whose ctx has no deadline; stopped between calls
+	timer   *time.Timer   // bounds a call whose ctx has no deadline (or a later one than timeout); stopped between calls
+	timeout time.Duration // if positive, bounds the call (GetWithin)
 
 	fastGet bool       // the request is getReq, encoded by the Get fast path
 	getReq  GetRequest // with fastGet
@@ -265,7 +266,7 @@ func getCall() *call {
 func (cl *call) release() {
 	cl.err, cl.cc = nil, nil
 	cl.sent, cl.readsAtSend = false, 0
-	cl.fastGet, cl.getReq = false, GetRequest{}
+	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
 	cl.env.Body = nil
 	cl.manyMsg.Keys = nil
 	proto.Reset(&cl.writeMsg)

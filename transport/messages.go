@@ -34,6 +34,16 @@ type Handler interface {
 	Write(ctx context.Context, req WriteRequest) (WriteResponse, error)
 }
 
+// A CachedGetter is a [Handler] that can answer some Gets at once from
+// memory. When the server's Handler implements it, the server first calls
+// GetCached on the connection's read loop, and runs Get on a goroutine of
+// its own (with the request's deadline) only when GetCached reports false.
+// GetCached must not block; it is the server's fast path for cache hits,
+// saving a goroutine, a context and a hand-off per request.
+type CachedGetter interface {
+	GetCached(req GetRequest) (resp GetResponse, ok bool)
+}
+
 // GetRequest asks the owner of Key in Group for its value, loading it if
 // needed.
 type GetRequest struct {

@@ -368,6 +368,21 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 	if r.timeout <= 0 {
 		r.timeout = s.timeout
 	}
+	if err == nil && r.kind == kindGet {
+		if cg, ok := s.h.(CachedGetter); ok {
+			if resp, ok := cg.GetCached(r.get); ok {
+				id := r.id
+				r.release()
+				out := serverResponsePool.Get().(*serverResponse)
+				out.a.reset()
+				out.fastGet, out.getResp = true, resp
+				if werr := s.reply(w, id, out, nil); werr != nil {
+					s.log.Debug("transport: write response", "err", werr)
+				}
+				return nil
+			}
+		}
+	}
 	if err == nil && s.active.Add(1) > s.maxActive {
 		s.active.Add(-1)
 		err = fmt.Errorf("%w: %d requests running", ErrOverloaded, s.maxActive)

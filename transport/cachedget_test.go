@@ -1,0 +1,86 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// cachingHandler answers Gets of "hit" from GetCached, the others from Get,
+// counting the calls of Get.
+type cachingHandler struct {
+	fakeHandler
+	gets atomic.Int64
+}
+
+func (h *cachingHandler) GetCached(req GetRequest) (GetResponse, bool) {
+	if req.Key != "hit" {
+		return GetResponse{}, false
+	}
+	return GetResponse{Value: valueFor(req.Group, "cached")}, true
+}
+
+func (h *cachingHandler) Get(ctx context.Context, req GetRequest) (GetResponse, error) {
+	h.gets.Add(1)
+	return h.fakeHandler.Get(ctx, req)
+}
+
+func TestCachedGetter(t *testing.T) {
+	h := &cachingHandler{}
+	s, _ := startServer(t, ServerConfig{}, h)
+	c, _ := newTestClient(t, ClientConfig{})
+	ctx := context.Background()
+	tests := []struct {
+		key, want string
+		wantErr   error
+		gets      int64 // calls of Get so far
+	}{
+		{"hit", "g/cached", nil, 0},
+		{"miss", "g/miss", nil, 1},
+		{"missing", "", ErrNotFound, 2},
+		{"hit", "g/cached", nil, 2},
+	}
+	for _, tt := range tests {
+		resp, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: tt.key})
+		if !errors.Is(err, tt.wantErr) || string(resp.Value.Value) != tt.want {
+			t.Errorf("Get(%q) = %q, %v; want %q, %v", tt.key, resp.Value.Value, err, tt.want, tt.wantErr)
+		}
+		if got := h.gets.Load(); got != tt.gets {
+			t.Errorf("after Get(%q): handler Get called %d times, want %d", tt.key, got, tt.gets)
+		}
+	}
+}
+
+func TestGetWithin(t *testing.T) {
+	release := make(chan struct{})
+	h := &fakeHandler{get: func(ctx context.Context, req GetRequest) (GetResponse, error) {
+		if req.Key == "stuck" {
+			<-release // ignores ctx: only the client's timer can end the call
+		}
+		return GetResponse{Value: valueFor(req.Group, req.Key)}, nil
+	}}
+	s, _ := startServer(t, ServerConfig{}, h)
+	c, _ := newTestClient(t, ClientConfig{})
+	defer close(release)
+	ctx := context.Background()
+
+	if resp, err := c.GetWithin(ctx, s.Addr(), GetRequest{Group: "g", Key: "k"}, time.Minute); err != nil || string(resp.Value.Value) != "g/k" {
+		t.Errorf("GetWithin(k) = %q, %v; want %q", resp.Value.Value, err, "g/k")
+	}
+	start := time.Now()
+	_, err := c.GetWithin(ctx, s.Addr(), GetRequest{Group: "g", Key: "stuck"}, 50*time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GetWithin(stuck, 50ms) = %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("GetWithin(stuck, 50ms) returned after %v", d)
+	}
+	// A ctx deadline earlier than the timeout wins.
+	dctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.GetWithin(dctx, s.Addr(), GetRequest{Group: "g", Key: "stuck"}, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("GetWithin(stuck) with a 50ms ctx = %v, want an error wrapping context.DeadlineExceeded", err)
+	}
+}
