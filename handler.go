@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/meshcache/meshcache/local"
@@ -43,7 +44,7 @@ func (n *Node) groupFor(name string) (*Group, error) {
 	if n.unknownGroup == nil || name == "" || len(name) > MaxKeyLen {
 		return nil, fmt.Errorf("meshcache: %w: %q", transport.ErrUnknownGroup, name)
 	}
-	g, err := n.unknownGroup(n, name)
+	g, err := n.callUnknownGroup(name)
 	if err == nil && g != nil && g.node == n && g.name == name {
 		return g, nil
 	}
@@ -52,6 +53,18 @@ func (n *Node) groupFor(name string) (*Group, error) {
 	}
 	n.log.Warn("meshcache: a peer asked for a group this node does not create", "group", name, "err", err)
 	return nil, fmt.Errorf("meshcache: %w: %q: %v", transport.ErrUnknownGroup, name, err)
+}
+
+// callUnknownGroup calls Config.OnUnknownGroup, turning its panic into an
+// error: the peer then falls back instead of failing.
+func (n *Node) callUnknownGroup(name string) (g *Group, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			n.log.Error("meshcache: OnUnknownGroup panicked", "group", name, "panic", p, "stack", string(debug.Stack()))
+			g, err = nil, fmt.Errorf("OnUnknownGroup panicked: %v", p)
+		}
+	}()
+	return n.unknownGroup(n, name)
 }
 
 func checkPeerKey(key string) error {
@@ -82,7 +95,9 @@ func (h handler) GetCached(req transport.GetRequest) (transport.GetResponse, boo
 		return transport.GetResponse{}, false
 	}
 	g, ok := h.n.Group(req.Group)
-	if !ok {
+	if !ok || g.cfg.validate != nil {
+		// A user predicate never runs on the read loop: it may block or
+		// panic, and nothing recovers there.
 		return transport.GetResponse{}, false
 	}
 	v, ok, err := g.serveCached(req.Key)
@@ -224,10 +239,14 @@ func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (tra
 var errPending = errors.New("pending")
 
 func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport.PeekResponse, error) {
-	g, err := h.group(req.Group)
-	if err != nil {
-		return transport.PeekResponse{}, err
+	if h.n.closed.Load() {
+		return transport.PeekResponse{}, transport.ErrClosed
 	}
+	g, ok := h.n.Group(req.Group) // a hand-off never creates a group: it would be empty
+	if !ok {
+		return transport.PeekResponse{}, nil
+	}
+	h.n.stats.peerRequests.Add(1)
 	if err := checkPeerKey(req.Key); err != nil {
 		return transport.PeekResponse{}, err
 	}
@@ -257,5 +276,9 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 		g.log.Warn("meshcache: refused a peer's write", "origin", req.Origin, "err", err)
 		return transport.WriteResponse{}, err
 	}
-	return transport.WriteResponse{Applied: g.applyPhases(req)}, nil
+	applied := g.applyPhases(req)
+	if req.Phase == transport.PhaseCopies && req.ID != 0 {
+		h.n.acked.Add(writeKey{req.Origin, req.ID}, struct{}{})
+	}
+	return transport.WriteResponse{Applied: applied}, nil
 }

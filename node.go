@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/meshcache/meshcache/peers"
 	"github.com/meshcache/meshcache/transport"
 )
@@ -66,8 +68,10 @@ type Config struct {
 	GossipConfig GossipConfig
 	// MaxFrameBytes bounds one message on the peer transport, both ways:
 	// larger frames are refused without reading them, and the connection
-	// closed. It must exceed the largest value plus about a kilobyte. If
-	// zero, the transport's default (see transport.DefaultMaxFrameBytes).
+	// closed (failing the other requests on it, which then fall back). It
+	// must exceed the largest value plus about a kilobyte, and should be
+	// the same on every member. If zero, the transport's default (see
+	// transport.DefaultMaxFrameBytes).
 	MaxFrameBytes int
 	// WriteTimeout bounds the fan-out of a write (Invalidate, Set, ...)
 	// whose context has no deadline. If zero, [DefaultWriteTimeout].
@@ -82,7 +86,8 @@ type Config struct {
 	// then loads the key itself, or reports the Set not acknowledged).
 	// Services that create all their groups at start do not need it; those
 	// that create groups on first use do, so that a key's owner can serve
-	// them. It runs on the peer transport's goroutines, concurrently.
+	// them. It runs on the peer transport's goroutines, concurrently; it
+	// should bound how many groups it creates (any peer can name one).
 	OnUnknownGroup func(n *Node, name string) (*Group, error)
 }
 
@@ -118,6 +123,10 @@ type Node struct {
 	server  *transport.Server
 	client  *transport.Client
 	ccfg    clusterConfig
+	// acked holds the writes (origin, id) this node applied both phases of
+	// at a writer's request: their gossip copy, meant for the members that
+	// did not acknowledge, is not applied again here.
+	acked *lru.Cache[writeKey, struct{}]
 	// unknownGroup is Config.OnUnknownGroup.
 	unknownGroup func(n *Node, name string) (*Group, error)
 	// ring is the routing snapshot: nil while standalone or before the
@@ -165,6 +174,7 @@ func NewNode(cfg Config) (*Node, error) {
 		return n, nil
 	}
 	n.unknownGroup = cfg.OnUnknownGroup
+	n.acked, _ = lru.New[writeKey, struct{}](ackedWrites)
 	if err := n.startCluster(cfg); err != nil {
 		cancel()
 		n.log.Error("meshcache: cannot start the node", "err", err)
@@ -294,3 +304,13 @@ func (n *Node) Stats() NodeStats {
 		PeerRequests:  n.stats.peerRequests.Load(),
 	}
 }
+
+// writeKey names one write: its origin and id.
+type writeKey struct {
+	origin string
+	id     uint64
+}
+
+// ackedWrites bounds Node.acked: more than the writes gossip can still be
+// carrying.
+const ackedWrites = 4096

@@ -71,15 +71,19 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	failed := make(map[string]error)
 	sent := make(map[*peer]bool)
 	applied := 0
+	var all []*peer
 	// A member that joined (or came back at a new address) while the
 	// phases ran may have started a load before this write: it gets the
-	// write too. Bounded: a cluster that keeps changing gets gossip.
+	// write too, and then every member drops its copies again, since they
+	// may have fetched from it before its phase 1. Bounded: a cluster that
+	// keeps changing gets gossip.
 	for round := range 3 {
 		targets := newTargets(n.ring.Load(), sent)
 		if round > 0 && len(targets) == 0 {
 			break
 		}
-		applied += g.phases(ctx, req, targets, failed, round == 0)
+		all = append(all, targets...)
+		applied += g.phases(ctx, req, targets, all, failed, round == 0)
 	}
 	if len(failed) == 0 {
 		return applied, nil
@@ -112,14 +116,19 @@ func newTargets(rs *ringState, sent map[*peer]bool) []*peer {
 	return targets
 }
 
-// phases runs both phases of req on targets, and on this node too when
-// local is set, and returns the entries applied to. Members that fail are
-// added to failed and skipped in the second phase.
-func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets []*peer, failed map[string]error, local bool) int {
+// phases runs phase 1 of req on targets (and on this node when first is
+// set), then phase 2 on all (every member written so far) and on this node,
+// and returns the entries applied to. Members that fail are added to failed
+// and skipped afterwards.
+func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets, all []*peer, failed map[string]error, first bool) int {
 	applied := 0
 	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
-		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 && local {
-			break // stored nowhere: there is nothing to drop
+		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 {
+			break // this round stored nothing: there is nothing to drop
+		}
+		local, to := first, targets
+		if phase == transport.PhaseCopies {
+			local, to = true, all
 		}
 		req.Phase = phase
 		pctx, cancel := ctx, context.CancelFunc(func() {})
@@ -132,7 +141,7 @@ func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets 
 		if local {
 			applied += g.apply(req, phase)
 		}
-		applied += g.fanOut(pctx, targets, req, failed)
+		applied += g.fanOut(pctx, to, req, failed)
 		cancel()
 	}
 	return applied
@@ -208,8 +217,8 @@ func (n *Node) onMessage(payload []byte) {
 		n.log.Warn("meshcache: dropping a gossip message", "err", err)
 		return
 	}
-	if req.Origin == n.name {
-		return
+	if req.Origin == n.name || n.acked.Contains(writeKey{req.Origin, req.ID}) {
+		return // this node applied the write itself
 	}
 	g, ok := n.Group(req.Group)
 	if !ok {

@@ -155,6 +155,7 @@ func launch(dir, name, origin string, extra ...string) (*node, error) {
 	n := &node{name: name, out: newTail(), done: make(chan struct{})}
 	ready := make(chan []string, 1)
 	n.cmd = exec.Command(demoNode, append(args, extra...)...)
+	orphanProof(n.cmd)
 	n.cmd.Dir = dir
 	n.cmd.Stdout = &lineWriter{fn: func(line string) {
 		if m := readyLine.FindStringSubmatch(line); m != nil {

@@ -95,7 +95,7 @@ func (o *origin) read(group, key string) ([]byte, error) {
 // origin directory: not empty, not "." or "..", and without a path
 // separator or NUL.
 func safeName(s string) bool {
-	return s != "" && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
+	return s != "" && len(s) <= 255 && s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
 }
 
 // seedOrigin writes the example files of a -cluster origin into dir.

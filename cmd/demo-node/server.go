@@ -26,6 +26,8 @@ import (
 const (
 	// maxGroups bounds the groups created on first use.
 	maxGroups = 64
+	// groupMainBytes bounds each group's main cache.
+	groupMainBytes = 16 << 20
 	// maxBodyBytes bounds a request body (a PUT's value).
 	maxBodyBytes = 1 << 20
 )
@@ -239,7 +241,10 @@ func (s *server) group(name string) (*meshcache.Group, error) {
 		return nil, &errGroup{http.StatusBadRequest, fmt.Sprintf("no group %q, and this node already has %d groups, the most it creates", name, maxGroups)}
 	}
 	g, err := meshcache.NewGroup(s.node, name, s.origin.loader(name),
-		meshcache.WithTTL(s.origin.ttl), meshcache.WithHotTTL(s.hotTTL))
+		meshcache.WithTTL(s.origin.ttl), meshcache.WithHotTTL(s.hotTTL),
+		// Up to maxGroups groups, created by anyone who can reach the API:
+		// 16 MiB (+2 MiB hot) each keeps a node within about 1.2 GiB.
+		meshcache.WithMainBytes(groupMainBytes), meshcache.WithHotBytes(groupMainBytes/8))
 	if err != nil {
 		code := statusOf(err, http.StatusInternalServerError)
 		return nil, &errGroup{code, err.Error()}
