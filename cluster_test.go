@@ -144,3 +144,33 @@ func TestClusterFrameLimit(t *testing.T) {
 		t.Errorf("NewNode(MaxFrameBytes -1) = %v, want ErrInvalidOption", err)
 	}
 }
+
+// A Set that one member does not acknowledge goes to it by gossip, as an
+// invalidation; the members that acknowledged it ignore that copy, so the
+// owner keeps the value it stored.
+func TestClusterPartialSetKeepsStoredValue(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	gs := newClusterGroups(t, nodes, "g", newOrigin())
+	key := keyOwnedBy(t, nodes[0], "n1", "k")
+	nodes[2].server.Close() // n2 stays in the ring but cannot acknowledge
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var ie *InvalidateError
+	if err := gs[0].Set(ctx, key, Item{Value: []byte("set")}); !errors.As(err, &ie) || len(ie.Unacked) != 1 || ie.Unacked[0] != "n2" {
+		t.Fatalf("Set = %v, want an InvalidateError naming n2", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for nodes[2].Stats().GossipApplied == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 never applied the gossip copy of the Set")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // the same broadcast reaches n1 too
+	if e, ok, _ := gs[1].Peek(context.Background(), key); !ok || string(e.Value) != "set" {
+		t.Errorf("owner n1: Peek(%s) = %q, %v after the gossip copy, want %q", key, e.Value, ok, "set")
+	}
+	if got := nodes[1].Stats().GossipApplied; got != 0 {
+		t.Errorf("owner n1 applied %d gossip writes, want 0 (it acknowledged the Set)", got)
+	}
+}
