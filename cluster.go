@@ -277,6 +277,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		}
 		return fmt.Errorf("meshcache: join: %w: %w", ErrInvalidOption, err)
 	}
+	n.beat.Store(time.Now().UnixNano())
 	n.wg.Go(n.settle)
 	n.wg.Go(n.watchPause)
 	return nil
@@ -288,30 +289,44 @@ func (n *Node) startCluster(cfg Config) (err error) {
 // pause.
 const pauseThreshold = 2 * time.Second
 
-// watchPause flushes the caches when this process was paused for longer
-// than pauseThreshold: the others may have taken it for dead and sent their
-// invalidations without it. Gossip tells it too (OnCutOff), but only after
-// it has been heard from again, and it serves requests before that; this
-// catches the pause as soon as the process runs again.
+// watchPause beats every pauseThreshold/8, so that checkPause notices
+// when this process was paused for longer than pauseThreshold: the others
+// may have taken it for dead and sent their invalidations without it.
+// Gossip tells it too (OnCutOff), but only after it has been heard from
+// again, and it serves requests before that.
 func (n *Node) watchPause() {
 	t := time.NewTicker(pauseThreshold / 8)
 	defer t.Stop()
-	last := time.Now()
 	for {
 		select {
 		case <-n.closing.Done():
 			return
 		case <-t.C:
-			// Wall time, not the monotonic clock: the monotonic clock
-			// may not advance while a machine sleeps.
-			now := time.Now()
-			if gap := now.Round(0).Sub(last.Round(0)); gap > pauseThreshold {
-				n.log.Warn("meshcache: this process stood still; flushing its caches", "for", gap)
-				n.flush()
-			}
-			last = now
+			n.checkPause()
 		}
 	}
+}
+
+// checkPause flushes the caches if the last beat is older than
+// pauseThreshold, then beats. Every read of a clustered node calls it
+// first, so that after a pause no read is served before the flush, whichever
+// goroutine runs first. Wall time, not the monotonic clock: the monotonic
+// clock may not advance while a machine sleeps.
+func (n *Node) checkPause() {
+	if n.cluster == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	if now-n.beat.Load() <= int64(pauseThreshold) {
+		return
+	}
+	n.pauseMu.Lock()
+	defer n.pauseMu.Unlock()
+	if gap := now - n.beat.Load(); gap > int64(pauseThreshold) {
+		n.log.Warn("meshcache: this process stood still; flushing its caches", "for", time.Duration(gap))
+		n.flush()
+	}
+	n.beat.Store(max(now, n.beat.Load()))
 }
 
 // advertiseRPC returns the RPC address to tell peers: the bound one, with

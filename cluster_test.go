@@ -174,3 +174,31 @@ func TestClusterPartialSetKeepsStoredValue(t *testing.T) {
 		t.Errorf("owner n1 applied %d gossip writes, want 0 (it acknowledged the Set)", got)
 	}
 }
+
+// After the process stood still longer than pauseThreshold, the first read
+// flushes the caches before it is served, whichever goroutine runs first.
+func TestClusterPauseFlushesBeforeServing(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	ctx := context.Background()
+	mine := keyOwnedBy(t, nodes[0], "n0", "m")
+	theirs := keyOwnedBy(t, nodes[0], "n1", "t")
+	for _, k := range []string{mine, theirs} {
+		if v := get(ctx, gs[0], k); v != "0" {
+			t.Fatalf("Get(%s) = %q, want %q", k, v, "0")
+		}
+	}
+	o.bump(mine)
+	o.bump(theirs)
+	// A pause: the beat is older than the threshold, as after SIGCONT.
+	nodes[0].beat.Store(time.Now().Add(-2 * pauseThreshold).UnixNano())
+	if v := get(ctx, gs[0], mine); v != "1" {
+		t.Errorf("Get(%s) of its own key after a pause = %q, want %q (reloaded)", mine, v, "1")
+	}
+	before := gs[0].Stats().PeerFetches
+	get(ctx, gs[0], theirs)
+	if got := gs[0].Stats().PeerFetches; got != before+1 {
+		t.Errorf("PeerFetches after a pause = %d, want %d (the hot copy was flushed and fetched again)", got, before+1)
+	}
+}
