@@ -201,6 +201,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	n.beat.Store(time.Now().UnixNano()) // before anything can serve a read
 	rc := ring.Config{Partitions: cfg.Partitions, LoadFactor: cfg.LoadFactor}
 	if err := rc.Validate(); err != nil {
 		return fmt.Errorf("meshcache: ring settings: %w: %w", ErrInvalidOption, err)
@@ -277,7 +278,6 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		}
 		return fmt.Errorf("meshcache: join: %w: %w", ErrInvalidOption, err)
 	}
-	n.beat.Store(time.Now().UnixNano())
 	n.wg.Go(n.settle)
 	n.wg.Go(n.watchPause)
 	return nil
