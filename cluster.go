@@ -201,7 +201,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
-	n.beat.Store(time.Now().UnixNano()) // before anything can serve a read
+
 	rc := ring.Config{Partitions: cfg.Partitions, LoadFactor: cfg.LoadFactor}
 	if err := rc.Validate(); err != nil {
 		return fmt.Errorf("meshcache: ring settings: %w: %w", ErrInvalidOption, err)
@@ -279,6 +279,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		return fmt.Errorf("meshcache: join: %w: %w", ErrInvalidOption, err)
 	}
 	n.wg.Go(n.settle)
+	n.beat.Store(time.Now().UnixNano()) // reads check for pauses from now on
 	n.wg.Go(n.watchPause)
 	return nil
 }
@@ -302,31 +303,37 @@ func (n *Node) watchPause() {
 		case <-n.closing.Done():
 			return
 		case <-t.C:
-			n.checkPause()
+			n.checkPause(true)
 		}
 	}
 }
 
 // checkPause flushes the caches if the last beat is older than
-// pauseThreshold, then beats. Every read of a clustered node calls it
-// first, so that after a pause no read is served before the flush, whichever
-// goroutine runs first. Wall time, not the monotonic clock: the monotonic
-// clock may not advance while a machine sleeps.
-func (n *Node) checkPause() {
-	if n.cluster == nil {
-		return
+// pauseThreshold. The watcher (beat set) then records the time it checked,
+// as the new beat; reads only check. Every read of a clustered node calls
+// it first, so that after a pause no read is served before the flush,
+// whichever goroutine runs first. The beat is the time checked, not the
+// time after the check: a pause that starts between the two is still seen.
+// Wall time, not the monotonic clock: the monotonic clock may not advance
+// while a machine sleeps.
+func (n *Node) checkPause(beat bool) {
+	last := n.beat.Load()
+	if last == 0 {
+		return // standalone, or not started yet
 	}
 	now := time.Now().UnixNano()
-	if now-n.beat.Load() <= int64(pauseThreshold) {
-		return
+	if now-last > int64(pauseThreshold) {
+		n.pauseMu.Lock()
+		if gap := now - n.beat.Load(); gap > int64(pauseThreshold) {
+			n.log.Warn("meshcache: this process stood still; flushing its caches", "for", time.Duration(gap))
+			n.flush()
+			n.beat.Store(now)
+		}
+		n.pauseMu.Unlock()
 	}
-	n.pauseMu.Lock()
-	defer n.pauseMu.Unlock()
-	if gap := now - n.beat.Load(); gap > int64(pauseThreshold) {
-		n.log.Warn("meshcache: this process stood still; flushing its caches", "for", time.Duration(gap))
-		n.flush()
+	if beat {
+		n.beat.Store(now)
 	}
-	n.beat.Store(max(now, n.beat.Load()))
 }
 
 // advertiseRPC returns the RPC address to tell peers: the bound one, with

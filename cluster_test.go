@@ -189,6 +189,12 @@ func TestClusterPauseFlushesBeforeServing(t *testing.T) {
 			t.Fatalf("Get(%s) = %q, want %q", k, v, "0")
 		}
 	}
+	// A node that keeps running never flushes: still hits after longer
+	// than the threshold.
+	time.Sleep(pauseThreshold + pauseThreshold/2)
+	if _, src := getSource(t, gs[0], mine); src != SourceHit {
+		t.Fatalf("Get(%s) %v after running for %v, want a hit (no flush without a pause)", mine, src, pauseThreshold*3/2)
+	}
 	o.bump(mine)
 	o.bump(theirs)
 	// A pause: the beat is older than the threshold, as after SIGCONT.

@@ -53,7 +53,8 @@
 // member acknowledged both phases; otherwise an [*InvalidateError] naming
 // the members that did not (errors.Is [ErrPartialInvalidation]), and the
 // change is queued on gossip for them. A node that learns it was cut off
-// from the others flushes its caches.
+// from the others flushes its caches, and so does a process that stood
+// still for more than 2 s (SIGSTOP, a frozen VM), before it serves again.
 //
 // # Membership
 //

@@ -195,7 +195,7 @@ func (g *Group) lookup(key string) (v []byte, err error, src Source) {
 // cached is lookup in tiers (Main, then Hot), counting the hit only when
 // count is set.
 func (g *Group) cached(key string, tiers local.Tier, count bool) (v []byte, err error, src Source) {
-	g.node.checkPause()
+	g.node.checkPause(false)
 	tier, src := local.Main, SourceHit
 	e, ok := g.store.Get(tier, key)
 	if !ok {
@@ -543,7 +543,7 @@ func (g *Group) Peek(ctx context.Context, key string) (e Entry, ok bool, err err
 	if err := g.checkKey("peek", key); err != nil {
 		return Entry{}, false, err
 	}
-	g.node.checkPause()
+	g.node.checkPause(false)
 	le, ok := g.store.Get(local.Main, key)
 	if !ok {
 		le, ok = g.store.Get(local.Hot, key)

@@ -135,7 +135,7 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 // wire; ok is false on a miss. It counts nothing: the requester counts its
 // hit or miss, the owner counts the keys it served (PeerServed) and loads.
 func (g *Group) serveCached(key string) (v transport.Value, ok bool, err error) {
-	g.node.checkPause()
+	g.node.checkPause(false)
 	e, ok := g.store.Get(local.Main, key)
 	if !ok {
 		return transport.Value{}, false, nil
@@ -247,7 +247,7 @@ func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport
 	if !ok {
 		return transport.PeekResponse{}, nil
 	}
-	h.n.checkPause()
+	h.n.checkPause(false)
 	h.n.stats.peerRequests.Add(1)
 	if err := checkPeerKey(req.Key); err != nil {
 		return transport.PeekResponse{}, err

@@ -135,11 +135,12 @@ type Node struct {
 	ringMu  sync.Mutex
 	changed atomic.Int64 // unix nanos of the last ring change
 	ready   chan struct{}
-	// beat is the wall time (unix nanos) of the last pause check; pauseMu
-	// serialises the flush after a pause (see checkPause).
+	// beat is the wall time (unix nanos) of the pause watcher's last beat,
+	// 0 on a standalone node; pauseMu serialises the flush after a pause
+	// (see checkPause).
 	beat    atomic.Int64
 	pauseMu sync.Mutex
-	wg      sync.WaitGroup // background goroutines: the settle watcher
+	wg      sync.WaitGroup // background goroutines: the settle and pause watchers
 
 	stats nodeCounters
 }

@@ -77,11 +77,13 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	// write too, and then every member drops its copies again, since they
 	// may have fetched from it before its phase 1. Bounded: a cluster that
 	// keeps changing gets gossip.
+	rounds := 0
 	for round := range 3 {
 		targets := newTargets(n.ring.Load(), sent)
 		if round > 0 && len(targets) == 0 {
 			break
 		}
+		rounds++
 		all = append(all, targets...)
 		applied += g.phases(ctx, req, targets, all, failed, round == 0)
 	}
@@ -98,6 +100,11 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 		e.Causes = append(e.Causes, failed[name])
 	}
 	g.log.Warn("meshcache: write not acknowledged by every member; queued on gossip", "op", req.Op, "unacked", e.Unacked)
+	if rounds > 1 {
+		// A member that failed a later round may have acknowledged an
+		// earlier one: under the same id it would ignore the gossip copy.
+		req.ID = rand.Uint64()
+	}
 	g.gossip(req)
 	return applied, e
 }
