@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,127 +396,31 @@ func TestClusterFenceStress(t *testing.T) {
 		t.Skip("stress test")
 	}
 	const (
-		keys           = 8
-		tags           = 4
 		readersPerNode = 3
 		reads          = 1500 // per reader, at most
 		writes         = 250  // per writer (one per node), at most
 		budget         = 6 * time.Second
 	)
-	var (
-		originMu sync.Mutex
-		versions [keys]int
-		keyLocks [keys]sync.Mutex // serialize writes of one key: concurrent Sets of one key have no order to check
-		floor    [keys]atomic.Int64
-	)
-	keyOf := func(i int) string { return "k" + strconv.Itoa(i) }
-	tagOf := func(i int) string { return "t" + strconv.Itoa(i%tags) }
-	l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-		i, _ := strconv.Atoi(key[1:])
-		originMu.Lock()
-		v := versions[i]
-		originMu.Unlock()
-		// Stay in flight while writes happen and other Gets arrive.
-		time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
-		return Item{Value: []byte(strconv.Itoa(v)), Tags: []string{tagOf(i)}}, nil
-	})
+	s := newFenceStress(t)
 	nodes := startCluster(t, 3, nil)
-	gs := newClusterGroups(t, nodes, "stress", l, WithJitter(0))
+	gs := newClusterGroups(t, nodes, "stress", s, WithJitter(0))
 	ctx := t.Context()
 	stop := time.Now().Add(budget)
 
-	bump := func(i int) int {
-		originMu.Lock()
-		defer originMu.Unlock()
-		versions[i]++
-		return versions[i]
-	}
-	// writeKeys locks the keys in order, bumps their versions, runs write
-	// and raises their floors once it returned nil.
-	writeKeys := func(idx []int, write func(vs []int) error) {
-		for _, i := range idx {
-			keyLocks[i].Lock()
-		}
-		defer func() {
-			for _, i := range idx {
-				keyLocks[i].Unlock()
-			}
-		}()
-		vs := make([]int, len(idx))
-		for j, i := range idx {
-			vs[j] = bump(i)
-		}
-		if err := write(vs); err != nil {
-			t.Errorf("write: %v", err)
-			return
-		}
-		for j, i := range idx {
-			floor[i].Store(int64(vs[j]))
-		}
-	}
-
-	var (
-		wg                 sync.WaitGroup
-		violations, nReads atomic.Int64
-		nWrites            [4]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear
-	)
+	var wg sync.WaitGroup
 	for _, g := range gs {
 		for range readersPerNode {
 			wg.Go(func() {
 				for r := 0; r < reads && time.Now().Before(stop); r++ {
-					i := rand.IntN(keys)
-					atStart := floor[i].Load()
-					var opts []CallOption
-					if rand.IntN(50) == 0 {
-						opts = append(opts, ForceRefresh())
-					}
-					v, err := g.Get(ctx, keyOf(i), opts...)
-					if err != nil {
-						t.Errorf("%s: Get: %v", g.node.Name(), err)
+					if !s.read(ctx, g) {
 						return
-					}
-					nReads.Add(1)
-					if got, _ := strconv.Atoi(string(v)); int64(got) < atStart {
-						if violations.Add(1) <= 5 {
-							t.Errorf("%s: Get(%s) = version %d after a write of version %d returned", g.node.Name(), keyOf(i), got, atStart)
-						}
 					}
 				}
 			})
 		}
 		wg.Go(func() {
 			for w := 0; w < writes && time.Now().Before(stop); w++ {
-				// Pace the writes so that loads are in flight when they run.
-				time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-				switch op := rand.IntN(10); {
-				case op < 4:
-					i := rand.IntN(keys)
-					writeKeys([]int{i}, func(vs []int) error {
-						return g.Set(ctx, keyOf(i), Item{Value: []byte(strconv.Itoa(vs[0])), Tags: []string{tagOf(i)}})
-					})
-					nWrites[0].Add(1)
-				case op < 7:
-					i := rand.IntN(keys)
-					writeKeys([]int{i}, func([]int) error { return g.Invalidate(ctx, keyOf(i)) })
-					nWrites[1].Add(1)
-				case op < 9:
-					tag := rand.IntN(tags)
-					var idx []int
-					for i := range keys {
-						if i%tags == tag {
-							idx = append(idx, i)
-						}
-					}
-					writeKeys(idx, func([]int) error { return g.InvalidateTags(ctx, "t"+strconv.Itoa(tag)) })
-					nWrites[2].Add(1)
-				default:
-					idx := make([]int, keys)
-					for i := range idx {
-						idx[i] = i
-					}
-					writeKeys(idx, func([]int) error { return g.Clear(ctx) })
-					nWrites[3].Add(1)
-				}
+				s.write(ctx, g)
 			}
 		})
 	}
@@ -533,12 +435,12 @@ func TestClusterFenceStress(t *testing.T) {
 		sum.Fallbacks += st.Fallbacks
 	}
 	t.Logf("%d reads, writes: %d Set, %d Invalidate, %d InvalidateTags, %d Clear; loads %d, hits %d, hot hits %d, peer fetches %d, fallbacks %d",
-		nReads.Load(), nWrites[0].Load(), nWrites[1].Load(), nWrites[2].Load(), nWrites[3].Load(),
+		s.reads.Load(), s.writes[0].Load(), s.writes[1].Load(), s.writes[2].Load(), s.writes[3].Load(),
 		sum.Loads, sum.Hits, sum.HotHits, sum.PeerFetches, sum.Fallbacks)
-	if n := violations.Load(); n > 0 {
+	if n := s.violations.Load(); n > 0 {
 		t.Fatalf("%d Gets saw a value older than a write that had returned", n)
 	}
-	if sum.Loads == 0 || sum.Hits == 0 || sum.HotHits == 0 || sum.PeerFetches == 0 || nWrites[0].Load() == 0 {
+	if sum.Loads == 0 || sum.Hits == 0 || sum.HotHits == 0 || sum.PeerFetches == 0 || s.writes[0].Load() == 0 {
 		t.Fatalf("the stress test exercised too little: %+v", sum)
 	}
 }

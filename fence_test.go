@@ -82,8 +82,6 @@ func TestWriteFencesLoadInFlight(t *testing.T) {
 // sees a value older than that write.
 func TestFenceStress(t *testing.T) {
 	const (
-		keys    = 8
-		tags    = 4
 		readers = 8
 		writers = 3
 		reads   = 2500
@@ -92,76 +90,15 @@ func TestFenceStress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stress test")
 	}
-	var (
-		originMu sync.Mutex
-		versions [keys]int
-		keyLocks [keys]sync.Mutex // serialize writes of one key: concurrent Sets of one key have no order to check
-		floor    [keys]atomic.Int64
-	)
-	keyOf := func(i int) string { return "k" + strconv.Itoa(i) }
-	tagOf := func(i int) string { return "t" + strconv.Itoa(i%tags) }
-	l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-		i, _ := strconv.Atoi(key[1:])
-		originMu.Lock()
-		v := versions[i]
-		originMu.Unlock()
-		// Stay in flight while writes happen and other Gets arrive.
-		time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
-		return Item{Value: []byte(strconv.Itoa(v)), Tags: []string{tagOf(i)}}, nil
-	})
-	g := mustGroup(t, newTestNode(t), "g", l)
+	s := newFenceStress(t)
+	g := mustGroup(t, newTestNode(t), "g", s)
 	ctx := t.Context()
-
-	bump := func(i int) int {
-		originMu.Lock()
-		defer originMu.Unlock()
-		versions[i]++
-		return versions[i]
-	}
-	// writeKeys locks the keys in order, bumps their versions, runs write and
-	// raises their floors once it returned.
-	writeKeys := func(idx []int, write func(vs []int) error) {
-		for _, i := range idx {
-			keyLocks[i].Lock()
-		}
-		defer func() {
-			for _, i := range idx {
-				keyLocks[i].Unlock()
-			}
-		}()
-		vs := make([]int, len(idx))
-		for j, i := range idx {
-			vs[j] = bump(i)
-		}
-		if err := write(vs); err != nil {
-			t.Errorf("write: %v", err)
-			return
-		}
-		for j, i := range idx {
-			floor[i].Store(int64(vs[j]))
-		}
-	}
-
 	var wg sync.WaitGroup
-	var violations atomic.Int64
 	for range readers {
 		wg.Go(func() {
 			for range reads {
-				i := rand.IntN(keys)
-				min := floor[i].Load()
-				var opts []CallOption
-				if rand.IntN(50) == 0 {
-					opts = append(opts, ForceRefresh())
-				}
-				v, err := g.Get(ctx, keyOf(i), opts...)
-				if err != nil {
-					t.Errorf("Get: %v", err)
+				if !s.read(ctx, g) {
 					return
-				}
-				if got, _ := strconv.Atoi(string(v)); int64(got) < min {
-					if violations.Add(1) < 5 {
-						t.Errorf("Get(%s) = version %d after a write of version %d returned", keyOf(i), got, min)
-					}
 				}
 			}
 		})
@@ -169,43 +106,144 @@ func TestFenceStress(t *testing.T) {
 	for range writers {
 		wg.Go(func() {
 			for range writes {
-				// Pace the writes so that loads are in flight when they run.
-				time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
-				switch op := rand.IntN(10); {
-				case op < 4:
-					i := rand.IntN(keys)
-					writeKeys([]int{i}, func(vs []int) error {
-						return g.Set(ctx, keyOf(i), Item{Value: []byte(strconv.Itoa(vs[0])), Tags: []string{tagOf(i)}})
-					})
-				case op < 7:
-					i := rand.IntN(keys)
-					writeKeys([]int{i}, func([]int) error { return g.Invalidate(ctx, keyOf(i)) })
-				case op < 9:
-					tag := rand.IntN(tags)
-					var idx []int
-					for i := range keys {
-						if i%tags == tag {
-							idx = append(idx, i)
-						}
-					}
-					writeKeys(idx, func([]int) error { return g.InvalidateTags(ctx, "t"+strconv.Itoa(tag)) })
-				default:
-					idx := make([]int, keys)
-					for i := range idx {
-						idx[i] = i
-					}
-					writeKeys(idx, func([]int) error { return g.Clear(ctx) })
-				}
+				s.write(ctx, g)
 			}
 		})
 	}
 	wg.Wait()
-	if n := violations.Load(); n > 0 {
+	if n := s.violations.Load(); n > 0 {
 		t.Fatalf("%d Gets saw a value older than a write that had returned", n)
 	}
 	st := g.Stats()
 	t.Logf("stats: %s", fmt.Sprintf("%+v", st))
 	if st.Loads == 0 || st.Hits == 0 {
 		t.Fatalf("the stress test exercised nothing: %+v", st)
+	}
+}
+
+// Keys and tags of a fenceStress.
+const (
+	stressKeys = 8
+	stressTags = 4
+)
+
+// fenceStress is a versioned origin for stress tests of the guarantee: its
+// Load returns a key's current version (staying in flight for a random
+// while), write bumps versions and writes them through a group, and read
+// checks that a Get that started after a write returned sees at least the
+// version that write left.
+type fenceStress struct {
+	t          testing.TB
+	mu         sync.Mutex // guards versions
+	versions   [stressKeys]int
+	keyLocks   [stressKeys]sync.Mutex // serialize writes of one key: concurrent Sets of one key have no order to check
+	floor      [stressKeys]atomic.Int64
+	violations atomic.Int64
+	reads      atomic.Int64
+	writes     [4]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear
+}
+
+func newFenceStress(t testing.TB) *fenceStress { return &fenceStress{t: t} }
+
+func stressKey(i int) string { return "k" + strconv.Itoa(i) }
+func stressTag(i int) string { return "t" + strconv.Itoa(i%stressTags) }
+
+func (s *fenceStress) Load(ctx context.Context, key string) (Item, error) {
+	i, _ := strconv.Atoi(key[1:])
+	s.mu.Lock()
+	v := s.versions[i]
+	s.mu.Unlock()
+	// Stay in flight while writes happen and other Gets arrive.
+	time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+	return Item{Value: []byte(strconv.Itoa(v)), Tags: []string{stressTag(i)}}, nil
+}
+
+func (s *fenceStress) bump(i int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.versions[i]++
+	return s.versions[i]
+}
+
+// read Gets a random key through g (now and then with ForceRefresh) and
+// counts a violation if it is older than the key's floor when it started.
+// It returns false if the Get failed.
+func (s *fenceStress) read(ctx context.Context, g *Group) bool {
+	i := rand.IntN(stressKeys)
+	atStart := s.floor[i].Load()
+	var opts []CallOption
+	if rand.IntN(50) == 0 {
+		opts = append(opts, ForceRefresh())
+	}
+	v, err := g.Get(ctx, stressKey(i), opts...)
+	if err != nil {
+		s.t.Errorf("%s: Get: %v", g.node.Name(), err)
+		return false
+	}
+	s.reads.Add(1)
+	if got, _ := strconv.Atoi(string(v)); int64(got) < atStart {
+		if s.violations.Add(1) <= 5 {
+			s.t.Errorf("%s: Get(%s) = version %d after a write of version %d returned", g.node.Name(), stressKey(i), got, atStart)
+		}
+	}
+	return true
+}
+
+// write runs one random write through g, paced so that loads are in flight
+// when it runs: a Set, an Invalidate, an InvalidateTags or a Clear.
+func (s *fenceStress) write(ctx context.Context, g *Group) {
+	time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+	switch op := rand.IntN(10); {
+	case op < 4:
+		i := rand.IntN(stressKeys)
+		s.writeKeys([]int{i}, func(vs []int) error {
+			return g.Set(ctx, stressKey(i), Item{Value: []byte(strconv.Itoa(vs[0])), Tags: []string{stressTag(i)}})
+		})
+		s.writes[0].Add(1)
+	case op < 7:
+		i := rand.IntN(stressKeys)
+		s.writeKeys([]int{i}, func([]int) error { return g.Invalidate(ctx, stressKey(i)) })
+		s.writes[1].Add(1)
+	case op < 9:
+		tag := rand.IntN(stressTags)
+		var idx []int
+		for i := range stressKeys {
+			if i%stressTags == tag {
+				idx = append(idx, i)
+			}
+		}
+		s.writeKeys(idx, func([]int) error { return g.InvalidateTags(ctx, stressTag(tag)) })
+		s.writes[2].Add(1)
+	default:
+		idx := make([]int, stressKeys)
+		for i := range idx {
+			idx[i] = i
+		}
+		s.writeKeys(idx, func([]int) error { return g.Clear(ctx) })
+		s.writes[3].Add(1)
+	}
+}
+
+// writeKeys locks the keys in order, bumps their versions, runs write and
+// raises their floors once it returned nil.
+func (s *fenceStress) writeKeys(idx []int, write func(vs []int) error) {
+	for _, i := range idx {
+		s.keyLocks[i].Lock()
+	}
+	defer func() {
+		for _, i := range idx {
+			s.keyLocks[i].Unlock()
+		}
+	}()
+	vs := make([]int, len(idx))
+	for j, i := range idx {
+		vs[j] = s.bump(i)
+	}
+	if err := write(vs); err != nil {
+		s.t.Errorf("write: %v", err)
+		return
+	}
+	for j, i := range idx {
+		s.floor[i].Store(int64(vs[j]))
 	}
 }

@@ -246,15 +246,20 @@ func (n *Node) onMessage(payload []byte) {
 func dropOnly(req transport.WriteRequest) transport.WriteRequest {
 	switch req.Op {
 	case transport.OpSet, transport.OpSetIfAbsent:
-		keys := make([]string, len(req.Items))
-		for i, it := range req.Items {
-			keys[i] = it.Key
-		}
-		req.Op, req.Items, req.Keys = transport.OpInvalidate, nil, keys
+		req.Op, req.Items, req.Keys = transport.OpInvalidate, nil, itemKeys(req.Items)
 	case transport.OpExpire:
 		req.Op, req.TTL = transport.OpInvalidate, 0
 	}
 	return req
+}
+
+// itemKeys returns the keys of items.
+func itemKeys(items []transport.SetItem) []string {
+	keys := make([]string, len(items))
+	for i, it := range items {
+		keys[i] = it.Key
+	}
+	return keys
 }
 
 // applyPhases applies req's phase, or both in order when it has none.
@@ -299,10 +304,7 @@ func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 			}
 			return stored
 		}
-		keys := make([]string, len(req.Items))
-		for i, it := range req.Items {
-			keys[i] = it.Key
-		}
+		keys := itemKeys(req.Items)
 		g.store.Invalidate(local.Hot, keys...)
 		g.forget(keys)
 	case transport.OpExpire:
