@@ -84,6 +84,7 @@ func (s MemberState) String() string { return peers.State(s).String() }
 // flight to it give up at once instead of waiting out their timeouts.
 type peer struct {
 	name, addr string
+	inc        uint64 // the member's incarnation (see peers.Member)
 	ctx        context.Context
 	cancel     context.CancelFunc
 }
@@ -94,6 +95,10 @@ type ringState struct {
 	cur   *ring.Ring
 	prev  *ring.Ring // the ring before the last change of members, for hand-off
 	peers map[string]*peer
+	// members are the alive members, this node included, sorted by name;
+	// view is their digest (see viewDigest), carried by writes.
+	members []transport.Member
+	view    uint64
 }
 
 // route returns the peer owning key, or nil when this node owns it (or
@@ -137,10 +142,21 @@ func (n *Node) Members() []Member {
 	return out
 }
 
-// Ready returns a channel closed once the node has joined its cluster and
-// its ring has settled (no membership change for a moment), or once the node
-// closed. A standalone node is ready at once.
+// Ready returns a channel closed once the node has joined its cluster, its
+// ring has settled (no membership change for a moment) and it holds its
+// lease (see [Node.IsReady]), or once the node closed. A standalone node is
+// ready at once.
 func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// IsReady reports whether the node is ready now: Ready has closed, the node
+// is not closed, and it holds its lease, that is, it knows that the
+// cluster's writes still reach it (see "Membership and restarts" in the
+// package doc). Unlike Ready, it can go false again: while a node is cut
+// off from a majority of the cluster, or was paused for longer than its
+// lease, it serves callers by loading directly and reports false.
+func (n *Node) IsReady() bool {
+	return n.isReady() && !n.closed.Load() && n.leased()
+}
 
 // GossipAddr returns the bound gossip address (host:port), or "" for a
 // standalone node.
@@ -186,6 +202,7 @@ type clusterConfig struct {
 	settle         time.Duration
 	writeTimeout   time.Duration
 	disableHandoff bool
+	lease          leaseTimings
 }
 
 // fingerprint names what members must agree on: the root's wire protocol
@@ -201,6 +218,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	timings := leaseProfiles[cfg.GossipConfig]
 
 	rc := ring.Config{Partitions: cfg.Partitions, LoadFactor: cfg.LoadFactor}
 	if err := rc.Validate(); err != nil {
@@ -214,6 +232,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		settle:         settle,
 		writeTimeout:   cfg.WriteTimeout,
 		disableHandoff: cfg.DisableHandoff,
+		lease:          timings,
 	}
 	if n.ccfg.writeTimeout == 0 {
 		n.ccfg.writeTimeout = DefaultWriteTimeout
@@ -278,62 +297,16 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		}
 		return fmt.Errorf("meshcache: join: %w: %w", ErrInvalidOption, err)
 	}
+	n.lease = newLease(n.ccfg.lease, cfg.MinorityServes)
+	if len(cfg.Join) == 0 {
+		// A node that starts a new cluster is its own base.
+		n.lease.mu.Lock()
+		n.lease.setBaseLocked([]string{n.name})
+		n.lease.mu.Unlock()
+	}
+	n.wg.Go(n.runLease)
 	n.wg.Go(n.settle)
-	n.beat.Store(time.Now().UnixNano()) // reads check for pauses from now on
-	n.wg.Go(n.watchPause)
 	return nil
-}
-
-// pauseThreshold is how long this process may stand still (SIGSTOP, a VM
-// frozen, a laptop asleep) before watchPause flushes its caches: shorter
-// than the failure detection of every gossip profile, longer than any GC
-// pause.
-const pauseThreshold = 2 * time.Second
-
-// watchPause beats every pauseThreshold/8, so that checkPause notices
-// when this process was paused for longer than pauseThreshold: the others
-// may have taken it for dead and sent their invalidations without it.
-// Gossip tells it too (OnCutOff), but only after it has been heard from
-// again, and it serves requests before that.
-func (n *Node) watchPause() {
-	t := time.NewTicker(pauseThreshold / 8)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.closing.Done():
-			return
-		case <-t.C:
-			n.checkPause(true)
-		}
-	}
-}
-
-// checkPause flushes the caches if the last beat is older than
-// pauseThreshold. The watcher (beat set) then records the time it checked,
-// as the new beat; reads only check. Every read of a clustered node calls
-// it first, so that after a pause no read is served before the flush,
-// whichever goroutine runs first. The beat is the time checked, not the
-// time after the check: a pause that starts between the two is still seen.
-// Wall time, not the monotonic clock: the monotonic clock may not advance
-// while a machine sleeps.
-func (n *Node) checkPause(beat bool) {
-	last := n.beat.Load()
-	if last == 0 {
-		return // standalone, or not started yet
-	}
-	now := time.Now().UnixNano()
-	if now-last > int64(pauseThreshold) {
-		n.pauseMu.Lock()
-		if gap := now - n.beat.Load(); gap > int64(pauseThreshold) {
-			n.log.Warn("meshcache: this process stood still; flushing its caches", "for", time.Duration(gap))
-			n.flush()
-			n.beat.Store(now)
-		}
-		n.pauseMu.Unlock()
-	}
-	if beat {
-		n.beat.Store(now)
-	}
 }
 
 // advertiseRPC returns the RPC address to tell peers: the bound one, with
@@ -370,6 +343,11 @@ func (n *Node) onChange(members []peers.Member) {
 		names[i] = m.Name
 	}
 	next := &ringState{peers: make(map[string]*peer, len(members))}
+	next.members = make([]transport.Member, len(members))
+	for i, m := range members {
+		next.members[i] = transport.Member{Name: m.Name, RPCAddr: m.RPCAddr, Incarnation: m.Incarnation}
+	}
+	next.view = viewDigest(next.members)
 	switch {
 	case old != nil && slices.Equal(old.cur.Members(), names):
 		next.cur, next.prev = old.cur, old.prev // an address changed, not the members
@@ -401,13 +379,13 @@ func (n *Node) onChange(members []peers.Member) {
 			continue
 		}
 		if old != nil {
-			if p := old.peers[m.Name]; p != nil && p.addr == m.RPCAddr {
+			if p := old.peers[m.Name]; p != nil && p.addr == m.RPCAddr && p.inc == m.Incarnation {
 				next.peers[m.Name] = p
 				continue
 			}
 		}
 		ctx, cancel := context.WithCancel(n.closing)
-		next.peers[m.Name] = &peer{name: m.Name, addr: m.RPCAddr, ctx: ctx, cancel: cancel}
+		next.peers[m.Name] = &peer{name: m.Name, addr: m.RPCAddr, inc: m.Incarnation, ctx: ctx, cancel: cancel}
 	}
 	n.ring.Store(next)
 	n.changed.Store(time.Now().UnixNano())
@@ -447,7 +425,7 @@ func (n *Node) ringWithout(names []string) *ring.Ring {
 
 // settle closes n.ready once membership has not changed for a settle
 // period (bounded: a cluster that keeps changing is ready after 20
-// periods anyway).
+// periods anyway) and the node holds its lease.
 func (n *Node) settle() {
 	period := n.ccfg.settle
 	deadline := time.Now().Add(20 * period)
@@ -459,7 +437,7 @@ func (n *Node) settle() {
 			return
 		case now := <-t.C:
 			quiet := now.Sub(time.Unix(0, n.changed.Load())) >= period
-			if (quiet || now.After(deadline)) && n.ring.Load() != nil {
+			if (quiet || now.After(deadline)) && n.ring.Load() != nil && n.leased() {
 				close(n.ready)
 				n.log.Info("meshcache: node ready", "members", n.ring.Load().cur.Len(),
 					"gossip", n.GossipAddr(), "rpc", n.RPCAddr())

@@ -175,9 +175,10 @@ func TestClusterPartialSetKeepsStoredValue(t *testing.T) {
 	}
 }
 
-// After the process stood still longer than pauseThreshold, the first read
-// flushes the caches before it is served, whichever goroutine runs first.
-func TestClusterPauseFlushesBeforeServing(t *testing.T) {
+// A node whose lease ran out (as after SIGSTOP and SIGCONT: the heartbeats
+// stopped) loads for its callers directly, and flushes its caches before it
+// serves from them again.
+func TestClusterLeaseLapseFlushesBeforeServing(t *testing.T) {
 	nodes := startCluster(t, 2, nil)
 	o := newOrigin()
 	gs := newClusterGroups(t, nodes, "g", o)
@@ -189,22 +190,40 @@ func TestClusterPauseFlushesBeforeServing(t *testing.T) {
 			t.Fatalf("Get(%s) = %q, want %q", k, v, "0")
 		}
 	}
-	// A node that keeps running never flushes: still hits after longer
-	// than the threshold.
-	time.Sleep(pauseThreshold + pauseThreshold/2)
+	// A node that keeps running keeps its lease: still hits after longer
+	// than a lease.
+	lease := nodes[0].lease.timings.lease
+	time.Sleep(lease + lease/2)
 	if _, src := getSource(t, gs[0], mine); src != SourceHit {
-		t.Fatalf("Get(%s) %v after running for %v, want a hit (no flush without a pause)", mine, src, pauseThreshold*3/2)
+		t.Fatalf("Get(%s) %v after running for %v, want a hit (no flush while the lease holds)", mine, src, lease*3/2)
 	}
 	o.bump(mine)
 	o.bump(theirs)
-	// A pause: the beat is older than the threshold, as after SIGCONT.
-	nodes[0].beat.Store(time.Now().Add(-2 * pauseThreshold).UnixNano())
+	// The lease runs out, as when the process stood still.
+	nodes[0].lease.untilMono.Store(0)
+	nodes[0].lease.untilWall.Store(0)
 	if v := get(ctx, gs[0], mine); v != "1" {
-		t.Errorf("Get(%s) of its own key after a pause = %q, want %q (reloaded)", mine, v, "1")
+		t.Errorf("Get(%s) of its own key after the lease ran out = %q, want %q (reloaded)", mine, v, "1")
+	}
+	waitFor(t, 5*time.Second, "the lease renewed", func() bool { return nodes[0].IsReady() })
+	if v := get(ctx, gs[0], mine); v != "1" {
+		t.Errorf("Get(%s) of its own key after the lease was renewed = %q, want %q", mine, v, "1")
 	}
 	before := gs[0].Stats().PeerFetches
 	get(ctx, gs[0], theirs)
 	if got := gs[0].Stats().PeerFetches; got != before+1 {
 		t.Errorf("PeerFetches after a pause = %d, want %d (the hot copy was flushed and fetched again)", got, before+1)
+	}
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

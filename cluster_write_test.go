@@ -355,7 +355,7 @@ func TestClusterCutOffFlushes(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		pkt := wtSuspectPacket(nodes[victim].Name(), nodes[0].Name())
+		pkt := wtSuspectPacket(nodes[victim].cluster.GossipName(), nodes[0].cluster.GossipName())
 		deadline := time.Now().Add(10 * time.Second)
 		for !flushed(victim) {
 			if time.Now().After(deadline) {

@@ -63,6 +63,12 @@ var (
 	// did not acknowledge in time.
 	ErrPartialInvalidation = errors.New("meshcache: invalidation not acknowledged by every member")
 
+	// ErrNoQuorum is a cause in the [*InvalidateError] of a write issued by
+	// a node that does not hold its lease: it has not heard recently from
+	// a majority of the cluster, so the write may not have reached members
+	// it no longer sees (see [Node.IsReady]).
+	ErrNoQuorum = errors.New("meshcache: no quorum: this node has not heard from a majority of the cluster")
+
 	// ErrJoin is returned by [NewNode] when the node cannot join the
 	// cluster: no seed answered within [Config.JoinTimeout], or the members
 	// refused it (different ring settings or protocol version, or a

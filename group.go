@@ -152,7 +152,9 @@ func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte
 	if len(opts) > 0 {
 		cc = callOptions(opts)
 	}
-	if cc.bypass || g.cfg.passthrough {
+	if cc.bypass || g.cfg.passthrough || !g.node.serving() {
+		// Without its lease the node loads for its callers directly: it
+		// may have missed writes, so it neither serves nor fills its caches.
 		v, err := g.loadUncached(ctx, key)
 		cc.report(SourceLoad, err)
 		return v, err
@@ -195,7 +197,9 @@ func (g *Group) lookup(key string) (v []byte, err error, src Source) {
 // cached is lookup in tiers (Main, then Hot), counting the hit only when
 // count is set.
 func (g *Group) cached(key string, tiers local.Tier, count bool) (v []byte, err error, src Source) {
-	g.node.checkPause(false)
+	if !g.node.serving() {
+		return nil, nil, SourceNone
+	}
 	tier, src := local.Main, SourceHit
 	e, ok := g.store.Get(tier, key)
 	if !ok {
@@ -543,7 +547,9 @@ func (g *Group) Peek(ctx context.Context, key string) (e Entry, ok bool, err err
 	if err := g.checkKey("peek", key); err != nil {
 		return Entry{}, false, err
 	}
-	g.node.checkPause(false)
+	if !g.node.serving() {
+		return Entry{}, false, nil // nothing this node holds can be trusted now
+	}
 	le, ok := g.store.Get(local.Main, key)
 	if !ok {
 		le, ok = g.store.Get(local.Hot, key)

@@ -135,7 +135,9 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 // wire; ok is false on a miss. It counts nothing: the requester counts its
 // hit or miss, the owner counts the keys it served (PeerServed) and loads.
 func (g *Group) serveCached(key string) (v transport.Value, ok bool, err error) {
-	g.node.checkPause(false)
+	if !g.node.serving() {
+		return transport.Value{}, true, errNoLease
+	}
 	e, ok := g.store.Get(local.Main, key)
 	if !ok {
 		return transport.Value{}, false, nil
@@ -193,6 +195,9 @@ func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (tra
 	if err != nil {
 		return transport.GetManyResponse{}, err
 	}
+	if !h.n.serving() {
+		return transport.GetManyResponse{}, errNoLease
+	}
 	resp := transport.GetManyResponse{Results: make([]transport.KeyResult, len(req.Keys))}
 	var missing []string
 	for i, k := range req.Keys {
@@ -236,6 +241,10 @@ func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (tra
 	return resp, nil
 }
 
+// errNoLease answers a peer's read while this node does not hold its
+// lease: the peer falls back to loading the key itself.
+var errNoLease = fmt.Errorf("meshcache: %w: no lease: this node may have missed writes", transport.ErrClosed)
+
 // errPending marks the results of a GetMany still to be loaded.
 var errPending = errors.New("pending")
 
@@ -247,7 +256,9 @@ func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport
 	if !ok {
 		return transport.PeekResponse{}, nil
 	}
-	h.n.checkPause(false)
+	if !h.n.serving() {
+		return transport.PeekResponse{}, nil
+	}
 	h.n.stats.peerRequests.Add(1)
 	if err := checkPeerKey(req.Key); err != nil {
 		return transport.PeekResponse{}, err
@@ -272,7 +283,8 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 			return transport.WriteResponse{}, err
 		}
 	case !ok:
-		return transport.WriteResponse{}, nil // nothing of that group is cached here
+		// Nothing of that group is cached here.
+		return transport.WriteResponse{Members: h.n.viewFor(req)}, nil
 	}
 	if err := g.checkWrite(req); err != nil {
 		g.log.Warn("meshcache: refused a peer's write", "origin", req.Origin, "err", err)
@@ -282,5 +294,15 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 	if req.Phase == transport.PhaseCopies && req.ID != 0 {
 		h.n.acked.Add(writeKey{req.Origin, req.ID}, struct{}{})
 	}
-	return transport.WriteResponse{Applied: applied}, nil
+	return transport.WriteResponse{Applied: applied, Members: h.n.viewFor(req)}, nil
+}
+
+// viewFor returns this node's view of the alive members when it differs
+// from the writer's (req.View), else nil: the writer must reach the
+// members it lacks too.
+func (n *Node) viewFor(req transport.WriteRequest) []transport.Member {
+	if rs := n.ring.Load(); rs != nil && req.View != 0 && req.View != rs.view {
+		return rs.members
+	}
+	return nil
 }

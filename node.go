@@ -79,6 +79,16 @@ type Config struct {
 	// DisableHandoff stops a new owner from asking a key's previous owner
 	// before loading it after a membership change (see the package doc).
 	DisableHandoff bool
+	// MinorityServes lets a member keep serving from its caches when it
+	// reaches only a minority of the cluster: its lease then needs answers
+	// from a majority of the members it sees alive, not of the membership
+	// last agreed by a majority. Of 5 members, the 2 that survive the crash
+	// of 3 keep their caches instead of loading every key directly; but 2
+	// members cut off together also keep serving, and may serve values
+	// that the other 3 members' writes removed, and their own writes
+	// complete without the others. Leave it false unless availability
+	// matters more than the read-your-invalidation guarantee.
+	MinorityServes bool
 	// OnUnknownGroup, if set, is called when a peer asks this node for a
 	// value of (Get, GetMany) or stores a value in (Set) a group this node
 	// has not created. It may create the group with [NewGroup] and return
@@ -135,12 +145,10 @@ type Node struct {
 	ringMu  sync.Mutex
 	changed atomic.Int64 // unix nanos of the last ring change
 	ready   chan struct{}
-	// beat is the wall time (unix nanos) of the pause watcher's last beat,
-	// 0 on a standalone node; pauseMu serialises the flush after a pause
-	// (see checkPause).
-	beat    atomic.Int64
-	pauseMu sync.Mutex
-	wg      sync.WaitGroup // background goroutines: the settle and pause watchers
+	// lease says whether this node may serve from its caches (lease.go);
+	// nil on a standalone node, which always may.
+	lease *lease
+	wg    sync.WaitGroup // background goroutines: the settle watcher and the lease
 
 	stats nodeCounters
 }

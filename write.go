@@ -2,7 +2,9 @@ package meshcache
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -68,25 +70,28 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 		ctx, cancel = context.WithTimeout(ctx, n.ccfg.writeTimeout)
 		defer cancel()
 	}
-	failed := make(map[string]error)
-	sent := make(map[*peer]bool)
+	start := n.ring.Load()
+	req.View = start.view
+	w := newWriteRun(n, start)
+	defer w.close()
 	applied := 0
-	var all []*peer
 	// A member that joined (or came back at a new address) while the
-	// phases ran may have started a load before this write: it gets the
-	// write too, and then every member drops its copies again, since they
-	// may have fetched from it before its phase 1. Bounded: a cluster that
-	// keeps changing gets gossip.
+	// phases ran, or that another member sees and this node does not, may
+	// have started a load before this write: it gets the write too, and
+	// then every member drops its copies again, since they may have
+	// fetched from it before its phase 1. Bounded: a cluster that keeps
+	// changing gets gossip.
 	rounds := 0
 	for round := range 3 {
-		targets := newTargets(n.ring.Load(), sent)
+		targets := w.newTargets(n.ring.Load())
 		if round > 0 && len(targets) == 0 {
 			break
 		}
 		rounds++
-		all = append(all, targets...)
-		applied += g.phases(ctx, req, targets, all, failed, round == 0)
+		w.all = append(w.all, targets...)
+		applied += g.phases(ctx, req, targets, w, round == 0)
 	}
+	failed := w.result()
 	if len(failed) == 0 {
 		return applied, nil
 	}
@@ -109,25 +114,192 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	return applied, e
 }
 
-// newTargets returns the peers of rs not in sent, sorted by name, and adds
-// them to sent.
-func newTargets(rs *ringState, sent map[*peer]bool) []*peer {
+// errDeparted is the cause reported for a member that left this node's
+// view while a write ran but that other members still count alive.
+var errDeparted = errors.New("meshcache: left this node's view during the write, still alive to other members")
+
+// A writeRun is the state of one write's fan-out.
+type writeRun struct {
+	n     *Node
+	start *ringState
+	// sent holds the members written to, by name and address: a member
+	// that restarted at a new address is another target.
+	sent map[string]bool
+	all  []*peer // every target so far, for phase 2
+
+	mu sync.Mutex // guards the fields below (fanOut's goroutines)
+	// failed holds the targets (by targetKey) that did not acknowledge,
+	// and why.
+	failed map[string]error
+	// acked holds the targets (by targetKey) that acknowledged a phase and
+	// failed none.
+	acked map[string]bool
+	// reported holds the members that acknowledging members count alive
+	// (their views, when they differ from the writer's).
+	reported map[string]transport.Member
+	// seen holds the names some acknowledging member counts alive.
+	seen map[string]bool
+	// departed holds the members that left this node's ring mid-write.
+	departed map[string]bool
+	// extra holds the peers made for reported members: cancelled at the end.
+	extra []*peer
+}
+
+func newWriteRun(n *Node, start *ringState) *writeRun {
+	return &writeRun{
+		n:        n,
+		start:    start,
+		sent:     make(map[string]bool),
+		failed:   make(map[string]error),
+		acked:    make(map[string]bool),
+		reported: make(map[string]transport.Member),
+		seen:     make(map[string]bool),
+		departed: make(map[string]bool),
+	}
+}
+
+// close cancels the requests to the peers made for reported members.
+func (w *writeRun) close() {
+	for _, p := range w.extra {
+		p.cancel()
+	}
+}
+
+// newTargets returns the members not written to yet, sorted by name: the
+// peers of rs, and the members that acknowledging members reported.
+func (w *writeRun) newTargets(rs *ringState) []*peer {
 	var targets []*peer
-	for _, p := range rs.peers {
-		if !sent[p] {
-			sent[p] = true
+	add := func(p *peer) {
+		k := targetKey(p.name, p.addr)
+		if !w.sent[k] {
+			w.sent[k] = true
 			targets = append(targets, p)
 		}
+	}
+	for _, p := range rs.peers {
+		add(p)
+	}
+	w.mu.Lock()
+	reported := slices.Collect(maps.Values(w.reported))
+	w.mu.Unlock()
+	for _, m := range reported {
+		if m.Name == w.n.name || m.RPCAddr == "" {
+			continue
+		}
+		if p := rs.peers[m.Name]; p != nil && p.addr == m.RPCAddr {
+			continue
+		}
+		if w.sent[targetKey(m.Name, m.RPCAddr)] {
+			continue
+		}
+		ctx, cancel := context.WithCancel(w.n.closing)
+		p := &peer{name: m.Name, addr: m.RPCAddr, inc: m.Incarnation, ctx: ctx, cancel: cancel}
+		w.extra = append(w.extra, p)
+		add(p)
 	}
 	slices.SortFunc(targets, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
 	return targets
 }
 
+// targetKey names a target of a write: a member at an address.
+func targetKey(name, addr string) string { return name + "\x00" + addr }
+
+// ackedName reports whether some target of that name acknowledged.
+// The caller holds w.mu.
+func (w *writeRun) ackedNameLocked(name string) bool {
+	for k := range w.acked {
+		if n, _, _ := strings.Cut(k, "\x00"); n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// done records p's answer to one phase.
+func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
+	k := targetKey(p.name, p.addr)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case err == nil:
+		if _, failed := w.failed[k]; !failed {
+			w.acked[k] = true
+		}
+		if resp.Members == nil {
+			// Its view is the one this write started with.
+			for _, m := range w.start.members {
+				w.seen[m.Name] = true
+			}
+		}
+		for _, m := range resp.Members {
+			w.seen[m.Name] = true
+			if old, ok := w.reported[m.Name]; !ok || m.Incarnation > old.Incarnation {
+				w.reported[m.Name] = m
+			}
+		}
+	case p.ctx.Err() != nil && !w.n.closed.Load():
+		// The member left this node's ring while we waited (not: this
+		// node is closing, which cancels every peer). Whether that counts
+		// as acknowledged depends on the others (see result).
+		w.departed[p.name] = true
+	default:
+		w.failed[k] = err
+		delete(w.acked, k)
+	}
+}
+
+// skip reports whether p failed already: it gets no further phase.
+func (w *writeRun) skip(p *peer) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, ok := w.failed[targetKey(p.name, p.addr)]
+	return ok
+}
+
+// result returns the members that did not acknowledge the write, and why:
+// those that failed (unless another incarnation of the same name, the one
+// the others count, acknowledged), those that left this node's view during
+// the write while an acknowledging member still counted them alive, and,
+// when this node does not hold its lease, every member of its quorum base
+// that did not acknowledge (the write may not have reached members that
+// this node no longer sees).
+func (w *writeRun) result() map[string]error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]error)
+	for k, err := range w.failed {
+		if name, _, _ := strings.Cut(k, "\x00"); !w.ackedNameLocked(name) {
+			out[name] = err
+		}
+	}
+	for name := range w.departed {
+		if w.seen[name] && !w.ackedNameLocked(name) {
+			if _, ok := out[name]; !ok {
+				out[name] = errDeparted
+			}
+		}
+	}
+	if !w.n.leased() {
+		base, _ := w.n.lease.baseInfo()
+		for _, name := range base {
+			if name != w.n.name && !w.ackedNameLocked(name) {
+				if _, ok := out[name]; !ok {
+					out[name] = ErrNoQuorum
+				}
+			}
+		}
+		if len(out) == 0 {
+			out[w.n.name] = ErrNoQuorum
+		}
+	}
+	return out
+}
+
 // phases runs phase 1 of req on targets (and on this node when first is
-// set), then phase 2 on all (every member written so far) and on this node,
-// and returns the entries applied to. Members that fail are added to failed
-// and skipped afterwards.
-func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets, all []*peer, failed map[string]error, first bool) int {
+// set), then phase 2 on every member written so far and on this node, and
+// returns the entries applied to. Members that fail are recorded in w and
+// skipped afterwards.
+func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets []*peer, w *writeRun, first bool) int {
 	applied := 0
 	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
 		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 {
@@ -135,7 +307,7 @@ func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets,
 		}
 		local, to := first, targets
 		if phase == transport.PhaseCopies {
-			local, to = true, all
+			local, to = true, w.all
 		}
 		req.Phase = phase
 		pctx, cancel := ctx, context.CancelFunc(func() {})
@@ -148,16 +320,15 @@ func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets,
 		if local {
 			applied += g.apply(req, phase)
 		}
-		applied += g.fanOut(pctx, to, req, failed)
+		applied += g.fanOut(pctx, to, req, w)
 		cancel()
 	}
 	return applied
 }
 
 // fanOut sends req to every target that has not failed yet, in parallel,
-// and waits for them. A target that fails is added to failed, unless it left
-// the ring meanwhile: a member that is gone cannot serve stale values.
-func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.WriteRequest, failed map[string]error) int {
+// and waits for them.
+func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.WriteRequest, w *writeRun) int {
 	n := g.node
 	var (
 		mu      sync.Mutex
@@ -165,7 +336,7 @@ func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.Write
 		applied int
 	)
 	for _, p := range targets {
-		if _, ok := failed[p.name]; ok {
+		if w.skip(p) {
 			continue
 		}
 		wg.Go(func() {
@@ -175,18 +346,13 @@ func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.Write
 			defer stop()
 			n.stats.writeRequests.Add(1)
 			resp, err := n.client.Write(pctx, p.addr, req)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil:
+			if err == nil {
 				n.stats.writeAcks.Add(1)
+				mu.Lock()
 				applied += resp.Applied
-			case p.ctx.Err() != nil && !n.closed.Load():
-				// The member left the ring while we waited (not: this
-				// node is closing, which cancels every peer).
-			default:
-				failed[p.name] = err
+				mu.Unlock()
 			}
+			w.done(p, resp, err)
 		})
 	}
 	wg.Wait()

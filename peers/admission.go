@@ -28,10 +28,10 @@ var (
 // NotifyAlive refuses an alive message about an incompatible member.
 // memberlist logs the returned error at Warn.
 func (a admission) NotifyAlive(n *memberlist.Node) error {
-	if n.Name == a.c.s.Name {
+	if n.Name == a.c.s.mlName {
 		return nil // about us: memberlist itself refutes impostors
 	}
-	_, err := checkMeta(n.Name, n.Meta, a.c.s.Fingerprint)
+	_, _, err := checkNode(n.Name, n.Meta, a.c.s.Fingerprint)
 	return err
 }
 
@@ -39,10 +39,10 @@ func (a admission) NotifyAlive(n *memberlist.Node) error {
 // is incompatible, and records why for the join attempt that caused it.
 func (a admission) NotifyMerge(nodes []*memberlist.Node) error {
 	for _, n := range nodes {
-		if n.Name == a.c.s.Name || n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
+		if n.Name == a.c.s.mlName || n.State == memberlist.StateDead || n.State == memberlist.StateLeft {
 			continue
 		}
-		if _, err := checkMeta(n.Name, n.Meta, a.c.s.Fingerprint); err != nil {
+		if _, _, err := checkNode(n.Name, n.Meta, a.c.s.Fingerprint); err != nil {
 			a.c.log.Warn("peers: refused to merge with an incompatible cluster", "err", err)
 			return a.c.refusals.record(err)
 		}

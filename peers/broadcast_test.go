@@ -17,7 +17,7 @@ func bareCluster(boot uint64, withInbox bool) *Cluster {
 		s:          &settings{Config: Config{Name: "self"}, boot: boot},
 		log:        testLogger(),
 		events:     newEventQueue(),
-		view:       newMemberView("self"),
+		view:       newMemberView("self", 1),
 		done:       make(chan struct{}),
 		maxPayload: 64,
 	}

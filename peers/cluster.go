@@ -121,7 +121,7 @@ func Join(ctx context.Context, cfg Config) (*Cluster, error) {
 		s:      s,
 		log:    s.Logger.With("node", s.Name),
 		events: newEventQueue(),
-		view:   newMemberView(s.Name),
+		view:   newMemberView(s.Name, s.boot),
 		done:   make(chan struct{}),
 	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
@@ -273,6 +273,15 @@ func (c *Cluster) refuted() {
 
 // LocalName returns this node's name.
 func (c *Cluster) LocalName() string { return c.s.Name }
+
+// GossipName returns the name memberlist knows this node by: its name, "#"
+// and its incarnation in hex. It is for tests and logs that deal with
+// memberlist directly.
+func (c *Cluster) GossipName() string { return c.s.mlName }
+
+// Incarnation returns this node's incarnation: a new one for every [Join],
+// larger than the ones before it (see [Member.Incarnation]).
+func (c *Cluster) Incarnation() uint64 { return c.s.boot }
 
 // GossipAddr returns the host:port other members use to reach this node's
 // gossip listener (the advertised address).

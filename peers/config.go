@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -51,6 +52,10 @@ type Member struct {
 	GossipAddr string // host:port
 	RPCAddr    string // from the node's metadata
 	State      State
+	// Incarnation identifies the member's process: every [Join] picks a
+	// new one, ordered by start time, so a member restarted under the
+	// same name has a larger one (see the package doc, "Restarts").
+	Incarnation uint64
 }
 
 // Profile selects memberlist's timing preset.
@@ -160,7 +165,8 @@ type settings struct {
 	advertisePort int           // 0: the bound port
 	meta          []byte        // encoded metadata of this node
 	metaLeaving   []byte        // meta with the leaving flag (same length)
-	boot          uint64        // random id of this Cluster, in meta and message ids
+	boot          uint64        // incarnation of this Cluster: in meta, memberlist's name and message ids
+	mlName        string        // memberlist's name for this node: Name#incarnation
 	rejoinEvery   time.Duration // how often the rejoin goroutine runs
 	reconnectFor  time.Duration // how long a failed member is retried
 	dialCap       time.Duration // dial timeout of join attempts
@@ -233,13 +239,12 @@ func validate(ctx context.Context, cfg Config) (*settings, error) {
 		s.advertiseIP, s.advertisePort = ip, port
 	}
 
-	var b [8]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return nil, fmt.Errorf("peers: boot id: %w", err)
+	boot, err := newIncarnation(time.Now())
+	if err != nil {
+		return nil, err
 	}
-	for _, x := range b {
-		s.boot = s.boot<<8 | uint64(x)
-	}
+	s.boot = boot
+	s.mlName = incarnationName(s.Name, boot)
 	m := meta{
 		Protocol:    protocolVersion,
 		RPCAddr:     s.RPCAddr,
@@ -254,6 +259,47 @@ func validate(ctx context.Context, cfg Config) (*settings, error) {
 			ErrInvalidConfig, len(s.meta), memberlist.MetaMaxSize)
 	}
 	return s, nil
+}
+
+// newIncarnation returns a new incarnation id: the start time in
+// microseconds since the Unix epoch in the high 52 bits (good until the
+// year 2112), 12 random bits below, so that a later start of a process
+// under the same name has a larger id (across machines, as long as their
+// clocks differ by less than the time a restart takes) and two starts in
+// one microsecond still differ.
+func newIncarnation(now time.Time) (uint64, error) {
+	var b [2]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, fmt.Errorf("peers: incarnation: %w", err)
+	}
+	return uint64(now.UnixMicro())<<12 | uint64(b[0])<<4&0xff0 | uint64(b[1]&0xf), nil
+}
+
+// incarnationSep separates a node's name from its incarnation in the name
+// memberlist knows it by.
+const incarnationSep = "#"
+
+// incarnationName is the name memberlist knows a node by: its name, "#",
+// and its incarnation in 16 hex digits. Each process start is a new member
+// to memberlist, so a restart under the same name is never refused as a
+// conflicting address, and the process it replaces is failed like any
+// dead member.
+func incarnationName(name string, inc uint64) string {
+	return fmt.Sprintf("%s%s%016x", name, incarnationSep, inc)
+}
+
+// splitIncarnation returns the node name and incarnation of a memberlist
+// name; ok is false when it has none.
+func splitIncarnation(mlName string) (name string, inc uint64, ok bool) {
+	i := strings.LastIndex(mlName, incarnationSep)
+	if i < 0 || len(mlName)-i-1 != 16 {
+		return "", 0, false
+	}
+	inc, err := strconv.ParseUint(mlName[i+1:], 16, 64)
+	if err != nil {
+		return "", 0, false
+	}
+	return mlName[:i], inc, true
 }
 
 // resolveHostPort splits host:port and resolves the host to one IP address.
@@ -320,7 +366,7 @@ func (s *settings) memberlistConfig() *memberlist.Config {
 	// 10 members a sender's first gossip round (GossipNodes=3 peers)
 	// already reaches 3 distinct peers, all of them up to 4 members.
 	mc.RetransmitMult = max(mc.RetransmitMult, minRetransmitMult)
-	mc.Name = s.Name
+	mc.Name = s.mlName
 	mc.BindAddr = s.bindIP
 	mc.BindPort = s.bindPort
 	mc.AdvertiseAddr = s.advertiseIP

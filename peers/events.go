@@ -25,7 +25,8 @@ const (
 // locks, to be applied by [Cluster.runEvents].
 type event struct {
 	kind   eventKind
-	name   string
+	name   string        // the node's name, without its incarnation
+	inc    uint64        // its incarnation (see incarnationName)
 	addr   string        // gossip host:port
 	meta   meta          // evJoin, evUpdate: decoded metadata
 	err    error         // evJoin, evUpdate: metadata refused
@@ -84,9 +85,13 @@ func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.c.events.push(d.c.no
 // metadata before it leaves (see [Cluster.leaveMemberlist]), and n.Meta is
 // the last metadata this node got from it.
 func (c *Cluster) nodeEvent(kind eventKind, n *memberlist.Node) event {
-	ev := event{kind: kind, name: n.Name, addr: n.Address()}
+	ev := event{kind: kind, addr: n.Address()}
+	var ok bool
+	if ev.name, ev.inc, ok = splitIncarnation(n.Name); !ok {
+		ev.name = n.Name
+	}
 	if kind != evLeave {
-		ev.meta, ev.err = checkMeta(n.Name, n.Meta, c.s.Fingerprint)
+		_, ev.meta, ev.err = checkNode(n.Name, n.Meta, c.s.Fingerprint)
 	} else if m, err := decodeMeta(n.Meta); err == nil {
 		ev.left = m.Leaving
 	}
@@ -97,27 +102,25 @@ func (c *Cluster) nodeEvent(kind eventKind, n *memberlist.Node) event {
 // detection.
 const maxFailed = 1024
 
-// memberRec is a member as the view keeps it.
-type memberRec struct {
-	Member
-	boot uint64
-}
-
-// memberView is the membership as seen by the event goroutine. It is owned
-// by that goroutine and not safe for concurrent use.
+// memberView is the membership as seen by the event goroutine: one member
+// per name, the newest incarnation memberlist reports alive (memberlist
+// knows each incarnation as a member of its own, see incarnationName). It
+// is owned by that goroutine and not safe for concurrent use.
 type memberView struct {
 	self    string
-	members map[string]memberRec
-	// failed maps each member this node saw fail (not leave) to the boot id
-	// it had. If the same boot id comes back, the member did not restart:
-	// this node was cut off from it.
+	selfInc uint64
+	members map[string]Member
+	// failed maps each member this node saw fail (not leave) to the
+	// incarnation it had. If the same incarnation comes back, the member
+	// did not restart: this node was cut off from it.
 	failed map[string]uint64
 }
 
-func newMemberView(self string) *memberView {
+func newMemberView(self string, selfInc uint64) *memberView {
 	return &memberView{
 		self:    self,
-		members: make(map[string]memberRec),
+		selfInc: selfInc,
+		members: make(map[string]Member),
 		failed:  make(map[string]uint64),
 	}
 }
@@ -130,7 +133,8 @@ func (v *memberView) apply(ev event) (changed bool, cutOff string) {
 		return false, ev.reason
 	case evLeave:
 		old, ok := v.members[ev.name]
-		if !ok {
+		if !ok || old.Incarnation != ev.inc {
+			// An incarnation that a newer one of the same name replaced.
 			return false, ""
 		}
 		delete(v.members, ev.name)
@@ -139,51 +143,60 @@ func (v *memberView) apply(ev event) (changed bool, cutOff string) {
 		case ev.left:
 			delete(v.failed, ev.name)
 		default:
-			v.rememberFailed(ev.name, old.boot)
+			v.rememberFailed(ev.name, old.Incarnation)
 		}
 		return true, ""
 	case evJoin, evUpdate:
 		old, had := v.members[ev.name]
 		if ev.err != nil {
 			// Unreachable while the alive delegate filters; be safe.
-			delete(v.members, ev.name)
-			return had, ""
+			if had && old.Incarnation == ev.inc {
+				delete(v.members, ev.name)
+				return true, ""
+			}
+			return false, ""
+		}
+		switch {
+		case ev.name == v.self && ev.inc != v.selfInc:
+			// Another process under our name: this one stays itself.
+			return false, ""
+		case had && ev.inc < old.Incarnation:
+			// An older process of that name, still alive to memberlist
+			// until its failure is detected: the newer one replaced it.
+			return false, ""
 		}
 		if ev.kind == evJoin && ev.name != v.self {
-			if boot, ok := v.failed[ev.name]; ok {
+			if inc, ok := v.failed[ev.name]; ok {
 				delete(v.failed, ev.name)
-				if boot == ev.meta.Boot {
+				if inc == ev.inc {
 					cutOff = fmt.Sprintf("member %q came back after failing", ev.name)
 				}
 			}
 		}
-		rec := memberRec{
-			Member: Member{Name: ev.name, GossipAddr: ev.addr, RPCAddr: ev.meta.RPCAddr, State: StateAlive},
-			boot:   ev.meta.Boot,
-		}
+		rec := Member{Name: ev.name, GossipAddr: ev.addr, RPCAddr: ev.meta.RPCAddr, State: StateAlive, Incarnation: ev.inc}
 		v.members[ev.name] = rec
-		return !had || old.Member != rec.Member, cutOff
+		return !had || old != rec, cutOff
 	}
 	return false, ""
 }
 
 // rememberFailed records a failed member, evicting an arbitrary old
 // entry when full.
-func (v *memberView) rememberFailed(name string, boot uint64) {
+func (v *memberView) rememberFailed(name string, inc uint64) {
 	if _, ok := v.failed[name]; !ok && len(v.failed) >= maxFailed {
 		for k := range v.failed {
 			delete(v.failed, k)
 			break
 		}
 	}
-	v.failed[name] = boot
+	v.failed[name] = inc
 }
 
 // list returns the members sorted by name.
 func (v *memberView) list() []Member {
 	out := make([]Member, 0, len(v.members))
-	for _, r := range v.members {
-		out = append(out, r.Member)
+	for _, m := range v.members {
+		out = append(out, m)
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out

@@ -9,13 +9,15 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-func join(name string, boot uint64) event {
-	return event{kind: evJoin, name: name, addr: "127.0.0.1:1", meta: meta{Protocol: protocolVersion, RPCAddr: name + ":rpc", Boot: boot}}
+func join(name string, inc uint64) event {
+	return event{kind: evJoin, name: name, inc: inc, addr: "127.0.0.1:1", meta: meta{Protocol: protocolVersion, RPCAddr: name + ":rpc", Boot: inc}}
 }
 
-func leave(name string) event { return event{kind: evLeave, name: name} }
+func leave(name string, inc uint64) event { return event{kind: evLeave, name: name, inc: inc} }
 
-func left(name string) event { return event{kind: evLeave, name: name, left: true} }
+func left(name string, inc uint64) event {
+	return event{kind: evLeave, name: name, inc: inc, left: true}
+}
 
 func TestMemberViewCutOff(t *testing.T) {
 	tests := []struct {
@@ -25,20 +27,25 @@ func TestMemberViewCutOff(t *testing.T) {
 		wantCutOffs int
 	}{
 		{"joins", []event{join("self", 1), join("a", 2), join("b", 3)}, []string{"a", "b", "self"}, 0},
-		{"restart with new boot", []event{join("self", 1), join("a", 2), leave("a"), join("a", 9)}, []string{"a", "self"}, 0},
-		{"same process back", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2)}, []string{"a", "self"}, 1},
-		{"every peer lost then back", []event{join("self", 1), join("a", 2), join("b", 3), leave("a"), leave("b"), join("b", 3), join("a", 2)}, []string{"a", "b", "self"}, 2},
-		{"left then same process back", []event{join("self", 1), join("a", 2), left("a"), join("a", 2)}, []string{"a", "self"}, 0},
-		{"failed, back, then left", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2), left("a"), join("a", 2)}, []string{"a", "self"}, 1},
-		{"back twice counts twice", []event{join("self", 1), join("a", 2), leave("a"), join("a", 2), leave("a"), join("a", 2)}, []string{"a", "self"}, 2},
-		{"self leaving is no failure", []event{join("self", 1), leave("self"), join("self", 1)}, []string{"self"}, 0},
-		{"unknown leave ignored", []event{join("self", 1), leave("ghost")}, []string{"self"}, 0},
+		{"restart with new boot", []event{join("self", 1), join("a", 2), leave("a", 2), join("a", 9)}, []string{"a", "self"}, 0},
+		{"same process back", []event{join("self", 1), join("a", 2), leave("a", 2), join("a", 2)}, []string{"a", "self"}, 1},
+		{"every peer lost then back", []event{join("self", 1), join("a", 2), join("b", 3), leave("a", 2), leave("b", 3), join("b", 3), join("a", 2)}, []string{"a", "b", "self"}, 2},
+		{"left then same process back", []event{join("self", 1), join("a", 2), left("a", 2), join("a", 2)}, []string{"a", "self"}, 0},
+		{"failed, back, then left", []event{join("self", 1), join("a", 2), leave("a", 2), join("a", 2), left("a", 2), join("a", 2)}, []string{"a", "self"}, 1},
+		{"back twice counts twice", []event{join("self", 1), join("a", 2), leave("a", 2), join("a", 2), leave("a", 2), join("a", 2)}, []string{"a", "self"}, 2},
+		{"self leaving is no failure", []event{join("self", 1), leave("self", 1), join("self", 1)}, []string{"self"}, 0},
+		{"unknown leave ignored", []event{join("self", 1), leave("ghost", 1)}, []string{"self"}, 0},
+		// A restart while the old process is still alive to memberlist.
+		{"newer incarnation replaces", []event{join("self", 1), join("a", 2), join("a", 9), leave("a", 2)}, []string{"a", "self"}, 0},
+		{"older incarnation ignored", []event{join("self", 1), join("a", 9), join("a", 2), leave("a", 2)}, []string{"a", "self"}, 0},
+		{"old incarnation dies, new stays", []event{join("self", 1), join("a", 2), join("a", 9), leave("a", 2), leave("a", 9)}, []string{"self"}, 0},
+		{"another process under our name", []event{join("self", 1), join("self", 7), leave("self", 7)}, []string{"self"}, 0},
 		{"refute", []event{join("self", 1), {kind: evCutOff, reason: "r"}}, []string{"self"}, 1},
 		{"incompatible join dropped", []event{join("self", 1), {kind: evJoin, name: "x", err: errors.New("bad")}}, []string{"self"}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := newMemberView("self")
+			v := newMemberView("self", 1)
 			cutOffs := 0
 			for _, ev := range tt.events {
 				if _, reason := v.apply(ev); reason != "" {
@@ -56,17 +63,18 @@ func TestMemberViewCutOff(t *testing.T) {
 }
 
 func TestMemberViewChanged(t *testing.T) {
-	v := newMemberView("self")
+	v := newMemberView("self", 1)
 	steps := []struct {
 		ev   event
 		want bool
 	}{
 		{join("a", 1), true},
 		{join("a", 1), false}, // same again
-		{event{kind: evUpdate, name: "a", addr: "127.0.0.1:1", meta: meta{RPCAddr: "a:rpc", Boot: 5}}, false}, // boot only
-		{event{kind: evUpdate, name: "a", addr: "127.0.0.1:1", meta: meta{RPCAddr: "a:new"}}, true},
-		{leave("a"), true},
-		{leave("a"), false},
+		{event{kind: evUpdate, name: "a", inc: 1, addr: "127.0.0.1:1", meta: meta{RPCAddr: "a:new"}}, true},
+		{join("a", 5), true},   // a new incarnation
+		{leave("a", 1), false}, // the old one
+		{leave("a", 5), true},
+		{leave("a", 5), false},
 	}
 	for i, s := range steps {
 		if got, _ := v.apply(s.ev); got != s.want {
@@ -76,11 +84,11 @@ func TestMemberViewChanged(t *testing.T) {
 }
 
 func TestMemberViewBoundsFailed(t *testing.T) {
-	v := newMemberView("self")
+	v := newMemberView("self", 1)
 	for i := range maxFailed + 10 {
 		name := string(rune('A'+i%26)) + string(rune(i))
 		v.apply(join(name, uint64(i)))
-		v.apply(leave(name))
+		v.apply(leave(name, uint64(i)))
 	}
 	if len(v.failed) > maxFailed {
 		t.Errorf("len(failed) = %d, want <= %d", len(v.failed), maxFailed)

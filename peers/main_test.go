@@ -194,7 +194,11 @@ func names(ms []Member) []string {
 func memberlistNames(c *Cluster) []string {
 	var out []string
 	for _, n := range c.ml.Members() {
-		out = append(out, n.Name)
+		name, _, ok := splitIncarnation(n.Name)
+		if !ok {
+			name = n.Name
+		}
+		out = append(out, name)
 	}
 	slices.Sort(out)
 	return out

@@ -10,7 +10,8 @@ import (
 // metadata and broadcast envelopes). Members must speak the same one.
 //
 // 2: broadcast envelopes carry a hop count (broadcast.go).
-const protocolVersion = 2
+// 3: memberlist names carry the incarnation (see [incarnationName]).
+const protocolVersion = 3
 
 // metaFormat is the version byte that starts every encoded metadata record.
 // Later formats may only append fields, so a decoder accepts any format
@@ -160,6 +161,24 @@ func compatible(name string, m meta, fp string) error {
 			ErrIncompatible, name, m.Fingerprint, fp)
 	}
 	return nil
+}
+
+// checkNode splits memberlist's name of a node into its name and
+// incarnation, decodes its metadata and checks both against fp. The
+// incarnation in the name must be the boot id of the metadata.
+func checkNode(mlName string, raw []byte, fp string) (string, meta, error) {
+	name, inc, ok := splitIncarnation(mlName)
+	if !ok {
+		return "", meta{}, fmt.Errorf("%w: member %q: no incarnation in its name", ErrIncompatible, mlName)
+	}
+	m, err := checkMeta(name, raw, fp)
+	if err != nil {
+		return "", meta{}, err
+	}
+	if m.Boot != inc {
+		return "", meta{}, fmt.Errorf("%w: member %q: incarnation %016x in its metadata", ErrIncompatible, mlName, m.Boot)
+	}
+	return name, m, nil
 }
 
 // checkMeta decodes raw metadata of member name and checks it against fp.

@@ -260,6 +260,22 @@ func (c *Client) Write(ctx context.Context, addr string, req WriteRequest) (Writ
 	return decodeWriteResponse(b.WriteResponse), nil
 }
 
+// Lease sends a lease heartbeat to the peer at addr.
+func (c *Client) Lease(ctx context.Context, addr string, req LeaseRequest) (LeaseResponse, error) {
+	cl := getCall()
+	defer cl.release()
+	encodeLeaseRequest(&cl.a, &cl.leaseMsg, req)
+	cl.env.Body = &cl.lease
+	if err := c.roundTrip(ctx, addr, "lease", cl); err != nil {
+		return LeaseResponse{}, err
+	}
+	b, ok := cl.resp.Body.(*wirepb.Envelope_LeaseResponse)
+	if !ok {
+		return LeaseResponse{}, c.mismatch(cl, addr, "lease")
+	}
+	return decodeLeaseResponse(b.LeaseResponse), nil
+}
+
 // mismatch handles a successful response whose body does not answer the
 // request: a protocol violation that closes the connection.
 func (c *Client) mismatch(cl *call, addr, op string) error {

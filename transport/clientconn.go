@@ -240,6 +240,8 @@ type call struct {
 	peekMsg  wirepb.PeekRequest
 	write    wirepb.Envelope_WriteRequest
 	writeMsg wirepb.WriteRequest
+	lease    wirepb.Envelope_LeaseRequest
+	leaseMsg wirepb.LeaseRequest
 	a        arena
 	wbuf     []byte
 
@@ -252,6 +254,7 @@ var callPool = sync.Pool{New: func() any {
 	cl.many.GetManyRequest = &cl.manyMsg
 	cl.peek.PeekRequest = &cl.peekMsg
 	cl.write.WriteRequest = &cl.writeMsg
+	cl.lease.LeaseRequest = &cl.leaseMsg
 	return cl
 }}
 
@@ -270,6 +273,7 @@ func (cl *call) release() {
 	cl.env.Body = nil
 	cl.manyMsg.Keys = nil
 	proto.Reset(&cl.writeMsg)
+	proto.Reset(&cl.leaseMsg)
 	proto.Reset(&cl.resp)
 	if cap(cl.wbuf) > keepFrameBytes {
 		cl.wbuf = nil

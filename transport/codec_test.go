@@ -132,7 +132,7 @@ func TestDecodeWriteErrors(t *testing.T) {
 	}
 	wrongVersion := bytes.Clone(valid)
 	wrongVersion[2] = ProtocolVersion + 1
-	badOp := append([]byte("mw\x01"), protoBytes(t, &wirepb.WriteRequest{Op: 42})...)
+	badOp := append([]byte{'m', 'w', ProtocolVersion}, protoBytes(t, &wirepb.WriteRequest{Op: 42})...)
 	tests := []struct {
 		name string
 		in   []byte

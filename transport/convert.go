@@ -135,6 +135,7 @@ func encodeWriteRequest(a *arena, m *wirepb.WriteRequest, req WriteRequest) erro
 	m.TtlNanos = nanos(req.TTL)
 	m.Origin = a.str(req.Origin)
 	m.Id = req.ID
+	m.View = req.View
 	return nil
 }
 
@@ -157,6 +158,7 @@ func decodeWriteRequest(m *wirepb.WriteRequest) (WriteRequest, error) {
 		TTL:    time.Duration(m.TtlNanos),
 		Origin: string(m.Origin),
 		ID:     m.Id,
+		View:   m.View,
 	}
 	if len(m.Items) > 0 {
 		req.Items = make([]SetItem, len(m.Items))
@@ -249,10 +251,60 @@ func decodePeekResponse(m *wirepb.PeekResponse) PeekResponse {
 	}}
 }
 
-func encodeWriteResponse(m *wirepb.WriteResponse, resp WriteResponse) {
+func encodeWriteResponse(a *arena, m *wirepb.WriteResponse, resp WriteResponse) {
 	m.Applied = int64(resp.Applied)
+	m.Members = nil
+	if len(resp.Members) > 0 {
+		ms := make([]wirepb.Member, len(resp.Members))
+		m.Members = make([]*wirepb.Member, len(resp.Members))
+		for i, mb := range resp.Members {
+			ms[i].Name = a.str(mb.Name)
+			ms[i].RpcAddr = a.str(mb.RPCAddr)
+			ms[i].Incarnation = mb.Incarnation
+			m.Members[i] = &ms[i]
+		}
+	}
 }
 
 func decodeWriteResponse(m *wirepb.WriteResponse) WriteResponse {
-	return WriteResponse{Applied: int(m.GetApplied())}
+	resp := WriteResponse{Applied: int(m.GetApplied())}
+	for _, mb := range m.GetMembers() {
+		if mb == nil {
+			continue
+		}
+		resp.Members = append(resp.Members, Member{
+			Name:        string(mb.Name),
+			RPCAddr:     string(mb.RpcAddr),
+			Incarnation: mb.Incarnation,
+		})
+	}
+	return resp
+}
+
+func encodeLeaseRequest(a *arena, m *wirepb.LeaseRequest, req LeaseRequest) {
+	m.From = a.str(req.From)
+	m.Incarnation = req.Incarnation
+	m.Base = req.Base
+}
+
+func decodeLeaseRequest(m *wirepb.LeaseRequest) LeaseRequest {
+	return LeaseRequest{From: string(m.From), Incarnation: m.Incarnation, Base: m.Base}
+}
+
+func encodeLeaseResponse(a *arena, m *wirepb.LeaseResponse, resp LeaseResponse) {
+	m.Member = resp.Member
+	m.Leased = resp.Leased
+	m.Base = resp.Base
+	m.BaseNames = a.strs(resp.BaseNames)
+	m.Incarnation = resp.Incarnation
+}
+
+func decodeLeaseResponse(m *wirepb.LeaseResponse) LeaseResponse {
+	return LeaseResponse{
+		Member:      m.GetMember(),
+		Leased:      m.GetLeased(),
+		Base:        m.GetBase(),
+		BaseNames:   strs(m.GetBaseNames()),
+		Incarnation: m.GetIncarnation(),
+	}
 }

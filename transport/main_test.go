@@ -105,6 +105,10 @@ func (h *fakeHandler) Peek(ctx context.Context, req PeekRequest) (PeekResponse, 
 	return PeekResponse{Found: true, Value: valueFor(req.Group, req.Key)}, nil
 }
 
+func (h *fakeHandler) Lease(ctx context.Context, req LeaseRequest) (LeaseResponse, error) {
+	return LeaseResponse{Member: req.From != "", Base: req.Base, Incarnation: req.Incarnation}, nil
+}
+
 func (h *fakeHandler) Write(ctx context.Context, req WriteRequest) (WriteResponse, error) {
 	if h.write != nil {
 		return h.write(ctx, req)

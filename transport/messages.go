@@ -9,7 +9,9 @@ import (
 // ProtocolVersion is the version of the wire protocol. It is sent in the
 // connection preface and in every gossip payload; peers with another version
 // refuse each other with [ErrWrongProtocol].
-const ProtocolVersion = 1
+//
+// 2: lease heartbeats, and writes carry the writer's view of the members.
+const ProtocolVersion = 2
 
 // Handler answers peer requests. The root package implements it; a [Server]
 // calls it.
@@ -32,6 +34,7 @@ type Handler interface {
 	GetMany(ctx context.Context, req GetManyRequest) (GetManyResponse, error)
 	Peek(ctx context.Context, req PeekRequest) (PeekResponse, error)
 	Write(ctx context.Context, req WriteRequest) (WriteResponse, error)
+	Lease(ctx context.Context, req LeaseRequest) (LeaseResponse, error)
 }
 
 // A CachedGetter is a [Handler] that can answer some Gets at once from
@@ -192,6 +195,9 @@ type WriteRequest struct {
 	Origin string
 	// ID identifies the write so that a gossip replay can be de-duplicated.
 	ID uint64
+	// View is a digest of the alive members as the writer sees them (see
+	// [Member]); 0 when the writer does not ask for the receiver's view.
+	View uint64
 }
 
 // WriteResponse answers a [WriteRequest].
@@ -199,4 +205,41 @@ type WriteResponse struct {
 	// Applied counts what the write touched, for example how many keys
 	// existed or were stored.
 	Applied int
+	// Members is the responder's view of the alive members, sent when its
+	// digest differs from the request's View: the writer must reach the
+	// members it lacks too.
+	Members []Member
+}
+
+// Member is an alive member as a node sees it.
+type Member struct {
+	Name    string
+	RPCAddr string
+	// Incarnation identifies the member's process: a member restarted
+	// under the same name has a new one.
+	Incarnation uint64
+}
+
+// LeaseRequest is a lease heartbeat: the sender asks whether the receiver
+// counts it, at Incarnation, as an alive member.
+type LeaseRequest struct {
+	From        string
+	Incarnation uint64
+	// Base is a digest of the sender's quorum base.
+	Base uint64
+}
+
+// LeaseResponse answers a [LeaseRequest].
+type LeaseResponse struct {
+	// Member: the receiver counts the sender, at the request's
+	// incarnation, as an alive member.
+	Member bool
+	// Leased: the receiver holds a lease itself.
+	Leased bool
+	// Base is a digest of the receiver's quorum base; BaseNames lists it
+	// when it differs from the request's Base.
+	Base      uint64
+	BaseNames []string
+	// Incarnation is the receiver's.
+	Incarnation uint64
 }

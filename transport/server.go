@@ -325,6 +325,7 @@ type serverRequest struct {
 	getMany GetManyRequest
 	peek    PeekRequest
 	write   WriteRequest
+	lease   LeaseRequest
 }
 
 const (
@@ -332,6 +333,7 @@ const (
 	kindGetMany
 	kindPeek
 	kindWrite
+	kindLease
 )
 
 var serverRequestPool = sync.Pool{New: func() any { return new(serverRequest) }}
@@ -360,6 +362,8 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 		case *wirepb.Envelope_WriteRequest:
 			r.kind = kindWrite
 			r.write, err = decodeWriteRequest(b.WriteRequest)
+		case *wirepb.Envelope_LeaseRequest:
+			r.kind, r.lease = kindLease, decodeLeaseRequest(b.LeaseRequest)
 		default:
 			err = fmt.Errorf("%w: envelope body %T is not a request", ErrBadRequest, env.Body)
 		}
@@ -417,6 +421,8 @@ type serverResponse struct {
 	peekMsg wirepb.PeekResponse
 	write   wirepb.Envelope_WriteResponse
 	wrMsg   wirepb.WriteResponse
+	lease   wirepb.Envelope_LeaseResponse
+	leMsg   wirepb.LeaseResponse
 	a       arena
 	buf     []byte
 }
@@ -426,6 +432,7 @@ var serverResponsePool = sync.Pool{New: func() any {
 	r.many.GetManyResponse = &r.manyMsg
 	r.peek.PeekResponse = &r.peekMsg
 	r.write.WriteResponse = &r.wrMsg
+	r.lease.LeaseResponse = &r.leMsg
 	return r
 }}
 
@@ -485,8 +492,15 @@ func (s *Server) call(ctx context.Context, r *serverRequest, out *serverResponse
 		if err != nil {
 			return err
 		}
-		encodeWriteResponse(&out.wrMsg, resp)
+		encodeWriteResponse(&out.a, &out.wrMsg, resp)
 		out.env.Body = &out.write
+	case kindLease:
+		resp, err := s.h.Lease(ctx, r.lease)
+		if err != nil {
+			return err
+		}
+		encodeLeaseResponse(&out.a, &out.leMsg, resp)
+		out.env.Body = &out.lease
 	}
 	return nil
 }
@@ -548,6 +562,8 @@ func (r *serverResponse) release() {
 	r.fastGet, r.getResp = false, GetResponse{}
 	r.manyMsg.Results = nil
 	r.peekMsg.Value, r.peekMsg.Tags = nil, nil
+	r.wrMsg.Members = nil
+	r.leMsg.BaseNames = nil
 	r.env.Body = nil
 	r.a.reset()
 	if cap(r.buf) > keepFrameBytes {

@@ -240,6 +240,8 @@ type Envelope struct {
 	//	*Envelope_PeekResponse
 	//	*Envelope_WriteRequest
 	//	*Envelope_WriteResponse
+	//	*Envelope_LeaseRequest
+	//	*Envelope_LeaseResponse
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -382,6 +384,24 @@ func (x *Envelope) GetWriteResponse() *WriteResponse {
 	return nil
 }
 
+func (x *Envelope) GetLeaseRequest() *LeaseRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_LeaseRequest); ok {
+			return x.LeaseRequest
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetLeaseResponse() *LeaseResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_LeaseResponse); ok {
+			return x.LeaseResponse
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -418,6 +438,14 @@ type Envelope_WriteResponse struct {
 	WriteResponse *WriteResponse `protobuf:"bytes,17,opt,name=write_response,json=writeResponse,proto3,oneof"`
 }
 
+type Envelope_LeaseRequest struct {
+	LeaseRequest *LeaseRequest `protobuf:"bytes,18,opt,name=lease_request,json=leaseRequest,proto3,oneof"`
+}
+
+type Envelope_LeaseResponse struct {
+	LeaseResponse *LeaseResponse `protobuf:"bytes,19,opt,name=lease_response,json=leaseResponse,proto3,oneof"`
+}
+
 func (*Envelope_GetRequest) isEnvelope_Body() {}
 
 func (*Envelope_GetResponse) isEnvelope_Body() {}
@@ -433,6 +461,10 @@ func (*Envelope_PeekResponse) isEnvelope_Body() {}
 func (*Envelope_WriteRequest) isEnvelope_Body() {}
 
 func (*Envelope_WriteResponse) isEnvelope_Body() {}
+
+func (*Envelope_LeaseRequest) isEnvelope_Body() {}
+
+func (*Envelope_LeaseResponse) isEnvelope_Body() {}
 
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -941,16 +973,19 @@ func (x *SetItem) GetTags() [][]byte {
 
 // WriteRequest is also the gossip payload of a write (see EncodeWrite).
 type WriteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Group         []byte                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Op            Op                     `protobuf:"varint,2,opt,name=op,proto3,enum=meshcache.transport.v1.Op" json:"op,omitempty"`
-	Phase         Phase                  `protobuf:"varint,3,opt,name=phase,proto3,enum=meshcache.transport.v1.Phase" json:"phase,omitempty"`
-	Keys          [][]byte               `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
-	Tags          [][]byte               `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
-	Items         []*SetItem             `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`
-	TtlNanos      int64                  `protobuf:"varint,7,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
-	Origin        []byte                 `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
-	Id            uint64                 `protobuf:"varint,9,opt,name=id,proto3" json:"id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Group    []byte                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Op       Op                     `protobuf:"varint,2,opt,name=op,proto3,enum=meshcache.transport.v1.Op" json:"op,omitempty"`
+	Phase    Phase                  `protobuf:"varint,3,opt,name=phase,proto3,enum=meshcache.transport.v1.Phase" json:"phase,omitempty"`
+	Keys     [][]byte               `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	Tags     [][]byte               `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	Items    []*SetItem             `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`
+	TtlNanos int64                  `protobuf:"varint,7,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	Origin   []byte                 `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
+	Id       uint64                 `protobuf:"varint,9,opt,name=id,proto3" json:"id,omitempty"`
+	// Digest of the writer's view of the alive members (names and
+	// incarnations); 0 in gossip payloads.
+	View          uint64 `protobuf:"varint,10,opt,name=view,proto3" json:"view,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1048,9 +1083,19 @@ func (x *WriteRequest) GetId() uint64 {
 	return 0
 }
 
+func (x *WriteRequest) GetView() uint64 {
+	if x != nil {
+		return x.View
+	}
+	return 0
+}
+
 type WriteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Applied       int64                  `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Applied int64                  `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
+	// The responder's view of the alive members, when its digest differs
+	// from the request's view.
+	Members       []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1092,12 +1137,224 @@ func (x *WriteResponse) GetApplied() int64 {
 	return 0
 }
 
+func (x *WriteResponse) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+// Member is one alive member as a node sees it.
+type Member struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          []byte                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	RpcAddr       []byte                 `protobuf:"bytes,2,opt,name=rpc_addr,json=rpcAddr,proto3" json:"rpc_addr,omitempty"`
+	Incarnation   uint64                 `protobuf:"varint,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Member) Reset() {
+	*x = Member{}
+	mi := &file_wire_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Member) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Member) ProtoMessage() {}
+
+func (x *Member) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Member.ProtoReflect.Descriptor instead.
+func (*Member) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Member) GetName() []byte {
+	if x != nil {
+		return x.Name
+	}
+	return nil
+}
+
+func (x *Member) GetRpcAddr() []byte {
+	if x != nil {
+		return x.RpcAddr
+	}
+	return nil
+}
+
+func (x *Member) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+// LeaseRequest is a node's lease heartbeat: "do you count me, this
+// incarnation, as an alive member?"
+type LeaseRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	From        []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	Incarnation uint64                 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// Digest of the sender's quorum base.
+	Base          uint64 `protobuf:"varint,3,opt,name=base,proto3" json:"base,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *LeaseRequest) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *LeaseRequest) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *LeaseRequest) GetBase() uint64 {
+	if x != nil {
+		return x.Base
+	}
+	return 0
+}
+
+type LeaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The responder counts the sender, at that incarnation, as alive.
+	Member bool `protobuf:"varint,1,opt,name=member,proto3" json:"member,omitempty"`
+	// The responder holds a lease itself.
+	Leased bool `protobuf:"varint,2,opt,name=leased,proto3" json:"leased,omitempty"`
+	// Digest of the responder's quorum base, and its names when the digest
+	// differs from the request's.
+	Base      uint64   `protobuf:"varint,3,opt,name=base,proto3" json:"base,omitempty"`
+	BaseNames [][]byte `protobuf:"bytes,4,rep,name=base_names,json=baseNames,proto3" json:"base_names,omitempty"`
+	// The responder's incarnation.
+	Incarnation   uint64 `protobuf:"varint,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseResponse) Reset() {
+	*x = LeaseResponse{}
+	mi := &file_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseResponse) ProtoMessage() {}
+
+func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
+func (*LeaseResponse) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LeaseResponse) GetMember() bool {
+	if x != nil {
+		return x.Member
+	}
+	return false
+}
+
+func (x *LeaseResponse) GetLeased() bool {
+	if x != nil {
+		return x.Leased
+	}
+	return false
+}
+
+func (x *LeaseResponse) GetBase() uint64 {
+	if x != nil {
+		return x.Base
+	}
+	return 0
+}
+
+func (x *LeaseResponse) GetBaseNames() [][]byte {
+	if x != nil {
+		return x.BaseNames
+	}
+	return nil
+}
+
+func (x *LeaseResponse) GetIncarnation() uint64 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x16meshcache.transport.v1\"\x99\x06\n" +
+	"wire.proto\x12\x16meshcache.transport.v1\"\xb6\a\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
 	"\rtimeout_nanos\x18\x02 \x01(\x03R\ftimeoutNanos\x12;\n" +
@@ -1113,7 +1370,9 @@ const file_wire_proto_rawDesc = "" +
 	"\fpeek_request\x18\x0e \x01(\v2#.meshcache.transport.v1.PeekRequestH\x00R\vpeekRequest\x12K\n" +
 	"\rpeek_response\x18\x0f \x01(\v2$.meshcache.transport.v1.PeekResponseH\x00R\fpeekResponse\x12K\n" +
 	"\rwrite_request\x18\x10 \x01(\v2$.meshcache.transport.v1.WriteRequestH\x00R\fwriteRequest\x12N\n" +
-	"\x0ewrite_response\x18\x11 \x01(\v2%.meshcache.transport.v1.WriteResponseH\x00R\rwriteResponseB\x06\n" +
+	"\x0ewrite_response\x18\x11 \x01(\v2%.meshcache.transport.v1.WriteResponseH\x00R\rwriteResponse\x12K\n" +
+	"\rlease_request\x18\x12 \x01(\v2$.meshcache.transport.v1.LeaseRequestH\x00R\fleaseRequest\x12N\n" +
+	"\x0elease_response\x18\x13 \x01(\v2%.meshcache.transport.v1.LeaseResponseH\x00R\rleaseResponseB\x06\n" +
 	"\x04body\"4\n" +
 	"\n" +
 	"GetRequest\x12\x14\n" +
@@ -1151,7 +1410,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1b\n" +
 	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\x12\x12\n" +
-	"\x04tags\x18\x04 \x03(\fR\x04tags\"\xa9\x02\n" +
+	"\x04tags\x18\x04 \x03(\fR\x04tags\"\xbd\x02\n" +
 	"\fWriteRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\fR\x05group\x12*\n" +
 	"\x02op\x18\x02 \x01(\x0e2\x1a.meshcache.transport.v1.OpR\x02op\x123\n" +
@@ -1161,9 +1420,27 @@ const file_wire_proto_rawDesc = "" +
 	"\x05items\x18\x06 \x03(\v2\x1f.meshcache.transport.v1.SetItemR\x05items\x12\x1b\n" +
 	"\tttl_nanos\x18\a \x01(\x03R\bttlNanos\x12\x16\n" +
 	"\x06origin\x18\b \x01(\fR\x06origin\x12\x0e\n" +
-	"\x02id\x18\t \x01(\x04R\x02id\")\n" +
+	"\x02id\x18\t \x01(\x04R\x02id\x12\x12\n" +
+	"\x04view\x18\n" +
+	" \x01(\x04R\x04view\"c\n" +
 	"\rWriteResponse\x12\x18\n" +
-	"\aapplied\x18\x01 \x01(\x03R\aapplied*\xd9\x01\n" +
+	"\aapplied\x18\x01 \x01(\x03R\aapplied\x128\n" +
+	"\amembers\x18\x02 \x03(\v2\x1e.meshcache.transport.v1.MemberR\amembers\"Y\n" +
+	"\x06Member\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\fR\x04name\x12\x19\n" +
+	"\brpc_addr\x18\x02 \x01(\fR\arpcAddr\x12 \n" +
+	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"X\n" +
+	"\fLeaseRequest\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\fR\x04from\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x12\n" +
+	"\x04base\x18\x03 \x01(\x04R\x04base\"\x94\x01\n" +
+	"\rLeaseResponse\x12\x16\n" +
+	"\x06member\x18\x01 \x01(\bR\x06member\x12\x16\n" +
+	"\x06leased\x18\x02 \x01(\bR\x06leased\x12\x12\n" +
+	"\x04base\x18\x03 \x01(\x04R\x04base\x12\x1d\n" +
+	"\n" +
+	"base_names\x18\x04 \x03(\fR\tbaseNames\x12 \n" +
+	"\vincarnation\x18\x05 \x01(\x04R\vincarnation*\xd9\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x01\x12\x0f\n" +
@@ -1202,7 +1479,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_wire_proto_goTypes = []any{
 	(Code)(0),               // 0: meshcache.transport.v1.Code
 	(Op)(0),                 // 1: meshcache.transport.v1.Op
@@ -1218,6 +1495,9 @@ var file_wire_proto_goTypes = []any{
 	(*SetItem)(nil),         // 11: meshcache.transport.v1.SetItem
 	(*WriteRequest)(nil),    // 12: meshcache.transport.v1.WriteRequest
 	(*WriteResponse)(nil),   // 13: meshcache.transport.v1.WriteResponse
+	(*Member)(nil),          // 14: meshcache.transport.v1.Member
+	(*LeaseRequest)(nil),    // 15: meshcache.transport.v1.LeaseRequest
+	(*LeaseResponse)(nil),   // 16: meshcache.transport.v1.LeaseResponse
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: meshcache.transport.v1.Envelope.error_code:type_name -> meshcache.transport.v1.Code
@@ -1229,16 +1509,19 @@ var file_wire_proto_depIdxs = []int32{
 	10, // 6: meshcache.transport.v1.Envelope.peek_response:type_name -> meshcache.transport.v1.PeekResponse
 	12, // 7: meshcache.transport.v1.Envelope.write_request:type_name -> meshcache.transport.v1.WriteRequest
 	13, // 8: meshcache.transport.v1.Envelope.write_response:type_name -> meshcache.transport.v1.WriteResponse
-	0,  // 9: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
-	7,  // 10: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
-	1,  // 11: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
-	2,  // 12: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
-	11, // 13: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 9: meshcache.transport.v1.Envelope.lease_request:type_name -> meshcache.transport.v1.LeaseRequest
+	16, // 10: meshcache.transport.v1.Envelope.lease_response:type_name -> meshcache.transport.v1.LeaseResponse
+	0,  // 11: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
+	7,  // 12: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
+	1,  // 13: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
+	2,  // 14: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
+	11, // 15: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
+	14, // 16: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1255,6 +1538,8 @@ func file_wire_proto_init() {
 		(*Envelope_PeekResponse)(nil),
 		(*Envelope_WriteRequest)(nil),
 		(*Envelope_WriteResponse)(nil),
+		(*Envelope_LeaseRequest)(nil),
+		(*Envelope_LeaseResponse)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1262,7 +1547,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,335 @@
+package meshcache
+
+import (
+	"context"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/meshcache/meshcache/transport"
+)
+
+// The lease.
+//
+// The others complete a write without a member once they no longer count
+// it alive: memberlist declared it dead, or never accepted the process
+// that now runs under its name. A member that does not hear from the
+// cluster cannot know whether that happened, so it serves from its caches
+// only while it holds a lease: within the last [leaseTimings.lease], a
+// quorum of the cluster answered its heartbeat saying "you, this
+// incarnation, are an alive member". The lease is shorter than the
+// quickest failure detection of the gossip profile, so a member is always
+// out of its lease before any other member can declare it dead and write
+// without it:
+//
+//	t0  X sends a heartbeat; Y answers "member" (Y heard X at t0 or later)
+//	t0+ X is cut off (or paused, or crashes)
+//	    Y's memberlist suspects X at the earliest at t0, and declares it
+//	    dead SuspicionMult*ProbeInterval later at the earliest:
+//	    t0 + 3s (local), t0 + 4s (LAN), t0 + 30s (WAN), more above 10 members
+//	    X's lease from Y's answer ends at t0 + 1.5s (local), t0 + 2s (LAN),
+//	    t0 + 15s (WAN): half of that, leaving room for a suspicion that
+//	    started just before t0 and for gossip delays.
+//
+// The quorum is a majority of the base: the membership last agreed by a
+// majority of itself. A node that holds the lease sets its base to the
+// alive members (those that answered at least once), so the base shrinks
+// by graceful leaves and by deaths only on a side that still reaches a
+// majority of the old base. A minority cut off from the others keeps its
+// old base and cannot hold the lease: memberlist is symmetric, and it
+// would otherwise count itself a majority of what it still sees. A node
+// that starts a new cluster has a base of itself; a joining node takes the
+// base of a member that holds the lease and counts it a member.
+//
+// A node without the lease loads for its callers directly (nothing is
+// stored), refuses peers' reads (they fall back), reports not ready, and
+// reports its own writes incomplete. When it gets the lease back it
+// flushes its caches and fences the loads in flight before serving from
+// them again: it may have missed writes meanwhile. This covers a process
+// that was paused (SIGSTOP, a frozen VM): its lease ran out while it stood
+// still.
+
+// leaseTimings are the heartbeat period and lease length of a gossip
+// profile (see the arithmetic above).
+type leaseTimings struct {
+	every, lease time.Duration
+}
+
+var leaseProfiles = map[GossipConfig]leaseTimings{
+	GossipLocal: {every: 250 * time.Millisecond, lease: 1500 * time.Millisecond},
+	GossipLAN:   {every: 500 * time.Millisecond, lease: 2 * time.Second},
+	GossipWAN:   {every: 2500 * time.Millisecond, lease: 15 * time.Second},
+}
+
+// lease is a node's lease state. The read path only loads its atomics.
+type lease struct {
+	timings  leaseTimings
+	minority bool // Config.MinorityServes: the quorum counts the view, not the base
+	epoch    time.Time
+	// The lease ends at untilMono (nanoseconds of the monotonic clock since
+	// epoch) or at untilWall (Unix nanoseconds), whichever comes first: the
+	// monotonic clock may stand still while the machine sleeps, the wall
+	// clock may jump.
+	untilMono atomic.Int64
+	untilWall atomic.Int64
+
+	mu sync.Mutex // guards the fields below
+	// base is the quorum base, sorted; nil until known (a joining node).
+	base       []string
+	baseDigest uint64
+	// held: the node has held the lease before.
+	held bool
+	// acks maps a member to the send time of the newest heartbeat it
+	// answered with "member".
+	acks map[string]time.Time
+}
+
+func newLease(t leaseTimings, minority bool) *lease {
+	return &lease{timings: t, minority: minority, epoch: time.Now(), acks: make(map[string]time.Time)}
+}
+
+// valid reports whether the lease holds at now.
+func (l *lease) valid(now time.Time) bool {
+	return int64(now.Sub(l.epoch)) < l.untilMono.Load() && now.UnixNano() < l.untilWall.Load()
+}
+
+// set stores a lease that ends at end (or never, when always is set). The
+// caller holds l.mu.
+func (l *lease) set(end time.Time, always bool) {
+	if always {
+		l.untilWall.Store(math.MaxInt64)
+		l.untilMono.Store(math.MaxInt64)
+		return
+	}
+	l.untilWall.Store(end.UnixNano())
+	l.untilMono.Store(int64(end.Sub(l.epoch))) // monotonic: end and epoch both carry a reading
+}
+
+// digest returns a digest of sorted names.
+func digest(names []string) uint64 {
+	d := xxhash.New()
+	for _, n := range names {
+		_, _ = d.WriteString(n)
+		_, _ = d.Write([]byte{0})
+	}
+	return d.Sum64() | 1 // never 0: 0 means "unknown"
+}
+
+// baseInfo returns the base and its digest (nil, 0 while unknown).
+func (l *lease) baseInfo() ([]string, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.base, l.baseDigest
+}
+
+func (l *lease) setBaseLocked(names []string) {
+	slices.Sort(names)
+	names = slices.Compact(names)
+	l.base, l.baseDigest = names, digest(names)
+}
+
+// serving reports whether this node may serve from its caches now: it
+// holds its lease (a standalone node always does).
+func (n *Node) serving() bool {
+	return n.lease == nil || n.lease.valid(time.Now())
+}
+
+// leased is serving, for the places that ask about the lease rather than
+// about serving.
+func (n *Node) leased() bool { return n.serving() }
+
+// cachesEmpty reports whether no group holds an entry.
+func (n *Node) cachesEmpty() bool {
+	for _, g := range n.Groups() {
+		if st := g.store.Stats(); st.Items+st.HotItems > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// runLease renews the lease every heartbeat period until the node closes.
+func (n *Node) runLease() {
+	t := time.NewTicker(n.lease.timings.every)
+	defer t.Stop()
+	for {
+		n.renewLease()
+		select {
+		case <-n.closing.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// heartbeat is one member's answer to a lease heartbeat.
+type heartbeat struct {
+	p    *peer
+	resp transport.LeaseResponse
+	err  error
+}
+
+// renewLease sends a heartbeat to every alive member, then recomputes the
+// lease and the base from the answers.
+func (n *Node) renewLease() {
+	l := n.lease
+	rs := n.ring.Load()
+	if rs == nil {
+		return
+	}
+	_, baseDigest := l.baseInfo()
+	sent := time.Now()
+	ctx, cancel := context.WithTimeout(n.closing, l.timings.every)
+	beats := make([]heartbeat, 0, len(rs.peers))
+	for _, p := range rs.peers {
+		beats = append(beats, heartbeat{p: p})
+	}
+	var wg sync.WaitGroup
+	for i := range beats {
+		wg.Go(func() {
+			b := &beats[i]
+			b.resp, b.err = n.client.Lease(ctx, b.p.addr, transport.LeaseRequest{
+				From: n.name, Incarnation: n.cluster.Incarnation(), Base: baseDigest,
+			})
+		})
+	}
+	wg.Wait()
+	cancel()
+	if n.closing.Err() != nil {
+		return
+	}
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, b := range beats {
+		if b.err != nil || !b.resp.Member || b.resp.Incarnation != b.p.inc {
+			continue
+		}
+		l.acks[b.p.name] = sent
+		if l.base == nil && b.resp.Leased && len(b.resp.BaseNames) > 0 {
+			// A joining node takes the base of a member that holds the
+			// lease and counts it.
+			l.setBaseLocked(slices.Clone(b.resp.BaseNames))
+			n.log.Info("meshcache: quorum base adopted", "from", b.p.name, "members", len(l.base))
+		}
+	}
+	now := time.Now()
+	view := rs.cur.Members()
+	quorumOf := l.base
+	if l.minority {
+		quorumOf = view
+	}
+	if quorumOf == nil {
+		return // joining: no base yet, no lease
+	}
+	end, always := l.quorumEndLocked(quorumOf, n.name)
+	if !always && !end.After(now) {
+		return // no quorum: the lease runs out (or stays out)
+	}
+	if !l.valid(time.Now()) {
+		// The lease is regained: the node may have missed writes while it
+		// had none. Nothing is served while the lease is out, so the
+		// caches are flushed, and the loads in flight fenced, before the
+		// new lease is stored. A node that gets its first lease has
+		// started no load (none starts without the lease): it flushes only
+		// what writes stored meanwhile, and when there is nothing it
+		// skips the flush, which would hold its hand-offs back.
+		if l.held || !n.cachesEmpty() {
+			n.log.Info("meshcache: lease acquired; flushing the caches before serving from them", "first", !l.held)
+			n.flush()
+		}
+		l.held = true
+	}
+	l.set(end, always)
+	// Holding the lease over the old base: the base becomes the alive
+	// members that answered within the lease (and this node).
+	next := make([]string, 0, len(view))
+	for _, m := range view {
+		if m == n.name || now.Sub(l.acks[m]) < l.timings.lease {
+			next = append(next, m)
+		}
+	}
+	if d := digest(next); d != l.baseDigest {
+		n.log.Info("meshcache: quorum base changed", "from", len(l.base), "to", len(next))
+		l.base, l.baseDigest = next, d
+	}
+	for m := range l.acks {
+		if !slices.Contains(view, m) && now.Sub(l.acks[m]) >= l.timings.lease {
+			delete(l.acks, m)
+		}
+	}
+}
+
+// quorumEndLocked returns when the lease over base ends: the send time of
+// the heartbeat that the quorum-th most recent member of base answered,
+// plus the lease length (the zero Time without a quorum). always reports a
+// lease that never ends: this node alone is a quorum of base.
+func (l *lease) quorumEndLocked(base []string, self string) (end time.Time, always bool) {
+	need := len(base)/2 + 1
+	var times []time.Time
+	for _, m := range base {
+		if m == self {
+			need--
+			continue
+		}
+		if t, ok := l.acks[m]; ok {
+			times = append(times, t)
+		}
+	}
+	if need <= 0 {
+		return time.Time{}, true
+	}
+	if len(times) < need {
+		return time.Time{}, false
+	}
+	slices.SortFunc(times, func(a, b time.Time) int { return b.Compare(a) })
+	return times[need-1].Add(l.timings.lease), false
+}
+
+// Lease answers a member's lease heartbeat.
+func (h handler) Lease(ctx context.Context, req transport.LeaseRequest) (transport.LeaseResponse, error) {
+	n := h.n
+	if n.closed.Load() {
+		return transport.LeaseResponse{}, transport.ErrClosed
+	}
+	resp := transport.LeaseResponse{Incarnation: n.cluster.Incarnation(), Leased: n.leased()}
+	if rs := n.ring.Load(); rs != nil {
+		if p := rs.peers[req.From]; p != nil && p.inc == req.Incarnation {
+			resp.Member = true
+		}
+	}
+	base, d := n.lease.baseInfo()
+	resp.Base = d
+	if d != req.Base && base != nil {
+		resp.BaseNames = base
+	}
+	return resp, nil
+}
+
+// viewDigest returns the digest of members' names and incarnations: what a
+// write carries so that a member whose view differs answers with its own.
+func viewDigest(members []transport.Member) uint64 {
+	d := xxhash.New()
+	var b [8]byte
+	for _, m := range members {
+		_, _ = d.WriteString(m.Name)
+		for i := range 8 {
+			b[i] = byte(m.Incarnation >> (8 * i))
+		}
+		_, _ = d.Write(b[:])
+	}
+	return d.Sum64() | 1
+}
+
+// memberNames returns the names of ms.
+func memberNames(ms []transport.Member) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Name
+	}
+	return out
+}
