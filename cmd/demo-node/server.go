@@ -41,6 +41,7 @@ var defaultGroups = []string{"users", "pages"}
 type server struct {
 	node    *meshcache.Node
 	readyCh <-chan struct{} // closed once the node is ready: node.Ready()
+	isReady func() bool     // whether it is ready now: node.IsReady
 	origin  *origin
 	hotTTL  time.Duration
 	log     *slog.Logger
@@ -63,6 +64,7 @@ func newServer(node *meshcache.Node, o *origin, hotTTL time.Duration, log *slog.
 	s := &server{
 		node:    node,
 		readyCh: node.Ready(),
+		isReady: node.IsReady,
 		origin:  o,
 		hotTTL:  hotTTL,
 		log:     log,
@@ -405,7 +407,12 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *server) ready() bool {
+// ready reports whether the node is ready now: joined, settled, and
+// holding its lease (it can become unready again, see Node.IsReady).
+func (s *server) ready() bool { return s.joined() && s.isReady() }
+
+// joined reports whether the node was ready once.
+func (s *server) joined() bool {
 	select {
 	case <-s.readyCh:
 		return true
@@ -415,8 +422,14 @@ func (s *server) ready() bool {
 }
 
 func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
-	if !s.ready() {
+	switch {
+	case !s.joined():
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "joining"})
+		return
+	case !s.isReady():
+		// Cut off from a majority of the cluster, or paused: it loads for
+		// its callers directly until it holds its lease again.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no-lease"})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -393,6 +393,16 @@ func TestAPIReadiness(t *testing.T) {
 	if r := do(t, ts2, "GET", "/readyz", nil); r.code != 503 {
 		t.Errorf("GET /readyz while joining = %d %q, want 503", r.code, r.body)
 	}
+	lost, err := newServer(s.node, s.origin, time.Minute, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost.isReady = func() bool { return false } // a node that lost its lease
+	ts3 := httptest.NewServer(lost)
+	defer ts3.Close()
+	if r := do(t, ts3, "GET", "/readyz", nil); r.code != 503 || r.json(t)["status"] != "no-lease" {
+		t.Errorf("GET /readyz without the lease = %d %q, want 503 no-lease", r.code, r.body)
+	}
 }
 
 func TestWriteFailure(t *testing.T) {
