@@ -284,7 +284,7 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 		}
 	case !ok:
 		// Nothing of that group is cached here.
-		return transport.WriteResponse{Members: h.n.viewFor(req)}, nil
+		return h.n.writeResponse(req, 0), nil
 	}
 	if err := g.checkWrite(req); err != nil {
 		g.log.Warn("meshcache: refused a peer's write", "origin", req.Origin, "err", err)
@@ -294,7 +294,18 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 	if req.Phase == transport.PhaseCopies && req.ID != 0 {
 		h.n.acked.Add(writeKey{req.Origin, req.ID}, struct{}{})
 	}
-	return transport.WriteResponse{Applied: applied, Members: h.n.viewFor(req)}, nil
+	return h.n.writeResponse(req, applied), nil
+}
+
+// writeResponse is the answer to a write: what it applied, this node's
+// view when it differs from the writer's, and how long the writer must
+// wait for a departed member's lease (see Node.departedLease).
+func (n *Node) writeResponse(req transport.WriteRequest, applied int) transport.WriteResponse {
+	resp := transport.WriteResponse{Applied: applied, Members: n.viewFor(req)}
+	if rs := n.ring.Load(); rs != nil {
+		resp.Settle, resp.SettleMember = n.departedLease(rs)
+	}
+	return resp
 }
 
 // viewFor returns this node's view of the alive members when it differs

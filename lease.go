@@ -83,13 +83,29 @@ type lease struct {
 	baseDigest uint64
 	// held: the node has held the lease before.
 	held bool
+	// answered maps each member this node answered "member" to, to that
+	// member's incarnation and the time of the answer: once it no longer
+	// counts that member alive, the member may hold a lease from that
+	// answer for up to the lease length (see departedLease).
+	answered map[string]answer
+	// left: the node is leaving; it sends no more heartbeats.
+	left atomic.Bool
 	// acks maps a member to the send time of the newest heartbeat it
 	// answered with "member".
 	acks map[string]time.Time
 }
 
 func newLease(t leaseTimings, minority bool) *lease {
-	return &lease{timings: t, minority: minority, epoch: time.Now(), acks: make(map[string]time.Time)}
+	return &lease{
+		timings: t, minority: minority, epoch: time.Now(),
+		acks: make(map[string]time.Time), answered: make(map[string]answer),
+	}
+}
+
+// answer is a "member" answer this node gave to a heartbeat.
+type answer struct {
+	inc uint64
+	at  time.Time
 }
 
 // valid reports whether the lease holds at now.
@@ -178,7 +194,7 @@ type heartbeat struct {
 func (n *Node) renewLease() {
 	l := n.lease
 	rs := n.ring.Load()
-	if rs == nil {
+	if rs == nil || l.left.Load() {
 		return
 	}
 	_, baseDigest := l.baseInfo()
@@ -297,17 +313,88 @@ func (h handler) Lease(ctx context.Context, req transport.LeaseRequest) (transpo
 		return transport.LeaseResponse{}, transport.ErrClosed
 	}
 	resp := transport.LeaseResponse{Incarnation: n.cluster.Incarnation(), Leased: n.leased()}
-	if rs := n.ring.Load(); rs != nil {
+	if rs := n.ring.Load(); rs != nil && !req.Leaving {
 		if p := rs.peers[req.From]; p != nil && p.inc == req.Incarnation {
 			resp.Member = true
 		}
 	}
-	base, d := n.lease.baseInfo()
-	resp.Base = d
-	if d != req.Base && base != nil {
-		resp.BaseNames = base
+	l := n.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case req.Leaving:
+		delete(l.answered, req.From)
+	case resp.Member:
+		// Recorded before the answer is sent: the member's lease from it
+		// starts no later.
+		l.answered[req.From] = answer{inc: req.Incarnation, at: time.Now()}
+	}
+	resp.Base = l.baseDigest
+	if l.baseDigest != req.Base && l.base != nil {
+		resp.BaseNames = l.base
 	}
 	return resp, nil
+}
+
+// departedLease returns how long a member that this node answered "member" to,
+// and that it no longer counts alive at that incarnation (rs), may still
+// hold a lease from that answer, and that member: the longest such wait.
+//
+// A write that completes without a member must not return before that
+// member's lease ran out: it may be cut off from gossip while its
+// heartbeats still reach the others (the lease's timing argument assumes
+// that both fail together), or the others may have dropped it for another
+// reason.
+func (n *Node) departedLease(rs *ringState) (time.Duration, string) {
+	l := n.lease
+	if l == nil {
+		return 0, ""
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var wait time.Duration
+	var who string
+	for name, a := range l.answered {
+		left := a.at.Add(l.timings.lease).Sub(now)
+		if left <= 0 {
+			delete(l.answered, name)
+			continue
+		}
+		if p := rs.peers[name]; p != nil && p.inc == a.inc {
+			continue // still a member: writes reach it
+		}
+		if left > wait {
+			wait, who = left, name
+		}
+	}
+	return wait, who
+}
+
+// leaveLease stops the heartbeats and tells the members that this node
+// leaves, so that they do not wait for its lease in their writes (see
+// settle). Bounded by one heartbeat period.
+func (n *Node) leaveLease() {
+	l := n.lease
+	if l == nil {
+		return
+	}
+	l.left.Store(true)
+	rs := n.ring.Load()
+	if rs == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.timings.every)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, p := range rs.peers {
+		wg.Go(func() {
+			_, _ = n.client.Lease(ctx, p.addr, transport.LeaseRequest{
+				From: n.name, Incarnation: n.cluster.Incarnation(), Leaving: true,
+			})
+		})
+	}
+	wg.Wait()
 }
 
 // viewDigest returns the digest of members' names and incarnations: what a

@@ -227,6 +227,7 @@ func (n *Node) Close() error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.leaveLease()
 	n.closeCluster()
 	n.cancel()
 	n.stopPeers()

@@ -93,6 +93,9 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	}
 	failed := w.result()
 	if len(failed) == 0 {
+		failed = w.settle(ctx)
+	}
+	if len(failed) == 0 {
 		return applied, nil
 	}
 	n.stats.writesPartial.Add(1)
@@ -143,6 +146,44 @@ type writeRun struct {
 	departed map[string]bool
 	// extra holds the peers made for reported members: cancelled at the end.
 	extra []*peer
+	// settleUntil is when the leases of the members that the acknowledging
+	// members (or this node) answered recently and no longer count alive
+	// have run out for sure, and settleWho the last of them.
+	settleUntil time.Time
+	settleWho   string
+}
+
+// settle waits until no member that left the view may still hold a lease
+// (see Node.departedLease), or ctx ends: then that member is reported as not
+// acknowledging.
+func (w *writeRun) settle(ctx context.Context) map[string]error {
+	if d, who := w.n.departedLease(w.n.ring.Load()); d > 0 {
+		w.mu.Lock()
+		w.extendSettleLocked(time.Now().Add(d), who)
+		w.mu.Unlock()
+	}
+	w.mu.Lock()
+	until, who := w.settleUntil, w.settleWho
+	w.mu.Unlock()
+	d := time.Until(until)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+	case <-w.n.closing.Done():
+	}
+	return map[string]error{who: fmt.Errorf("meshcache: left the view recently and may still hold its lease: %w", context.DeadlineExceeded)}
+}
+
+func (w *writeRun) extendSettleLocked(until time.Time, who string) {
+	if until.After(w.settleUntil) {
+		w.settleUntil, w.settleWho = until, who
+	}
 }
 
 func newWriteRun(n *Node, start *ringState) *writeRun {
@@ -224,6 +265,9 @@ func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
 	case err == nil:
 		if _, failed := w.failed[k]; !failed {
 			w.acked[k] = true
+		}
+		if resp.Settle > 0 && resp.SettleMember != "" {
+			w.extendSettleLocked(time.Now().Add(resp.Settle), resp.SettleMember)
 		}
 		if resp.Members == nil {
 			// Its view is the one this write started with.

@@ -147,6 +147,13 @@ var readyLine = regexp.MustCompile(`^meshcache node (\S+) ready http=(\S+) gossi
 // from origin, and waits for its ready line. extra is appended to the
 // flags. On error the process is gone.
 func launch(dir, name, origin string, extra ...string) (*node, error) {
+	return launchWith(nil, dir, name, origin, extra...)
+}
+
+// launchWith is launch with the command line prefixed by wrap, a command
+// that execs the rest (such as ip netns exec NAME), so that the process
+// started is still the node's. Extra flags override the defaults.
+func launchWith(wrap []string, dir, name, origin string, extra ...string) (*node, error) {
 	args := []string{
 		"-name", name,
 		"-http", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-rpc", "127.0.0.1:0",
@@ -154,7 +161,8 @@ func launch(dir, name, origin string, extra ...string) (*node, error) {
 	}
 	n := &node{name: name, out: newTail(), done: make(chan struct{})}
 	ready := make(chan []string, 1)
-	n.cmd = exec.Command(demoNode, append(args, extra...)...)
+	argv := slices.Concat(wrap, []string{demoNode}, args, extra)
+	n.cmd = exec.Command(argv[0], argv[1:]...)
 	orphanProof(n.cmd)
 	n.cmd.Dir = dir
 	n.cmd.Stdout = &lineWriter{fn: func(line string) {

@@ -253,6 +253,8 @@ func decodePeekResponse(m *wirepb.PeekResponse) PeekResponse {
 
 func encodeWriteResponse(a *arena, m *wirepb.WriteResponse, resp WriteResponse) {
 	m.Applied = int64(resp.Applied)
+	m.SettleNanos = nanos(resp.Settle)
+	m.SettleMember = a.str(resp.SettleMember)
 	m.Members = nil
 	if len(resp.Members) > 0 {
 		ms := make([]wirepb.Member, len(resp.Members))
@@ -267,7 +269,11 @@ func encodeWriteResponse(a *arena, m *wirepb.WriteResponse, resp WriteResponse) 
 }
 
 func decodeWriteResponse(m *wirepb.WriteResponse) WriteResponse {
-	resp := WriteResponse{Applied: int(m.GetApplied())}
+	resp := WriteResponse{
+		Applied:      int(m.GetApplied()),
+		Settle:       max(time.Duration(m.GetSettleNanos()), 0),
+		SettleMember: string(m.GetSettleMember()),
+	}
 	for _, mb := range m.GetMembers() {
 		if mb == nil {
 			continue
@@ -285,10 +291,11 @@ func encodeLeaseRequest(a *arena, m *wirepb.LeaseRequest, req LeaseRequest) {
 	m.From = a.str(req.From)
 	m.Incarnation = req.Incarnation
 	m.Base = req.Base
+	m.Leaving = req.Leaving
 }
 
 func decodeLeaseRequest(m *wirepb.LeaseRequest) LeaseRequest {
-	return LeaseRequest{From: string(m.From), Incarnation: m.Incarnation, Base: m.Base}
+	return LeaseRequest{From: string(m.From), Incarnation: m.Incarnation, Base: m.Base, Leaving: m.Leaving}
 }
 
 func encodeLeaseResponse(a *arena, m *wirepb.LeaseResponse, resp LeaseResponse) {

@@ -209,6 +209,12 @@ type WriteResponse struct {
 	// digest differs from the request's View: the writer must reach the
 	// members it lacks too.
 	Members []Member
+	// Settle is how long SettleMember, a member that the responder
+	// answered "member" to recently and no longer counts alive, may still
+	// hold its lease: the writer waits that long before it reports the
+	// write complete. Zero when there is none.
+	Settle       time.Duration
+	SettleMember string
 }
 
 // Member is an alive member as a node sees it.
@@ -227,6 +233,9 @@ type LeaseRequest struct {
 	Incarnation uint64
 	// Base is a digest of the sender's quorum base.
 	Base uint64
+	// Leaving: the sender is leaving gracefully and serves nothing any
+	// more; the receiver forgets that it answered it.
+	Leaving bool
 }
 
 // LeaseResponse answers a [LeaseRequest].

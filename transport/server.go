@@ -562,7 +562,7 @@ func (r *serverResponse) release() {
 	r.fastGet, r.getResp = false, GetResponse{}
 	r.manyMsg.Results = nil
 	r.peekMsg.Value, r.peekMsg.Tags = nil, nil
-	r.wrMsg.Members = nil
+	r.wrMsg.Members, r.wrMsg.SettleMember = nil, nil
 	r.leMsg.BaseNames = nil
 	r.env.Body = nil
 	r.a.reset()

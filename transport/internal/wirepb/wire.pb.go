@@ -1095,7 +1095,11 @@ type WriteResponse struct {
 	Applied int64                  `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
 	// The responder's view of the alive members, when its digest differs
 	// from the request's view.
-	Members       []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Members []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// How long a member that the responder answered "member" to and no
+	// longer counts alive may still hold its lease, and that member.
+	SettleNanos   int64  `protobuf:"varint,3,opt,name=settle_nanos,json=settleNanos,proto3" json:"settle_nanos,omitempty"`
+	SettleMember  []byte `protobuf:"bytes,4,opt,name=settle_member,json=settleMember,proto3" json:"settle_member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1140,6 +1144,20 @@ func (x *WriteResponse) GetApplied() int64 {
 func (x *WriteResponse) GetMembers() []*Member {
 	if x != nil {
 		return x.Members
+	}
+	return nil
+}
+
+func (x *WriteResponse) GetSettleNanos() int64 {
+	if x != nil {
+		return x.SettleNanos
+	}
+	return 0
+}
+
+func (x *WriteResponse) GetSettleMember() []byte {
+	if x != nil {
+		return x.SettleMember
 	}
 	return nil
 }
@@ -1212,7 +1230,9 @@ type LeaseRequest struct {
 	From        []byte                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
 	Incarnation uint64                 `protobuf:"varint,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// Digest of the sender's quorum base.
-	Base          uint64 `protobuf:"varint,3,opt,name=base,proto3" json:"base,omitempty"`
+	Base uint64 `protobuf:"varint,3,opt,name=base,proto3" json:"base,omitempty"`
+	// The sender is leaving gracefully: it serves nothing any more.
+	Leaving       bool `protobuf:"varint,4,opt,name=leaving,proto3" json:"leaving,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1266,6 +1286,13 @@ func (x *LeaseRequest) GetBase() uint64 {
 		return x.Base
 	}
 	return 0
+}
+
+func (x *LeaseRequest) GetLeaving() bool {
+	if x != nil {
+		return x.Leaving
+	}
+	return false
 }
 
 type LeaseResponse struct {
@@ -1422,18 +1449,21 @@ const file_wire_proto_rawDesc = "" +
 	"\x06origin\x18\b \x01(\fR\x06origin\x12\x0e\n" +
 	"\x02id\x18\t \x01(\x04R\x02id\x12\x12\n" +
 	"\x04view\x18\n" +
-	" \x01(\x04R\x04view\"c\n" +
+	" \x01(\x04R\x04view\"\xab\x01\n" +
 	"\rWriteResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x03R\aapplied\x128\n" +
-	"\amembers\x18\x02 \x03(\v2\x1e.meshcache.transport.v1.MemberR\amembers\"Y\n" +
+	"\amembers\x18\x02 \x03(\v2\x1e.meshcache.transport.v1.MemberR\amembers\x12!\n" +
+	"\fsettle_nanos\x18\x03 \x01(\x03R\vsettleNanos\x12#\n" +
+	"\rsettle_member\x18\x04 \x01(\fR\fsettleMember\"Y\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\fR\arpcAddr\x12 \n" +
-	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"X\n" +
+	"\vincarnation\x18\x03 \x01(\x04R\vincarnation\"r\n" +
 	"\fLeaseRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\fR\x04from\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\x04R\vincarnation\x12\x12\n" +
-	"\x04base\x18\x03 \x01(\x04R\x04base\"\x94\x01\n" +
+	"\x04base\x18\x03 \x01(\x04R\x04base\x12\x18\n" +
+	"\aleaving\x18\x04 \x01(\bR\aleaving\"\x94\x01\n" +
 	"\rLeaseResponse\x12\x16\n" +
 	"\x06member\x18\x01 \x01(\bR\x06member\x12\x16\n" +
 	"\x06leased\x18\x02 \x01(\bR\x06leased\x12\x12\n" +

@@ -1,0 +1,177 @@
+package meshcache
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meshcache/meshcache/peers"
+)
+
+// crash stops n as a crash would, as far as the others can tell: no gossip,
+// no leave, no peer transport. The Node is closed when the test ends.
+func crash(n *Node) {
+	n.cluster.Kill()
+	n.server.Close()
+}
+
+// TestClusterRestartSameName: a member that crashes and restarts at once
+// under the same name (new ports) is a member again within seconds,
+// everywhere, and writes reach it. Without an incarnation per process,
+// memberlist refuses the new address ("conflicting address") until the old
+// one is declared dead and reclaimed: 15-40 s.
+func TestClusterRestartSameName(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	crash(nodes[2])
+	start := time.Now()
+	n2 := startNode(t, testClusterConfig("n2", nodes[0].GossipAddr()))
+	g2, err := NewGroup(n2, "g", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "every member routes to the new n2 and it is ready", func() bool {
+		for _, n := range nodes[:2] {
+			rs := n.ring.Load()
+			if p := rs.peers["n2"]; p == nil || p.addr != n2.RPCAddr() {
+				return false
+			}
+		}
+		return n2.IsReady()
+	})
+	t.Logf("the restarted n2 was a member everywhere and ready after %v", time.Since(start).Round(time.Millisecond))
+
+	// A write through an old member reaches the new process.
+	key := keyOwnedBy(t, nodes[0], "n2", "k")
+	if v := mustGet(t, gs[0], key); v != "0" {
+		t.Fatalf("Get(%s) = %q, want 0", key, v)
+	}
+	o.bump(key)
+	if err := gs[0].Invalidate(context.Background(), key); err != nil {
+		t.Fatalf("Invalidate through n0 after the restart: %v", err)
+	}
+	if v := mustGet(t, g2, key); v != "1" {
+		t.Errorf("new n2: Get(%s) = %q after the invalidation, want 1", key, v)
+	}
+}
+
+// TestClusterCutOffStopsServing: a member the others declared dead (its
+// gossip stopped, as when cut off) stops serving from its caches before they
+// complete writes without it, loads for its callers directly, reports not
+// ready, and reports its own writes incomplete (no quorum). Without the
+// lease it would serve what it cached, both its own keys and hot copies,
+// until their TTL.
+func TestClusterCutOffStopsServing(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	own := keyOwnedBy(t, nodes[2], "n2", "own")
+	hot := keyOwnedBy(t, nodes[2], "n1", "hot")
+	for _, k := range []string{own, hot} {
+		mustGet(t, gs[2], k)
+		if _, src := getSource(t, gs[2], k); src != SourceHit && src != SourceHot {
+			t.Fatalf("n2: Get(%s) from %v, want a cached answer", k, src)
+		}
+	}
+	nodes[2].cluster.Kill() // cut off from gossip; its peer transport still answers
+	waitFor(t, 20*time.Second, "n0 and n1 drop n2", func() bool {
+		return nodes[0].Stats().Members == 2 && nodes[1].Stats().Members == 2
+	})
+	for _, k := range []string{own, hot} {
+		o.bump(k)
+	}
+	if err := gs[0].Invalidate(context.Background(), own, hot); err != nil {
+		t.Fatalf("Invalidate through n0 without n2: %v", err)
+	}
+	for _, k := range []string{own, hot} {
+		if v, src := getSource(t, gs[2], k); v != "1" {
+			t.Errorf("cut-off n2: Get(%s) = %q from %v after the others' invalidation, want 1", k, v, src)
+		}
+	}
+	if nodes[2].IsReady() {
+		t.Error("cut-off n2 is ready")
+	}
+	err := gs[2].Invalidate(context.Background(), own)
+	var ie *InvalidateError
+	if !errors.As(err, &ie) || !slices.ContainsFunc(ie.Causes, func(e error) bool { return errors.Is(e, ErrNoQuorum) }) {
+		t.Errorf("Invalidate through the cut-off n2 = %v, want an InvalidateError with ErrNoQuorum", err)
+	}
+	if !nodes[0].IsReady() || !nodes[1].IsReady() {
+		t.Error("the majority lost its lease")
+	}
+}
+
+// TestClusterWriteReachesWhatOthersSee: a writer whose view lacks a member
+// that the others see alive still reaches it, through the others' answers.
+// Without the view digest, the member keeps its hot copy after the write
+// returned nil.
+func TestClusterWriteReachesWhatOthersSee(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	key := keyOwnedBy(t, nodes[0], "n0", "k")
+	mustGet(t, gs[2], key) // n2 holds a hot copy
+	if _, src := getSource(t, gs[2], key); src != SourceHot {
+		t.Fatalf("n2: Get(%s) from %v, want hot", key, src)
+	}
+	// n0's view loses n2, as while gossip disagrees.
+	var without []peers.Member
+	for _, m := range nodes[0].cluster.Members() {
+		if m.Name != "n2" {
+			without = append(without, m)
+		}
+	}
+	nodes[0].onChange(without)
+	if nodes[0].Stats().Members != 2 {
+		t.Fatalf("n0 routes over %d members, want 2", nodes[0].Stats().Members)
+	}
+	o.bump(key)
+	if err := gs[0].Invalidate(context.Background(), key); err != nil {
+		t.Fatalf("Invalidate through n0: %v", err)
+	}
+	if v, src := getSource(t, gs[2], key); v != "1" {
+		t.Errorf("n2: Get(%s) = %q from %v after the invalidation, want 1", key, v, src)
+	}
+}
+
+// TestLeaseQuorum checks the quorum arithmetic: a majority of the base,
+// this node counting when it is in it.
+func TestLeaseQuorum(t *testing.T) {
+	now := time.Now()
+	const L = time.Second
+	tests := []struct {
+		name   string
+		base   []string
+		acks   map[string]time.Duration // member -> age of its answer
+		valid  bool
+		always bool
+	}{
+		{"alone", []string{"self"}, nil, true, true},
+		{"3 of 5", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0, "b": 0}, true, false},
+		{"2 of 5", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0}, false, false},
+		{"3 of 5, one answer too old", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0, "b": 2 * L}, false, false},
+		{"1 of 2", []string{"a", "self"}, nil, false, false},
+		{"2 of 2", []string{"a", "self"}, map[string]time.Duration{"a": L / 2}, true, false},
+		{"not in the base", []string{"a", "b", "c"}, map[string]time.Duration{"a": 0, "b": 0}, true, false},
+		{"not in the base, 1 of 3", []string{"a", "b", "c"}, map[string]time.Duration{"a": 0}, false, false},
+		{"answers from outside the base", []string{"a", "b", "c", "self"}, map[string]time.Duration{"x": 0, "y": 0, "a": 0}, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newLease(leaseTimings{every: L / 4, lease: L}, false)
+			for m, age := range tt.acks {
+				l.acks[m] = now.Add(-age)
+			}
+			end, always := l.quorumEndLocked(tt.base, "self")
+			if always != tt.always {
+				t.Errorf("always = %v, want %v", always, tt.always)
+			}
+			if got := always || end.After(now); got != tt.valid {
+				t.Errorf("valid = %v (end %v from now), want %v", got, end.Sub(now), tt.valid)
+			}
+		})
+	}
+}
