@@ -52,9 +52,13 @@
 // value), then each drops its hot copies. A write returns nil once every
 // member acknowledged both phases; otherwise an [*InvalidateError] naming
 // the members that did not (errors.Is [ErrPartialInvalidation]), and the
-// change is queued on gossip for them. A node that learns it was cut off
-// from the others flushes its caches, and so does a process that stood
-// still for more than 2 s (SIGSTOP, a frozen VM), before it serves again.
+// change is queued on gossip for them. Views of the membership differ for a
+// while (gossip is eventual), so a write never trusts the writer's view
+// alone: it carries a digest of it, a member whose view differs answers with
+// its own, and the writer reaches the members it lacked too. A write does
+// not return nil before a member that the others stopped counting alive is
+// out of its lease (below), and a node without its lease reports its own
+// writes incomplete ([ErrNoQuorum]).
 //
 // # Membership
 //
@@ -65,6 +69,37 @@
 // its tags was invalidated since, so a join does not reload the keys that
 // moved. Members must agree on the ring settings and protocol version: a
 // node that does not is refused at join ([ErrIncompatible]).
+//
+// A member is a process, not a name: every process start is a new
+// incarnation, so a process that crashes and restarts at once under the
+// same name (a StatefulSet pod, a unit with Restart=always) is a member
+// again within a second; the newest incarnation of a name wins and the old
+// one is failed like any dead member.
+//
+// # The lease
+//
+// A node serves from its caches only while it knows that writes still reach
+// it: it holds a lease, renewed by heartbeats over the peer transport (every
+// 250 ms, 500 ms or 2.5 s with [GossipLocal], [GossipLAN], [GossipWAN]), for
+// as long as a majority of the cluster answered within the lease (1.5 s, 2 s,
+// 15 s): half of the quickest failure detection of the gossip preset, so a
+// node is out of its lease before any other member can declare it dead and
+// complete writes without it. The majority is of the quorum base, the
+// membership last agreed by a majority of itself: it shrinks with graceful
+// leaves, and with deaths only on a side that still reaches a majority of
+// it. So of 5 members, the 3 that survive the crash of 2 keep serving, and 2
+// cut off together stop. A node that starts a cluster (no Join) is a quorum
+// of itself; a joining node takes the base of a member that holds the lease.
+//
+// Without the lease (cut off from a majority, paused by SIGSTOP or a frozen
+// VM for longer than the lease, or restarted and not yet accepted by the
+// others) a node loads for its callers directly and stores nothing, refuses
+// its peers' reads (they load the key themselves), reports its writes
+// incomplete, and [Node.IsReady] is false. When it gets the lease back it
+// flushes its caches, fencing the loads in flight, before serving from them.
+// A crash of a majority (3 of 5) leaves the others serving uncached until
+// members come back; [Config.MinorityServes] trades the guarantee for
+// availability in that case.
 //
 // # Fences
 //

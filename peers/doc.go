@@ -74,6 +74,22 @@
 // best effort: it is meant as the fallback path for invalidations, never the
 // primary one.
 //
+// # Restarts
+//
+// memberlist knows a node by name and refuses a known name at a new address
+// ("conflicting address") until the old one was declared dead and
+// forgotten, tens of seconds; a process that crashed and restarted at once
+// under the same name would be kept out that long, and worse, let in by some
+// members and refused by others. So every [Join] picks a new incarnation
+// (start time in microseconds, plus random bits) and memberlist knows the
+// node as Name#incarnation: to memberlist a restart is a new member. The
+// view this package keeps (and [Cluster.Members], [Config.OnChange]) has one
+// member per name, the newest incarnation memberlist reports alive; the old
+// process stays alive to memberlist until its failure is detected, and its
+// failure then changes nothing. Incarnations are ordered by start time, so a
+// restart on another machine needs clocks closer than the time a restart
+// takes. A node never replaces itself with another process of its name.
+//
 // # Cut-off detection
 //
 // A node that was cut off from its peers may hold hot copies that were
