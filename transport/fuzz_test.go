@@ -121,6 +121,10 @@ func convertEnvelope(env *wirepb.Envelope) {
 		decodePeekResponse(b.PeekResponse)
 	case *wirepb.Envelope_WriteResponse:
 		decodeWriteResponse(b.WriteResponse)
+	case *wirepb.Envelope_LeaseRequest:
+		decodeLeaseRequest(b.LeaseRequest)
+	case *wirepb.Envelope_LeaseResponse:
+		decodeLeaseResponse(b.LeaseResponse)
 	}
 }
 
@@ -168,6 +172,17 @@ func seedEnvelopes() []*wirepb.Envelope {
 			Items: []*wirepb.SetItem{{Key: []byte("k"), Value: []byte("v"), TtlNanos: 9, Tags: tags}}, Origin: []byte("node-1"), Id: 99,
 		}}},
 		{Id: 5, Body: &wirepb.Envelope_WriteResponse{WriteResponse: &wirepb.WriteResponse{Applied: 3}}},
+		{Id: 6, Body: &wirepb.Envelope_WriteRequest{WriteRequest: &wirepb.WriteRequest{
+			Group: []byte("g"), Op: wirepb.Op_OP_INVALIDATE, Phase: wirepb.Phase_PHASE_COPIES, Keys: [][]byte{[]byte("k")}, View: 1<<64 - 1,
+		}}},
+		{Id: 6, Body: &wirepb.Envelope_WriteResponse{WriteResponse: &wirepb.WriteResponse{
+			Members:     []*wirepb.Member{{Name: []byte("n1"), RpcAddr: []byte("127.0.0.1:7947"), Incarnation: 1 << 60}, {Name: []byte("\xff")}},
+			SettleNanos: -5, SettleMember: []byte("n2"),
+		}}},
+		{Id: 7, Body: &wirepb.Envelope_LeaseRequest{LeaseRequest: &wirepb.LeaseRequest{From: []byte("n1"), Incarnation: 9, Base: 3, Leaving: true}}},
+		{Id: 7, Body: &wirepb.Envelope_LeaseResponse{LeaseResponse: &wirepb.LeaseResponse{
+			Member: true, Leased: true, Base: 4, BaseNames: [][]byte{[]byte("n0"), []byte("n1")}, Incarnation: 10,
+		}}},
 	}
 }
 

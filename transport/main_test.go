@@ -105,8 +105,17 @@ func (h *fakeHandler) Peek(ctx context.Context, req PeekRequest) (PeekResponse, 
 	return PeekResponse{Found: true, Value: valueFor(req.Group, req.Key)}, nil
 }
 
+// Lease echoes the request: Member unless leaving, the base names when
+// the digest is 7, the incarnation plus one.
 func (h *fakeHandler) Lease(ctx context.Context, req LeaseRequest) (LeaseResponse, error) {
-	return LeaseResponse{Member: req.From != "", Base: req.Base, Incarnation: req.Incarnation}, nil
+	if req.From == "broken" {
+		return LeaseResponse{}, ErrBadRequest
+	}
+	resp := LeaseResponse{Member: !req.Leaving, Leased: true, Base: req.Base, Incarnation: req.Incarnation + 1}
+	if req.Base == 7 {
+		resp.BaseNames = []string{req.From, "b\xff"}
+	}
+	return resp, nil
 }
 
 func (h *fakeHandler) Write(ctx context.Context, req WriteRequest) (WriteResponse, error) {

@@ -385,3 +385,53 @@ func TestServerDeadlinePropagation(t *testing.T) {
 		})
 	}
 }
+
+func TestLeaseRoundTrip(t *testing.T) {
+	s, _ := startServer(t, ServerConfig{}, &fakeHandler{})
+	c, _ := newTestClient(t, ClientConfig{})
+	tests := []struct {
+		req  LeaseRequest
+		want LeaseResponse
+	}{
+		{LeaseRequest{From: "a", Incarnation: 1 << 60, Base: 3}, LeaseResponse{Member: true, Leased: true, Base: 3, Incarnation: 1<<60 + 1}},
+		{LeaseRequest{From: "a\x00", Base: 7}, LeaseResponse{Member: true, Leased: true, Base: 7, Incarnation: 1, BaseNames: []string{"a\x00", "b\xff"}}},
+		{LeaseRequest{From: "a", Leaving: true}, LeaseResponse{Leased: true, Incarnation: 1}},
+	}
+	for _, tt := range tests {
+		got, err := c.Lease(t.Context(), s.Addr(), tt.req)
+		if err != nil {
+			t.Fatalf("Lease(%+v) error = %v", tt.req, err)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("Lease(%+v) = %+v, want %+v", tt.req, got, tt.want)
+		}
+	}
+	if _, err := c.Lease(t.Context(), s.Addr(), LeaseRequest{From: "broken"}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("Lease(broken) error = %v, want ErrBadRequest", err)
+	}
+}
+
+// TestWriteViewRoundTrip: the writer's view digest reaches the handler, and
+// the responder's members and settle wait come back.
+func TestWriteViewRoundTrip(t *testing.T) {
+	members := []Member{{Name: "a", RPCAddr: "127.0.0.1:1", Incarnation: 5}, {Name: "b\xff", RPCAddr: "[::1]:2", Incarnation: 1 << 63}}
+	h := &fakeHandler{write: func(ctx context.Context, req WriteRequest) (WriteResponse, error) {
+		if req.View != 42 {
+			return WriteResponse{}, nil
+		}
+		return WriteResponse{Applied: 1, Members: members, Settle: 1500 * time.Millisecond, SettleMember: "c"}, nil
+	}}
+	s, _ := startServer(t, ServerConfig{}, h)
+	c, _ := newTestClient(t, ClientConfig{})
+	got, err := c.Write(t.Context(), s.Addr(), WriteRequest{Group: "g", Op: OpClear, View: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := WriteResponse{Applied: 1, Members: members, Settle: 1500 * time.Millisecond, SettleMember: "c"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Write = %+v, want %+v", got, want)
+	}
+	if got, err := c.Write(t.Context(), s.Addr(), WriteRequest{Group: "g", Op: OpClear}); err != nil || !reflect.DeepEqual(got, WriteResponse{}) {
+		t.Errorf("Write without a view = %+v, %v, want an empty response", got, err)
+	}
+}
