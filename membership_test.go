@@ -3,11 +3,13 @@ package meshcache
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/meshcache/meshcache/peers"
+	"github.com/meshcache/meshcache/transport"
 )
 
 // crash stops n as a crash would, as far as the others can tell: no gossip,
@@ -171,6 +173,53 @@ func TestLeaseQuorum(t *testing.T) {
 			}
 			if got := always || end.After(now); got != tt.valid {
 				t.Errorf("valid = %v (end %v from now), want %v", got, end.Sub(now), tt.valid)
+			}
+		})
+	}
+}
+
+// TestWriteRunResult: which members a write reports as not acknowledged.
+func TestWriteRunResult(t *testing.T) {
+	n := &Node{name: "n0"} // no lease: as if held
+	start := &ringState{members: []transport.Member{{Name: "n0"}, {Name: "n1"}, {Name: "n2"}}}
+	p := func(name, addr string) *peer { return &peer{name: name, addr: addr, ctx: context.Background()} }
+	departedCtx, cancel := context.WithCancel(context.Background())
+	cancel()
+	gone := &peer{name: "n2", addr: "a2", ctx: departedCtx}
+	failure := errors.New("refused")
+	tests := []struct {
+		name string
+		run  func(w *writeRun)
+		want []string
+	}{
+		{"all acked", func(w *writeRun) {
+			w.done(p("n1", "a1"), transport.WriteResponse{}, nil)
+			w.done(p("n2", "a2"), transport.WriteResponse{}, nil)
+		}, nil},
+		{"one failed", func(w *writeRun) {
+			w.done(p("n1", "a1"), transport.WriteResponse{}, nil)
+			w.done(p("n2", "a2"), transport.WriteResponse{}, failure)
+		}, []string{"n2"}},
+		{"old address failed, new incarnation acked", func(w *writeRun) {
+			w.done(p("n2", "old"), transport.WriteResponse{}, failure)
+			w.done(p("n2", "new"), transport.WriteResponse{}, nil)
+		}, nil},
+		{"departed, still seen by a member whose view is the writer's", func(w *writeRun) {
+			w.done(gone, transport.WriteResponse{}, failure)
+			w.done(p("n1", "a1"), transport.WriteResponse{}, nil)
+		}, []string{"n2"}},
+		{"departed, gone for the others too", func(w *writeRun) {
+			w.done(gone, transport.WriteResponse{}, failure)
+			w.done(p("n1", "a1"), transport.WriteResponse{Members: []transport.Member{{Name: "n0"}, {Name: "n1"}}}, nil)
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWriteRun(n, start)
+			tt.run(w)
+			got := slices.Sorted(maps.Keys(w.result()))
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("unacknowledged = %v, want %v", got, tt.want)
 			}
 		})
 	}
