@@ -251,19 +251,38 @@ type cluster struct {
 func newCluster(t *testing.T, size int) *cluster {
 	t.Helper()
 	useCluster(t)
-	start := time.Now()
 	c := &cluster{t: t, origin: t.TempDir(), client: newClient(5 * time.Second)}
 	t.Cleanup(c.client.CloseIdleConnections)
-	first := startNode(t, "n0", c.origin)
+	c.start(size, func(_ int, dir, name string, extra ...string) (*node, error) {
+		return launch(dir, name, c.origin, extra...)
+	})
+	return c
+}
+
+// A launcher starts node i of a cluster, named name, in dir, with the
+// extra flags.
+type launcher func(i int, dir, name string, extra ...string) (*node, error)
+
+// start launches size nodes n0, n1, ... with launchAt, n1... concurrently
+// and joining n0, kills them when the test ends, and waits until every
+// node lists all of them.
+func (c *cluster) start(size int, launchAt launcher) {
+	t := c.t
+	t.Helper()
+	begin := time.Now()
+	first, err := launchAt(0, t.TempDir(), "n0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own(t, first)
 	c.nodes = append(c.nodes, first)
-	// The others start concurrently; each joins n0.
 	rest := make([]*node, size-1)
 	errs := make([]error, size-1)
 	var wg sync.WaitGroup
 	for i := range rest {
 		dir := t.TempDir()
 		wg.Go(func() {
-			rest[i], errs[i] = launch(dir, fmt.Sprintf("n%d", i+1), c.origin, "-join", first.gossip)
+			rest[i], errs[i] = launchAt(i+1, dir, fmt.Sprintf("n%d", i+1), "-join", first.gossip)
 		})
 	}
 	wg.Wait()
@@ -277,8 +296,7 @@ func newCluster(t *testing.T, size int) *cluster {
 	}
 	c.nodes = append(c.nodes, rest...)
 	c.waitMembers(c.nodes, names(c.nodes))
-	t.Logf("%d nodes up and joined in %v", size, time.Since(start).Round(time.Millisecond))
-	return c
+	t.Logf("%d nodes up and joined in %v", size, time.Since(begin).Round(time.Millisecond))
 }
 
 // newClient returns an HTTP client with its own connection pool.

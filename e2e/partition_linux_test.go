@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -155,7 +154,6 @@ func testPartition(t *testing.T, size, cut int) {
 func newLabCluster(t *testing.T, lab *netLab, size int) *cluster {
 	t.Helper()
 	useCluster(t)
-	start := time.Now()
 	// Reads on a node cut off may wait for an owner it cannot reach.
 	client := &http.Client{
 		Timeout:   30 * time.Second,
@@ -163,34 +161,9 @@ func newLabCluster(t *testing.T, lab *netLab, size int) *cluster {
 	}
 	c := &cluster{t: t, origin: t.TempDir(), client: client}
 	t.Cleanup(client.CloseIdleConnections)
-	first, err := launchWith(lab.wrap(0), t.TempDir(), "n0", c.origin, lab.flags(0)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	own(t, first)
-	c.nodes = append(c.nodes, first)
-	rest := make([]*node, size-1)
-	errs := make([]error, size-1)
-	var wg sync.WaitGroup
-	for i := range rest {
-		dir := t.TempDir()
-		wg.Go(func() {
-			extra := append(lab.flags(i+1), "-join", first.gossip)
-			rest[i], errs[i] = launchWith(lab.wrap(i+1), dir, fmt.Sprintf("n%d", i+1), c.origin, extra...)
-		})
-	}
-	wg.Wait()
-	for _, n := range rest {
-		if n != nil {
-			own(t, n)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
-	}
-	c.nodes = append(c.nodes, rest...)
-	c.waitMembers(c.nodes, names(c.nodes))
-	t.Logf("%d nodes up in their namespaces and joined in %v", size, time.Since(start).Round(time.Millisecond))
+	c.start(size, func(i int, dir, name string, extra ...string) (*node, error) {
+		return launchWith(lab.wrap(i), dir, name, c.origin, append(lab.flags(i), extra...)...)
+	})
 	return c
 }
 
