@@ -224,3 +224,41 @@ func TestWriteRunResult(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterMajorityCrash: when 2 of 3 members crash, the survivor holds no
+// lease (it cannot tell the crash from a partition): it loads directly and
+// is not ready. With MinorityServes it gets its lease back and caches.
+func TestClusterMajorityCrash(t *testing.T) {
+	for _, minority := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "MinorityServes"}[minority], func(t *testing.T) {
+			t.Parallel()
+			nodes := startCluster(t, 3, func(c *Config) { c.MinorityServes = minority })
+			o := newOrigin()
+			gs := newClusterGroups(t, nodes, "g", o)
+			key := keyOwnedBy(t, nodes[0], "n0", "k")
+			mustGet(t, gs[0], key)
+			crash(nodes[1])
+			crash(nodes[2])
+			// Without a third member to confirm a suspicion, memberlist
+			// waits up to 6x its suspicion timeout: about 20 s here.
+			waitFor(t, 45*time.Second, "n0 drops the crashed members", func() bool { return nodes[0].Stats().Members == 1 })
+			// Past any lease the crashed members' answers gave. With
+			// MinorityServes the lease lapsed while the crashed members were
+			// suspected and still counted, and came back (with a flush)
+			// once they were dropped: the first Get loads again.
+			time.Sleep(nodes[0].lease.timings.lease)
+			mustGet(t, gs[0], key)
+			_, src := getSource(t, gs[0], key)
+			if ready := nodes[0].IsReady(); ready != minority {
+				t.Errorf("survivor IsReady = %v, want %v", ready, minority)
+			}
+			want := SourceLoad
+			if minority {
+				want = SourceHit
+			}
+			if src != want {
+				t.Errorf("survivor: Get(%s) from %v, want %v", key, src, want)
+			}
+		})
+	}
+}
