@@ -161,6 +161,9 @@ func childArgs(o options, name, dir, seed string) []string {
 		"-write-timeout", o.writeTimeout.String(),
 		"-log-level", strings.ToLower(o.logLevel.String()),
 	}
+	if o.minority {
+		args = append(args, "-minority-serves")
+	}
 	if o.secretKeyFile != "" {
 		args = append(args, "-secret-key-file", o.secretKeyFile)
 	}

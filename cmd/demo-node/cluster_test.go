@@ -80,7 +80,7 @@ func TestPrefixWriter(t *testing.T) {
 }
 
 func TestChildArgs(t *testing.T) {
-	o, err := parseFlags([]string{"-cluster", "2", "-load-delay", "10ms", "-ttl", "1m", "-log-level", "warn"}, io.Discard)
+	o, err := parseFlags([]string{"-cluster", "2", "-load-delay", "10ms", "-ttl", "1m", "-log-level", "warn", "-minority-serves"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestChildArgs(t *testing.T) {
 	}
 	if c.name != "n2" || c.origin != "/origin" || c.httpAddr != "127.0.0.1:0" || c.gossipAddr != "127.0.0.1:0" ||
 		c.rpcAddr != "127.0.0.1:0" || !slices.Equal(c.join, []string{"127.0.0.1:7000"}) || c.loadDelay != 10*time.Millisecond ||
-		c.ttl != time.Minute || c.logLevel != o.logLevel || c.gossipProfile.String() != "local" || c.cluster != 0 {
+		c.ttl != time.Minute || c.logLevel != o.logLevel || c.gossipProfile.String() != "local" || c.cluster != 0 || !c.minority {
 		t.Errorf("child options = %+v (args %q)", c, args)
 	}
 	if first := childArgs(o, "n1", "/origin", ""); slices.Contains(first, "-join") {

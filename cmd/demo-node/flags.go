@@ -32,6 +32,7 @@ type options struct {
 	ttl           time.Duration
 	hotTTL        time.Duration
 	writeTimeout  time.Duration
+	minority      bool
 	secretKeyFile string
 	tlsCert       string
 	tlsKey        string
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.loadDelay, "load-delay", 50*time.Millisecond, "how long each load sleeps, like a slow database")
 	fs.DurationVar(&o.ttl, "ttl", 5*time.Minute, "time to live of loaded values")
 	fs.DurationVar(&o.hotTTL, "hot-ttl", time.Minute, "longest time a copy of another node's value is kept")
+	fs.BoolVar(&o.minority, "minority-serves", false, "keep serving from the caches when only a minority of the cluster answers (gives up the read-your-invalidation guarantee in a partition)")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", meshcache.DefaultWriteTimeout, "how long a write waits for every member's acknowledgement")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "file with the gossip encryption key: 16, 24 or 32 raw bytes, or their hex")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate of this node for the peer transport (with -tls-key and -tls-ca: mutual TLS)")

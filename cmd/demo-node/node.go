@@ -51,15 +51,16 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 		return s.group(name)
 	}
 	node, err := meshcache.NewNode(meshcache.Config{
-		NodeName:     o.name,
-		Logger:       log,
-		BindAddr:     o.gossipAddr,
-		RPCAddr:      o.rpcAddr,
-		Join:         o.join,
-		SecretKey:    o.secretKey,
-		TLS:          o.tls,
-		GossipConfig: o.gossipProfile,
-		WriteTimeout: o.writeTimeout,
+		NodeName:       o.name,
+		Logger:         log,
+		BindAddr:       o.gossipAddr,
+		RPCAddr:        o.rpcAddr,
+		Join:           o.join,
+		SecretKey:      o.secretKey,
+		TLS:            o.tls,
+		GossipConfig:   o.gossipProfile,
+		WriteTimeout:   o.writeTimeout,
+		MinorityServes: o.minority,
 
 		OnUnknownGroup: onUnknownGroup,
 	})
