@@ -248,6 +248,17 @@ func (n *Node) startCluster(cfg Config) (err error) {
 	if cfg.MaxFrameBytes < 0 {
 		return fmt.Errorf("meshcache: MaxFrameBytes %d: %w", cfg.MaxFrameBytes, ErrInvalidOption)
 	}
+	// The handlers use the lease and the incarnation: both exist before
+	// the server starts. A node that starts a new cluster is its own base.
+	if n.inc, err = peers.NewIncarnation(); err != nil {
+		return err
+	}
+	n.lease = newLease(timings, cfg.MinorityServes)
+	if len(cfg.Join) == 0 {
+		n.lease.mu.Lock()
+		n.lease.setBaseLocked([]string{n.name})
+		n.lease.mu.Unlock()
+	}
 	n.server, err = transport.NewServer(transport.ServerConfig{
 		Addr:          rpcAddr,
 		TLS:           cfg.TLS,
@@ -281,6 +292,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		Fingerprint:   fingerprint(rc),
 		Join:          cfg.Join,
 		JoinTimeout:   cfg.JoinTimeout,
+		Incarnation:   n.inc,
 		SecretKey:     cfg.SecretKey,
 		Profile:       profile,
 		Logger:        n.baseLog, // peers adds the node's name itself
@@ -296,13 +308,6 @@ func (n *Node) startCluster(cfg Config) (err error) {
 			return fmt.Errorf("meshcache: join: %w: %w", ErrJoin, err)
 		}
 		return fmt.Errorf("meshcache: join: %w: %w", ErrInvalidOption, err)
-	}
-	n.lease = newLease(n.ccfg.lease, cfg.MinorityServes)
-	if len(cfg.Join) == 0 {
-		// A node that starts a new cluster is its own base.
-		n.lease.mu.Lock()
-		n.lease.setBaseLocked([]string{n.name})
-		n.lease.mu.Unlock()
 	}
 	n.wg.Go(n.runLease)
 	n.wg.Go(n.settle)

@@ -302,9 +302,7 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 // wait for a departed member's lease (see Node.departedLease).
 func (n *Node) writeResponse(req transport.WriteRequest, applied int) transport.WriteResponse {
 	resp := transport.WriteResponse{Applied: applied, Members: n.viewFor(req)}
-	if rs := n.ring.Load(); rs != nil {
-		resp.Settle, resp.SettleMember = n.departedLease(rs)
-	}
+	resp.Settle, resp.SettleMember = n.departedLease()
 	return resp
 }
 

@@ -2,7 +2,6 @@ package meshcache
 
 import (
 	"context"
-	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -76,6 +75,14 @@ type lease struct {
 	// clock may jump.
 	untilMono atomic.Int64
 	untilWall atomic.Int64
+	// regains counts the times the lease was regained: a write that saw it
+	// change did not hold the lease throughout.
+	regains atomic.Uint64
+	// left: the node is leaving; it sends no more heartbeats.
+	left atomic.Bool
+	// beatMu is held by a heartbeat round and by leaveLease, so that no
+	// heartbeat goes out after the leaving one.
+	beatMu sync.Mutex
 
 	mu sync.Mutex // guards the fields below
 	// base is the quorum base, sorted; nil until known (a joining node).
@@ -83,29 +90,27 @@ type lease struct {
 	baseDigest uint64
 	// held: the node has held the lease before.
 	held bool
-	// answered maps each member this node answered "member" to, to that
-	// member's incarnation and the time of the answer: once it no longer
-	// counts that member alive, the member may hold a lease from that
-	// answer for up to the lease length (see departedLease).
-	answered map[string]answer
-	// left: the node is leaving; it sends no more heartbeats.
-	left atomic.Bool
 	// acks maps a member to the send time of the newest heartbeat it
 	// answered with "member".
 	acks map[string]time.Time
+	// answered maps each member incarnation this node answered "member" to,
+	// to the time of the newest answer: once this node no longer counts it
+	// alive, it may hold a lease from that answer for up to the lease
+	// length (see departedLease).
+	answered map[memberKey]time.Time
+}
+
+// memberKey is a member's process: its name and incarnation.
+type memberKey struct {
+	name string
+	inc  uint64
 }
 
 func newLease(t leaseTimings, minority bool) *lease {
 	return &lease{
 		timings: t, minority: minority, epoch: time.Now(),
-		acks: make(map[string]time.Time), answered: make(map[string]answer),
+		acks: make(map[string]time.Time), answered: make(map[memberKey]time.Time),
 	}
-}
-
-// answer is a "member" answer this node gave to a heartbeat.
-type answer struct {
-	inc uint64
-	at  time.Time
 }
 
 // valid reports whether the lease holds at now.
@@ -113,12 +118,12 @@ func (l *lease) valid(now time.Time) bool {
 	return int64(now.Sub(l.epoch)) < l.untilMono.Load() && now.UnixNano() < l.untilWall.Load()
 }
 
-// set stores a lease that ends at end (or never, when always is set). The
-// caller holds l.mu.
-func (l *lease) set(end time.Time, always bool) {
-	if always {
-		l.untilWall.Store(math.MaxInt64)
-		l.untilMono.Store(math.MaxInt64)
+// set stores a lease that ends at end (in the past: no lease). The caller
+// holds l.mu.
+func (l *lease) set(end time.Time) {
+	if end.IsZero() {
+		l.untilWall.Store(0)
+		l.untilMono.Store(0)
 		return
 	}
 	l.untilWall.Store(end.UnixNano())
@@ -152,6 +157,15 @@ func (l *lease) setBaseLocked(names []string) {
 // holds its lease (a standalone node always does).
 func (n *Node) serving() bool {
 	return n.lease == nil || n.lease.valid(time.Now())
+}
+
+// leaseRegains returns how many times the lease was regained (0 on a
+// standalone node).
+func (n *Node) leaseRegains() uint64 {
+	if n.lease == nil {
+		return 0
+	}
+	return n.lease.regains.Load()
 }
 
 // leased is serving, for the places that ask about the lease rather than
@@ -193,6 +207,8 @@ type heartbeat struct {
 // lease and the base from the answers.
 func (n *Node) renewLease() {
 	l := n.lease
+	l.beatMu.Lock()
+	defer l.beatMu.Unlock()
 	rs := n.ring.Load()
 	if rs == nil || l.left.Load() {
 		return
@@ -209,7 +225,7 @@ func (n *Node) renewLease() {
 		wg.Go(func() {
 			b := &beats[i]
 			b.resp, b.err = n.client.Lease(ctx, b.p.addr, transport.LeaseRequest{
-				From: n.name, Incarnation: n.cluster.Incarnation(), Base: baseDigest,
+				From: n.name, Incarnation: n.inc, Base: baseDigest,
 			})
 		})
 	}
@@ -220,7 +236,6 @@ func (n *Node) renewLease() {
 	}
 
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	for _, b := range beats {
 		if b.err != nil || !b.resp.Member || b.resp.Incarnation != b.p.inc {
 			continue
@@ -233,101 +248,119 @@ func (n *Node) renewLease() {
 			n.log.Info("meshcache: quorum base adopted", "from", b.p.name, "members", len(l.base))
 		}
 	}
-	now := time.Now()
 	view := rs.cur.Members()
 	quorumOf := l.base
 	if l.minority {
 		quorumOf = view
 	}
-	if quorumOf == nil {
-		return // joining: no base yet, no lease
+	var end time.Time
+	if quorumOf != nil {
+		end = l.quorumEndLocked(quorumOf, n.name, sent)
 	}
-	end, always := l.quorumEndLocked(quorumOf, n.name)
-	if !always && !end.After(now) {
-		return // no quorum: the lease runs out (or stays out)
+	now := time.Now()
+	if !end.After(now) {
+		l.set(end) // no quorum: the lease is out, even one this node alone gave
+		l.pruneLocked(view, now)
+		l.mu.Unlock()
+		return
 	}
-	if !l.valid(time.Now()) {
+	if !l.valid(now) {
 		// The lease is regained: the node may have missed writes while it
 		// had none. Nothing is served while the lease is out, so the
 		// caches are flushed, and the loads in flight fenced, before the
 		// new lease is stored. A node that gets its first lease has
 		// started no load (none starts without the lease): it flushes only
 		// what writes stored meanwhile, and when there is nothing it
-		// skips the flush, which would hold its hand-offs back.
-		if l.held || !n.cachesEmpty() {
-			n.log.Info("meshcache: lease acquired; flushing the caches before serving from them", "first", !l.held)
+		// skips the flush, which would hold its hand-offs back. The flush
+		// runs without l.mu: heartbeats and writes keep being answered.
+		first := !l.held
+		l.held = true
+		l.mu.Unlock()
+		if !first || !n.cachesEmpty() {
+			n.log.Info("meshcache: lease acquired; flushing the caches before serving from them", "first", first)
 			n.flush()
 		}
-		l.held = true
+		l.regains.Add(1)
+		l.mu.Lock()
 	}
-	l.set(end, always)
-	// Holding the lease over the old base: the base becomes the alive
-	// members that answered within the lease (and this node).
-	next := make([]string, 0, len(view))
+	// Holding the lease over the old base: the base becomes the members of
+	// the old base still in the view (a slow answer does not drop one),
+	// plus the members of the view that answered within the lease, plus
+	// this node; the lease stored is the shorter of the two bases'.
+	next := []string{n.name}
 	for _, m := range view {
-		if m == n.name || now.Sub(l.acks[m]) < l.timings.lease {
+		inBase := slices.Contains(l.base, m)
+		if m != n.name && (inBase || now.Sub(l.acks[m]) < l.timings.lease) {
 			next = append(next, m)
 		}
 	}
-	if d := digest(next); d != l.baseDigest {
+	slices.Sort(next)
+	if d := digest(next); d != l.baseDigest && !l.minority {
 		n.log.Info("meshcache: quorum base changed", "from", len(l.base), "to", len(next))
 		l.base, l.baseDigest = next, d
+		if e := l.quorumEndLocked(next, n.name, sent); e.Before(end) {
+			end = e
+		}
 	}
-	for m := range l.acks {
-		if !slices.Contains(view, m) && now.Sub(l.acks[m]) >= l.timings.lease {
+	l.set(end)
+	l.pruneLocked(view, now)
+	l.mu.Unlock()
+}
+
+// pruneLocked forgets the answers of members that left the view longer
+// than a lease ago.
+func (l *lease) pruneLocked(view []string, now time.Time) {
+	for m, at := range l.acks {
+		if !slices.Contains(view, m) && now.Sub(at) >= l.timings.lease {
 			delete(l.acks, m)
 		}
 	}
 }
 
 // quorumEndLocked returns when the lease over base ends: the send time of
-// the heartbeat that the quorum-th most recent member of base answered,
-// plus the lease length (the zero Time without a quorum). always reports a
-// lease that never ends: this node alone is a quorum of base.
-func (l *lease) quorumEndLocked(base []string, self string) (end time.Time, always bool) {
+// the heartbeat that the quorum-th most recent member of base answered
+// (this node counting as an answer at selfAt), plus the lease length; the
+// zero Time without a quorum.
+func (l *lease) quorumEndLocked(base []string, self string, selfAt time.Time) time.Time {
 	need := len(base)/2 + 1
-	var times []time.Time
+	times := make([]time.Time, 0, len(base))
 	for _, m := range base {
 		if m == self {
-			need--
-			continue
-		}
-		if t, ok := l.acks[m]; ok {
+			times = append(times, selfAt)
+		} else if t, ok := l.acks[m]; ok {
 			times = append(times, t)
 		}
 	}
-	if need <= 0 {
-		return time.Time{}, true
-	}
 	if len(times) < need {
-		return time.Time{}, false
+		return time.Time{}
 	}
 	slices.SortFunc(times, func(a, b time.Time) int { return b.Compare(a) })
-	return times[need-1].Add(l.timings.lease), false
+	return times[need-1].Add(l.timings.lease)
 }
 
-// Lease answers a member's lease heartbeat.
+// Lease answers a member's lease heartbeat. The ring is read under l.mu,
+// as departedLease reads it: an answer "member" is recorded before a ring
+// without the member can be seen by departedLease, so a writer that this
+// node tells about the departure waits for that answer too.
 func (h handler) Lease(ctx context.Context, req transport.LeaseRequest) (transport.LeaseResponse, error) {
 	n := h.n
 	if n.closed.Load() {
 		return transport.LeaseResponse{}, transport.ErrClosed
 	}
-	resp := transport.LeaseResponse{Incarnation: n.cluster.Incarnation(), Leased: n.leased()}
-	if rs := n.ring.Load(); rs != nil && !req.Leaving {
-		if p := rs.peers[req.From]; p != nil && p.inc == req.Incarnation {
-			resp.Member = true
-		}
-	}
 	l := n.lease
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
+	now := time.Now()
+	resp := transport.LeaseResponse{Incarnation: n.inc, Leased: l.valid(now)}
+	k := memberKey{req.From, req.Incarnation}
+	switch rs := n.ring.Load(); {
 	case req.Leaving:
-		delete(l.answered, req.From)
-	case resp.Member:
-		// Recorded before the answer is sent: the member's lease from it
-		// starts no later.
-		l.answered[req.From] = answer{inc: req.Incarnation, at: time.Now()}
+		delete(l.answered, k)
+	case rs != nil:
+		if p := rs.peers[req.From]; p != nil && p.inc == req.Incarnation {
+			resp.Member = true
+			l.answered[k] = now
+		}
 	}
 	resp.Base = l.baseDigest
 	if l.baseDigest != req.Base && l.base != nil {
@@ -336,36 +369,39 @@ func (h handler) Lease(ctx context.Context, req transport.LeaseRequest) (transpo
 	return resp, nil
 }
 
-// departedLease returns how long a member that this node answered "member" to,
-// and that it no longer counts alive at that incarnation (rs), may still
-// hold a lease from that answer, and that member: the longest such wait.
+// departedLease returns how long a member incarnation that this node
+// answered "member" to, and that it no longer counts alive, may still hold
+// a lease from that answer, and that member: the longest such wait.
 //
 // A write that completes without a member must not return before that
 // member's lease ran out: it may be cut off from gossip while its
 // heartbeats still reach the others (the lease's timing argument assumes
 // that both fail together), or the others may have dropped it for another
 // reason.
-func (n *Node) departedLease(rs *ringState) (time.Duration, string) {
+func (n *Node) departedLease() (time.Duration, string) {
 	l := n.lease
 	if l == nil {
 		return 0, ""
 	}
-	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	rs := n.ring.Load()
+	now := time.Now()
 	var wait time.Duration
 	var who string
-	for name, a := range l.answered {
-		left := a.at.Add(l.timings.lease).Sub(now)
+	for k, at := range l.answered {
+		left := at.Add(l.timings.lease).Sub(now)
 		if left <= 0 {
-			delete(l.answered, name)
+			delete(l.answered, k)
 			continue
 		}
-		if p := rs.peers[name]; p != nil && p.inc == a.inc {
-			continue // still a member: writes reach it
+		if rs != nil {
+			if p := rs.peers[k.name]; p != nil && p.inc == k.inc {
+				continue // still a member: writes reach it
+			}
 		}
 		if left > wait {
-			wait, who = left, name
+			wait, who = left, k.name
 		}
 	}
 	return wait, who
@@ -373,13 +409,15 @@ func (n *Node) departedLease(rs *ringState) (time.Duration, string) {
 
 // leaveLease stops the heartbeats and tells the members that this node
 // leaves, so that they do not wait for its lease in their writes (see
-// settle). Bounded by one heartbeat period.
+// departedLease). Bounded by one heartbeat period, after a round in flight.
 func (n *Node) leaveLease() {
 	l := n.lease
 	if l == nil {
 		return
 	}
 	l.left.Store(true)
+	l.beatMu.Lock()
+	defer l.beatMu.Unlock()
 	rs := n.ring.Load()
 	if rs == nil {
 		return
@@ -389,9 +427,7 @@ func (n *Node) leaveLease() {
 	var wg sync.WaitGroup
 	for _, p := range rs.peers {
 		wg.Go(func() {
-			_, _ = n.client.Lease(ctx, p.addr, transport.LeaseRequest{
-				From: n.name, Incarnation: n.cluster.Incarnation(), Leaving: true,
-			})
+			_, _ = n.client.Lease(ctx, p.addr, transport.LeaseRequest{From: n.name, Incarnation: n.inc, Leaving: true})
 		})
 	}
 	wg.Wait()

@@ -145,21 +145,20 @@ func TestLeaseQuorum(t *testing.T) {
 	now := time.Now()
 	const L = time.Second
 	tests := []struct {
-		name   string
-		base   []string
-		acks   map[string]time.Duration // member -> age of its answer
-		valid  bool
-		always bool
+		name  string
+		base  []string
+		acks  map[string]time.Duration // member -> age of its answer
+		valid bool
 	}{
-		{"alone", []string{"self"}, nil, true, true},
-		{"3 of 5", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0, "b": 0}, true, false},
-		{"2 of 5", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0}, false, false},
-		{"3 of 5, one answer too old", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0, "b": 2 * L}, false, false},
-		{"1 of 2", []string{"a", "self"}, nil, false, false},
-		{"2 of 2", []string{"a", "self"}, map[string]time.Duration{"a": L / 2}, true, false},
-		{"not in the base", []string{"a", "b", "c"}, map[string]time.Duration{"a": 0, "b": 0}, true, false},
-		{"not in the base, 1 of 3", []string{"a", "b", "c"}, map[string]time.Duration{"a": 0}, false, false},
-		{"answers from outside the base", []string{"a", "b", "c", "self"}, map[string]time.Duration{"x": 0, "y": 0, "a": 0}, false, false},
+		{"alone", []string{"self"}, nil, true},
+		{"3 of 5", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0, "b": 0}, true},
+		{"2 of 5", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0}, false},
+		{"3 of 5, one answer too old", []string{"a", "b", "c", "d", "self"}, map[string]time.Duration{"a": 0, "b": 2 * L}, false},
+		{"1 of 2", []string{"a", "self"}, nil, false},
+		{"2 of 2", []string{"a", "self"}, map[string]time.Duration{"a": L / 2}, true},
+		{"not in the base", []string{"a", "b", "c"}, map[string]time.Duration{"a": 0, "b": 0}, true},
+		{"not in the base, 1 of 3", []string{"a", "b", "c"}, map[string]time.Duration{"a": 0}, false},
+		{"answers from outside the base", []string{"a", "b", "c", "self"}, map[string]time.Duration{"x": 0, "y": 0, "a": 0}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,11 +166,8 @@ func TestLeaseQuorum(t *testing.T) {
 			for m, age := range tt.acks {
 				l.acks[m] = now.Add(-age)
 			}
-			end, always := l.quorumEndLocked(tt.base, "self")
-			if always != tt.always {
-				t.Errorf("always = %v, want %v", always, tt.always)
-			}
-			if got := always || end.After(now); got != tt.valid {
+			end := l.quorumEndLocked(tt.base, "self", now)
+			if got := end.After(now); got != tt.valid {
 				t.Errorf("valid = %v (end %v from now), want %v", got, end.Sub(now), tt.valid)
 			}
 		})
@@ -183,6 +179,9 @@ func TestWriteRunResult(t *testing.T) {
 	n := &Node{name: "n0"} // no lease: as if held
 	start := &ringState{members: []transport.Member{{Name: "n0"}, {Name: "n1"}, {Name: "n2"}}}
 	p := func(name, addr string) *peer { return &peer{name: name, addr: addr, ctx: context.Background()} }
+	pinc := func(name, addr string, inc uint64) *peer {
+		return &peer{name: name, addr: addr, inc: inc, ctx: context.Background()}
+	}
 	departedCtx, cancel := context.WithCancel(context.Background())
 	cancel()
 	gone := &peer{name: "n2", addr: "a2", ctx: departedCtx}
@@ -201,9 +200,23 @@ func TestWriteRunResult(t *testing.T) {
 			w.done(p("n2", "a2"), transport.WriteResponse{}, failure)
 		}, []string{"n2"}},
 		{"old address failed, new incarnation acked", func(w *writeRun) {
-			w.done(p("n2", "old"), transport.WriteResponse{}, failure)
-			w.done(p("n2", "new"), transport.WriteResponse{}, nil)
+			w.done(p("n1", "a1"), transport.WriteResponse{}, nil)
+			w.done(pinc("n2", "old", 5), transport.WriteResponse{}, failure)
+			w.done(pinc("n2", "new", 9), transport.WriteResponse{}, nil)
 		}, nil},
+		{"new incarnation failed, old acked", func(w *writeRun) {
+			w.done(p("n1", "a1"), transport.WriteResponse{}, nil)
+			w.done(pinc("n2", "new", 9), transport.WriteResponse{}, failure)
+			w.done(pinc("n2", "old", 5), transport.WriteResponse{}, nil)
+		}, []string{"n2"}},
+		{"a member another member sees, never written", func(w *writeRun) {
+			w.done(p("n1", "a1"), transport.WriteResponse{Members: []transport.Member{{Name: "n0"}, {Name: "n1"}, {Name: "n2"}, {Name: "n3", RPCAddr: "a3", Incarnation: 4}}}, nil)
+			w.done(p("n2", "a2"), transport.WriteResponse{}, nil)
+		}, []string{"n3"}},
+		{"a member another member sees at a newer incarnation", func(w *writeRun) {
+			w.done(p("n1", "a1"), transport.WriteResponse{Members: []transport.Member{{Name: "n0"}, {Name: "n1"}, {Name: "n2", Incarnation: 9}}}, nil)
+			w.done(pinc("n2", "a2", 5), transport.WriteResponse{}, nil)
+		}, []string{"n2"}},
 		{"departed, still seen by a member whose view is the writer's", func(w *writeRun) {
 			w.done(gone, transport.WriteResponse{}, failure)
 			w.done(p("n1", "a1"), transport.WriteResponse{}, nil)

@@ -146,9 +146,12 @@ type Node struct {
 	changed atomic.Int64 // unix nanos of the last ring change
 	ready   chan struct{}
 	// lease says whether this node may serve from its caches (lease.go);
-	// nil on a standalone node, which always may.
+	// nil on a standalone node, which always may. Set, like inc, before the
+	// peer transport starts.
 	lease *lease
-	wg    sync.WaitGroup // background goroutines: the settle watcher and the lease
+	// inc is this process's incarnation in the cluster (peers.Member).
+	inc uint64
+	wg  sync.WaitGroup // background goroutines: the settle watcher and the lease
 
 	stats nodeCounters
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -74,6 +75,7 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	req.View = start.view
 	w := newWriteRun(n, start)
 	defer w.close()
+	regains := n.leaseRegains()
 	applied := 0
 	// A member that joined (or came back at a new address) while the
 	// phases ran, or that another member sees and this node does not, may
@@ -83,7 +85,11 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	// changing gets gossip.
 	rounds := 0
 	for round := range 3 {
-		targets := w.newTargets(n.ring.Load())
+		rs := start // round 0 writes to the view whose digest req carries
+		if round > 0 {
+			rs = n.ring.Load()
+		}
+		targets := w.newTargets(rs)
 		if round > 0 && len(targets) == 0 {
 			break
 		}
@@ -94,6 +100,10 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	failed := w.result()
 	if len(failed) == 0 {
 		failed = w.settle(ctx)
+	}
+	if len(failed) == 0 && (!n.leased() || n.leaseRegains() != regains) {
+		// Checked last: the lease must have held throughout the write.
+		failed = w.noQuorum()
 	}
 	if len(failed) == 0 {
 		return applied, nil
@@ -117,6 +127,10 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	return applied, e
 }
 
+// errUnreached is the cause reported for a member that another member
+// counts alive and that this write did not reach.
+var errUnreached = errors.New("meshcache: counted alive by another member, not reached")
+
 // errDeparted is the cause reported for a member that left this node's
 // view while a write ran but that other members still count alive.
 var errDeparted = errors.New("meshcache: left this node's view during the write, still alive to other members")
@@ -132,11 +146,12 @@ type writeRun struct {
 
 	mu sync.Mutex // guards the fields below (fanOut's goroutines)
 	// failed holds the targets (by targetKey) that did not acknowledge,
-	// and why.
-	failed map[string]error
+	// and why, and failedInc their incarnations.
+	failed    map[string]error
+	failedInc map[string]uint64
 	// acked holds the targets (by targetKey) that acknowledged a phase and
-	// failed none.
-	acked map[string]bool
+	// failed none, with their incarnations.
+	acked map[string]uint64
 	// reported holds the members that acknowledging members count alive
 	// (their views, when they differ from the writer's).
 	reported map[string]transport.Member
@@ -157,7 +172,7 @@ type writeRun struct {
 // (see Node.departedLease), or ctx ends: then that member is reported as not
 // acknowledging.
 func (w *writeRun) settle(ctx context.Context) map[string]error {
-	if d, who := w.n.departedLease(w.n.ring.Load()); d > 0 {
+	if d, who := w.n.departedLease(); d > 0 {
 		w.mu.Lock()
 		w.extendSettleLocked(time.Now().Add(d), who)
 		w.mu.Unlock()
@@ -188,14 +203,15 @@ func (w *writeRun) extendSettleLocked(until time.Time, who string) {
 
 func newWriteRun(n *Node, start *ringState) *writeRun {
 	return &writeRun{
-		n:        n,
-		start:    start,
-		sent:     make(map[string]bool),
-		failed:   make(map[string]error),
-		acked:    make(map[string]bool),
-		reported: make(map[string]transport.Member),
-		seen:     make(map[string]bool),
-		departed: make(map[string]bool),
+		n:         n,
+		start:     start,
+		sent:      make(map[string]bool),
+		failed:    make(map[string]error),
+		failedInc: make(map[string]uint64),
+		acked:     make(map[string]uint64),
+		reported:  make(map[string]transport.Member),
+		seen:      make(map[string]bool),
+		departed:  make(map[string]bool),
 	}
 }
 
@@ -211,7 +227,7 @@ func (w *writeRun) close() {
 func (w *writeRun) newTargets(rs *ringState) []*peer {
 	var targets []*peer
 	add := func(p *peer) {
-		k := targetKey(p.name, p.addr)
+		k := targetKey(p)
 		if !w.sent[k] {
 			w.sent[k] = true
 			targets = append(targets, p)
@@ -227,14 +243,14 @@ func (w *writeRun) newTargets(rs *ringState) []*peer {
 		if m.Name == w.n.name || m.RPCAddr == "" {
 			continue
 		}
-		if p := rs.peers[m.Name]; p != nil && p.addr == m.RPCAddr {
+		if p := rs.peers[m.Name]; p != nil && p.addr == m.RPCAddr && p.inc >= m.Incarnation {
 			continue
 		}
-		if w.sent[targetKey(m.Name, m.RPCAddr)] {
+		p := &peer{name: m.Name, addr: m.RPCAddr, inc: m.Incarnation}
+		if w.sent[targetKey(p)] {
 			continue
 		}
-		ctx, cancel := context.WithCancel(w.n.closing)
-		p := &peer{name: m.Name, addr: m.RPCAddr, inc: m.Incarnation, ctx: ctx, cancel: cancel}
+		p.ctx, p.cancel = context.WithCancel(w.n.closing)
 		w.extra = append(w.extra, p)
 		add(p)
 	}
@@ -242,14 +258,20 @@ func (w *writeRun) newTargets(rs *ringState) []*peer {
 	return targets
 }
 
-// targetKey names a target of a write: a member at an address.
-func targetKey(name, addr string) string { return name + "\x00" + addr }
+// targetKey names a target of a write: a member's process at an address.
+// The same process may be a target twice, under two incarnations (this
+// node's view and another member's): a write applies twice harmlessly.
+func targetKey(p *peer) string {
+	return p.name + "\x00" + p.addr + "\x00" + strconv.FormatUint(p.inc, 16)
+}
 
-// ackedName reports whether some target of that name acknowledged.
+// ackedLocked reports whether a target of that name, at incarnation inc or
+// a newer one, acknowledged: a newer process of a name stands for the older
+// ones (the others no longer count those as members), never the reverse.
 // The caller holds w.mu.
-func (w *writeRun) ackedNameLocked(name string) bool {
-	for k := range w.acked {
-		if n, _, _ := strings.Cut(k, "\x00"); n == name {
+func (w *writeRun) ackedLocked(name string, inc uint64) bool {
+	for k, ackedInc := range w.acked {
+		if n, _, _ := strings.Cut(k, "\x00"); n == name && ackedInc >= inc {
 			return true
 		}
 	}
@@ -258,13 +280,13 @@ func (w *writeRun) ackedNameLocked(name string) bool {
 
 // done records p's answer to one phase.
 func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
-	k := targetKey(p.name, p.addr)
+	k := targetKey(p)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
 	case err == nil:
 		if _, failed := w.failed[k]; !failed {
-			w.acked[k] = true
+			w.acked[k] = p.inc
 		}
 		if resp.Settle > 0 && resp.SettleMember != "" {
 			w.extendSettleLocked(time.Now().Add(resp.Settle), resp.SettleMember)
@@ -287,7 +309,7 @@ func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
 		// as acknowledged depends on the others (see result).
 		w.departed[p.name] = true
 	default:
-		w.failed[k] = err
+		w.failed[k], w.failedInc[k] = err, p.inc
 		delete(w.acked, k)
 	}
 }
@@ -296,45 +318,61 @@ func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
 func (w *writeRun) skip(p *peer) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	_, ok := w.failed[targetKey(p.name, p.addr)]
+	_, ok := w.failed[targetKey(p)]
 	return ok
 }
 
 // result returns the members that did not acknowledge the write, and why:
-// those that failed (unless another incarnation of the same name, the one
-// the others count, acknowledged), those that left this node's view during
-// the write while an acknowledging member still counted them alive, and,
-// when this node does not hold its lease, every member of its quorum base
-// that did not acknowledge (the write may not have reached members that
-// this node no longer sees).
+// the targets that failed (unless a newer or the same incarnation of that
+// name acknowledged at another address), and every member that an
+// acknowledging member counts alive (its view, or the writer's when it
+// answered with none) and that no target of its name acknowledged:
+// reported too late for a round of its own, or gone from this node's view
+// during the write while the others still counted it.
 func (w *writeRun) result() map[string]error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	out := make(map[string]error)
 	for k, err := range w.failed {
-		if name, _, _ := strings.Cut(k, "\x00"); !w.ackedNameLocked(name) {
+		if name, _, _ := strings.Cut(k, "\x00"); !w.ackedLocked(name, w.failedInc[k]) {
 			out[name] = err
 		}
 	}
-	for name := range w.departed {
-		if w.seen[name] && !w.ackedNameLocked(name) {
-			if _, ok := out[name]; !ok {
-				out[name] = errDeparted
+	for name := range w.seen {
+		if _, ok := out[name]; ok || name == w.n.name {
+			continue
+		}
+		inc := w.reported[name].Incarnation // 0 when only the writer's view listed it
+		if w.ackedLocked(name, inc) {
+			continue
+		}
+		if w.departed[name] {
+			out[name] = errDeparted
+		} else {
+			out[name] = errUnreached
+		}
+	}
+	return out
+}
+
+// noQuorum returns the members to report when this node did not hold its
+// lease throughout the write: every member of its quorum base that did not
+// acknowledge (the write may not have reached members that it no longer
+// sees), or itself.
+func (w *writeRun) noQuorum() map[string]error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make(map[string]error)
+	if w.n.lease != nil {
+		base, _ := w.n.lease.baseInfo()
+		for _, name := range base {
+			if name != w.n.name && !w.ackedLocked(name, 0) {
+				out[name] = ErrNoQuorum
 			}
 		}
 	}
-	if !w.n.leased() {
-		base, _ := w.n.lease.baseInfo()
-		for _, name := range base {
-			if name != w.n.name && !w.ackedNameLocked(name) {
-				if _, ok := out[name]; !ok {
-					out[name] = ErrNoQuorum
-				}
-			}
-		}
-		if len(out) == 0 {
-			out[w.n.name] = ErrNoQuorum
-		}
+	if len(out) == 0 {
+		out[w.n.name] = ErrNoQuorum
 	}
 	return out
 }

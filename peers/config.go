@@ -108,6 +108,10 @@ type Config struct {
 	Join []string
 	// JoinTimeout bounds the retries of the initial join. If zero, 10s.
 	JoinTimeout time.Duration
+	// Incarnation identifies this process to the cluster (see
+	// [Member.Incarnation]); it must come from [NewIncarnation] and differ
+	// for every Join. If zero, Join picks one.
+	Incarnation uint64
 	// SecretKey enables memberlist gossip encryption: 16, 24 or 32 bytes
 	// (AES-128/192/256), else [ErrInvalidKey]. Nodes without the same key
 	// cannot join. If empty, gossip is not encrypted.
@@ -239,9 +243,12 @@ func validate(ctx context.Context, cfg Config) (*settings, error) {
 		s.advertiseIP, s.advertisePort = ip, port
 	}
 
-	boot, err := newIncarnation(time.Now())
-	if err != nil {
-		return nil, err
+	boot := cfg.Incarnation
+	if boot == 0 {
+		var err error
+		if boot, err = NewIncarnation(); err != nil {
+			return nil, err
+		}
 	}
 	s.boot = boot
 	s.mlName = incarnationName(s.Name, boot)
@@ -260,6 +267,9 @@ func validate(ctx context.Context, cfg Config) (*settings, error) {
 	}
 	return s, nil
 }
+
+// NewIncarnation returns a new incarnation for [Config.Incarnation].
+func NewIncarnation() (uint64, error) { return newIncarnation(time.Now()) }
 
 // newIncarnation returns a new incarnation id: the start time in
 // microseconds since the Unix epoch in the high 52 bits (good until the

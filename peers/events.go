@@ -110,6 +110,11 @@ type memberView struct {
 	self    string
 	selfInc uint64
 	members map[string]Member
+	// shadowed holds, by name, the alive incarnations that a newer one of
+	// the same name hides: when the newer one goes, the newest of these
+	// comes back (an incarnation is newer by its start time, and a clock
+	// may step back).
+	shadowed map[string]map[uint64]Member
 	// failed maps each member this node saw fail (not leave) to the
 	// incarnation it had. If the same incarnation comes back, the member
 	// did not restart: this node was cut off from it.
@@ -118,10 +123,11 @@ type memberView struct {
 
 func newMemberView(self string, selfInc uint64) *memberView {
 	return &memberView{
-		self:    self,
-		selfInc: selfInc,
-		members: make(map[string]Member),
-		failed:  make(map[string]uint64),
+		self:     self,
+		selfInc:  selfInc,
+		members:  make(map[string]Member),
+		shadowed: make(map[string]map[uint64]Member),
+		failed:   make(map[string]uint64),
 	}
 }
 
@@ -135,9 +141,17 @@ func (v *memberView) apply(ev event) (changed bool, cutOff string) {
 		old, ok := v.members[ev.name]
 		if !ok || old.Incarnation != ev.inc {
 			// An incarnation that a newer one of the same name replaced.
+			v.unshadow(ev.name, ev.inc)
 			return false, ""
 		}
 		delete(v.members, ev.name)
+		if m, ok := v.newestShadow(ev.name); ok {
+			// An older process of that name is still alive: it is the
+			// member now.
+			v.unshadow(ev.name, m.Incarnation)
+			v.members[ev.name] = m
+			return true, ""
+		}
 		switch {
 		case ev.name == v.self:
 		case ev.left:
@@ -150,12 +164,14 @@ func (v *memberView) apply(ev event) (changed bool, cutOff string) {
 		old, had := v.members[ev.name]
 		if ev.err != nil {
 			// Unreachable while the alive delegate filters; be safe.
+			v.unshadow(ev.name, ev.inc)
 			if had && old.Incarnation == ev.inc {
 				delete(v.members, ev.name)
 				return true, ""
 			}
 			return false, ""
 		}
+		rec := Member{Name: ev.name, GossipAddr: ev.addr, RPCAddr: ev.meta.RPCAddr, State: StateAlive, Incarnation: ev.inc}
 		switch {
 		case ev.name == v.self && ev.inc != v.selfInc:
 			// Another process under our name: this one stays itself.
@@ -163,7 +179,10 @@ func (v *memberView) apply(ev event) (changed bool, cutOff string) {
 		case had && ev.inc < old.Incarnation:
 			// An older process of that name, still alive to memberlist
 			// until its failure is detected: the newer one replaced it.
+			v.shadow(rec)
 			return false, ""
+		case had && ev.inc > old.Incarnation:
+			v.shadow(old)
 		}
 		if ev.kind == evJoin && ev.name != v.self {
 			if inc, ok := v.failed[ev.name]; ok {
@@ -173,11 +192,48 @@ func (v *memberView) apply(ev event) (changed bool, cutOff string) {
 				}
 			}
 		}
-		rec := Member{Name: ev.name, GossipAddr: ev.addr, RPCAddr: ev.meta.RPCAddr, State: StateAlive, Incarnation: ev.inc}
 		v.members[ev.name] = rec
 		return !had || old != rec, cutOff
 	}
 	return false, ""
+}
+
+// shadow records m as an alive incarnation hidden by a newer one (bounded
+// like failed).
+func (v *memberView) shadow(m Member) {
+	s := v.shadowed[m.Name]
+	if s == nil {
+		if len(v.shadowed) >= maxFailed {
+			return
+		}
+		s = make(map[uint64]Member)
+		v.shadowed[m.Name] = s
+	}
+	if len(s) < 8 {
+		s[m.Incarnation] = m
+	}
+}
+
+// unshadow forgets incarnation inc of name.
+func (v *memberView) unshadow(name string, inc uint64) {
+	if s := v.shadowed[name]; s != nil {
+		delete(s, inc)
+		if len(s) == 0 {
+			delete(v.shadowed, name)
+		}
+	}
+}
+
+// newestShadow returns the newest hidden incarnation of name.
+func (v *memberView) newestShadow(name string) (Member, bool) {
+	var best Member
+	found := false
+	for inc, m := range v.shadowed[name] {
+		if !found || inc > best.Incarnation {
+			best, found = m, true
+		}
+	}
+	return best, found
 }
 
 // rememberFailed records a failed member, evicting an arbitrary old

@@ -40,6 +40,10 @@ func TestMemberViewCutOff(t *testing.T) {
 		{"older incarnation ignored", []event{join("self", 1), join("a", 9), join("a", 2), leave("a", 2)}, []string{"a", "self"}, 0},
 		{"old incarnation dies, new stays", []event{join("self", 1), join("a", 2), join("a", 9), leave("a", 2), leave("a", 9)}, []string{"self"}, 0},
 		{"another process under our name", []event{join("self", 1), join("self", 7), leave("self", 7)}, []string{"self"}, 0},
+		// A clock stepped back: the restarted process has the smaller
+		// incarnation, and is the member once the old one is gone.
+		{"older incarnation back when the newer goes", []event{join("self", 1), join("a", 9), join("a", 2), leave("a", 9)}, []string{"a", "self"}, 0},
+		{"hidden incarnation gone first", []event{join("self", 1), join("a", 2), join("a", 9), leave("a", 2), leave("a", 9)}, []string{"self"}, 0},
 		{"refute", []event{join("self", 1), {kind: evCutOff, reason: "r"}}, []string{"self"}, 1},
 		{"incompatible join dropped", []event{join("self", 1), {kind: evJoin, name: "x", err: errors.New("bad")}}, []string{"self"}, 0},
 	}
