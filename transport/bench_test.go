@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // benchParallelism is the number of goroutines of the parallel benchmarks.
@@ -66,6 +67,92 @@ func BenchmarkGetRoundTrip(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkLiveness measures what ClientConfig.SilenceTimeout costs, off
+// and on (100ms), reporting the pings sent per request:
+//
+//   - idle: sequential Gets answered at once, then the connection is left
+//     idle for 3×SilenceTimeout (not timed): no ping is due, ever.
+//   - busy-fast: 16 concurrent Gets answered at once, as
+//     BenchmarkGetRoundTrip/parallel16: answers keep arriving, no ping.
+//   - busy-slow: 64 concurrent Gets whose handler takes 50ms, half of
+//     SilenceTimeout, so that a connection waiting for a burst of answers
+//     is due a ping (after 33ms without any): pings cost a fraction of a
+//     request.
+func BenchmarkLiveness(b *testing.B) {
+	const silence = 100 * time.Millisecond
+	quiet := slog.New(slog.DiscardHandler)
+	req := GetRequest{Group: "users", Key: "user:1234567890"}
+	ctx := context.Background()
+	fast, _ := startServer(b, ServerConfig{Logger: quiet}, &fixedHandler{})
+	slow, _ := startServer(b, ServerConfig{Logger: quiet}, &fakeHandler{get: func(ctx context.Context, _ GetRequest) (GetResponse, error) {
+		t := time.NewTimer(silence / 2)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return GetResponse{Value: Value{Value: benchValue}}, nil
+		case <-ctx.Done():
+			return GetResponse{}, ctx.Err()
+		}
+	}})
+	modes := []struct {
+		name    string
+		silence time.Duration
+	}{{"off", 0}, {"on", silence}}
+
+	// client returns a connected client for addr.
+	client := func(b *testing.B, addr string, silence time.Duration) *Client {
+		c, _ := newTestClient(b, ClientConfig{Logger: quiet, SilenceTimeout: silence})
+		if _, err := c.Get(ctx, addr, req); err != nil {
+			b.Fatal(err)
+		}
+		return c
+	}
+	get := func(b *testing.B, c *Client, addr string) bool {
+		resp, err := c.Get(ctx, addr, req)
+		if err != nil || len(resp.Value.Value) != len(benchValue) {
+			b.Errorf("Get = %d bytes, %v", len(resp.Value.Value), err)
+			return false
+		}
+		return true
+	}
+	parallel := func(b *testing.B, addr string, silence time.Duration, goroutines int) {
+		c := client(b, addr, silence)
+		pings := c.pings.Load()
+		b.ReportAllocs()
+		procs := runtime.GOMAXPROCS(0)
+		b.SetParallelism(max(1, (goroutines+procs-1)/procs))
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if !get(b, c, addr) {
+					return
+				}
+			}
+		})
+		b.ReportMetric(float64(c.pings.Load()-pings)/float64(b.N), "pings/op")
+	}
+
+	for _, m := range modes {
+		b.Run("idle/"+m.name, func(b *testing.B) {
+			c := client(b, fast.Addr(), m.silence)
+			pings := c.pings.Load()
+			b.ReportAllocs()
+			for b.Loop() {
+				if !get(b, c, fast.Addr()) {
+					return
+				}
+			}
+			time.Sleep(3 * silence) // idle; b.Loop stopped the timer
+			b.ReportMetric(float64(c.pings.Load()-pings)/float64(b.N), "pings/op")
+		})
+	}
+	for _, m := range modes {
+		b.Run("busy-fast/"+m.name, func(b *testing.B) { parallel(b, fast.Addr(), m.silence, 16) })
+	}
+	for _, m := range modes {
+		b.Run("busy-slow/"+m.name, func(b *testing.B) { parallel(b, slow.Addr(), m.silence, 64) })
+	}
 }
 
 // BenchmarkBareTCPRoundTrip is the floor for BenchmarkGetRoundTrip: a plain

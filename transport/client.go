@@ -51,6 +51,25 @@ type ClientConfig struct {
 	// holding queued requests forever. Callers never wait for a write
 	// beyond their own ctx. If zero, DefaultWriteTimeout (10s).
 	WriteTimeout time.Duration
+	// SilenceTimeout, if positive, bounds how long a request waits on a
+	// peer that sends nothing at all. Once nothing (no response to any
+	// request, no other frame, not a byte) has arrived on a connection for
+	// SilenceTimeout since the later of a request's send and the last bytes
+	// received, the connection is closed and its requests fail with an
+	// error wrapping [ErrPeerSilent] and [ErrUnavailable]; the next request
+	// dials again. While requests are outstanding and nothing has arrived
+	// for a third of it, the client pings the peer, whose server answers at
+	// once whatever its handlers are doing: a live peer is never failed for
+	// being slow, only one that is paused, dead without a reset or cut off.
+	// No ping is sent on a connection with nothing outstanding. It also
+	// bounds each dial (with DialTimeout, whichever is shorter: a paused
+	// process's kernel still completes TCP handshakes, so the dial waits
+	// for the peer's preface); a dial that times out then wraps
+	// ErrPeerSilent as well. Each request is still bounded by its ctx or
+	// DefaultTimeout. Choose it well above the round-trip time (1s, say).
+	// If zero (or negative), there is no such bound and no ping: requests
+	// wait for their deadline only.
+	SilenceTimeout time.Duration
 	// Logger receives connection errors. If nil, slog.Default().
 	Logger *slog.Logger
 }
@@ -78,7 +97,11 @@ func (cfg ClientConfig) Validate() error {
 // from the peer since, and nothing read for at least deadPeerGrace (2s)
 // after a request was written, is presumed dead (a peer that vanished
 // without a reset) and closed, failing its pending calls with
-// ErrUnavailable; the next call dials again.
+// ErrUnavailable; the next call dials again. With
+// [ClientConfig.SilenceTimeout] set, a connection on which nothing at all
+// arrives for that long while requests wait is closed sooner, failing
+// them with [ErrPeerSilent], and a peer that is merely slow is kept alive
+// with pings.
 //
 // Errors: a remote error comes back wrapping the same sentinel (see the
 // error block); a dial or connection failure, or an expired ctx deadline,
@@ -93,9 +116,11 @@ type Client struct {
 	callTO    time.Duration
 	maxFrame  int
 	writeTO   time.Duration
-	deadGrace time.Duration // see deadPeerGrace; tests change it
-	nextID    atomic.Uint64
-	wg        sync.WaitGroup // one per connection: dial, read, then wait for its writer
+	silence   time.Duration  // ClientConfig.SilenceTimeout; 0: no liveness checks
+	deadGrace time.Duration  // see deadPeerGrace; tests change it
+	nextID    atomic.Uint64  // request and ping ids
+	pings     atomic.Uint64  // pings written, for tests and benchmarks
+	wg        sync.WaitGroup // one per connection: dial, read, then wait for its writer and watcher
 
 	mu     sync.Mutex // guards conns, closed
 	conns  map[string]*clientConn
@@ -133,6 +158,10 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	if c.writeTO <= 0 {
 		c.writeTO = DefaultWriteTimeout
+	}
+	if cfg.SilenceTimeout > 0 {
+		c.silence = cfg.SilenceTimeout
+		c.dialTO = min(c.dialTO, c.silence)
 	}
 	if cfg.TLS != nil {
 		c.tls = cfg.TLS.Clone()
@@ -445,6 +474,10 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 // run dials cc and then reads its responses until it fails or is closed.
 func (c *Client) run(ctx context.Context, cc *clientConn) {
 	nc, err := c.dial(ctx, cc.addr)
+	// The peer sent nothing within the dial bound: the connect or a
+	// read of its preface timed out (by the socket deadline, which may
+	// come a moment before ctx's).
+	silent := c.silence > 0 && err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err))
 	cc.cancelDial()
 	if err == nil {
 		cc.mu.Lock()
@@ -459,7 +492,9 @@ func (c *Client) run(ctx context.Context, cc *clientConn) {
 		}
 	}
 	if err != nil {
-		if !errors.Is(err, ErrWrongProtocol) {
+		if silent {
+			err = fmt.Errorf("%w: dial %s: nothing received for %v: %w: %w", ErrUnavailable, cc.addr, c.dialTO, ErrPeerSilent, err)
+		} else if !errors.Is(err, ErrWrongProtocol) {
 			err = fmt.Errorf("%w: dial %s: %w", ErrUnavailable, cc.addr, err)
 		} else {
 			err = fmt.Errorf("transport: dial %s: %w", cc.addr, err)
@@ -472,8 +507,18 @@ func (c *Client) run(ctx context.Context, cc *clientConn) {
 	}
 	close(cc.ready)
 	cc.wg.Go(func() { cc.writeLoop(nc) })
+	if c.silence > 0 {
+		cc.readAt.Store(cc.now()) // the peer's preface just arrived
+		cc.wg.Go(cc.watchLoop)
+	}
 	c.readLoop(cc, nc)
 	cc.wg.Wait() // readLoop closed cc: the writer is returning
+}
+
+// isTimeout reports whether err is a network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // dial connects to addr and exchanges prefaces, all within ctx.
@@ -529,15 +574,24 @@ func handshakeClient(ctx context.Context, nc net.Conn) error {
 }
 
 // readLoop delivers each response frame to its waiting call. A frame for an
-// abandoned request is dropped. Any read error or malformed frame closes the
+// abandoned request, or a pong, is dropped. Any read error or malformed
+// frame (an answer to a ping that is not a pong, too) closes the
 // connection and fails its pending calls with ErrUnavailable.
 func (c *Client) readLoop(cc *clientConn, nc net.Conn) {
-	fr := newFrameReader(nc, readBufferBytes, c.maxFrame)
+	var r io.Reader = nc
+	if c.silence > 0 {
+		r = &liveReader{r: nc, cc: cc}
+	}
+	fr := newFrameReader(r, readBufferBytes, c.maxFrame)
+	var pong wirepb.Envelope // answers to pings are decoded into it
 	for {
 		body, err := fr.next()
 		var id uint64
 		if err == nil {
 			id, err = envelopeID(body)
+		}
+		if err == nil && c.silence > 0 && id == cc.pingID.Load() {
+			err = checkPong(body, &pong)
 		}
 		if err != nil {
 			if cc.dead.Load() || isClosedConn(err) {

@@ -27,6 +27,10 @@ const writeBatchBytes = 64 << 10
 // connection is closed, so the stream stays in step. A caller that gives up
 // removes its call from pending; the writer skips a queued id that is no
 // longer pending, so a frame not yet copied is never sent.
+//
+// With ClientConfig.SilenceTimeout, a watcher goroutine pings a peer that
+// is slow to answer and closes the connection if the peer sends nothing at
+// all for that long (see liveness.go).
 type clientConn struct {
 	c          *Client
 	addr       string
@@ -44,11 +48,21 @@ type clientConn struct {
 	// (see heard and writeLoop).
 	silentSince atomic.Int64
 
-	mu      sync.Mutex // guards nc, pending, queue, err, and call.sent and call.readsAtSend of pending calls
-	nc      net.Conn
-	pending map[uint64]*call // requests queued or sent, by id
-	queue   []uint64         // ids waiting for the writer, oldest first
-	err     error            // why the connection closed; nil while open
+	// Liveness, with SilenceTimeout only (see liveness.go). Times are
+	// cc.now() values; 0 means never.
+	readAt       atomic.Int64  // when bytes last arrived
+	writingSince atomic.Int64  // when the writer started the chunk it is writing; 0 when not writing
+	progressAt   atomic.Int64  // when the writer last finished a chunk of a write of several
+	pingID       atomic.Uint64 // id of the last ping the writer took
+	watchWake    chan struct{} // capacity 1: send woke the parked watcher
+
+	mu          sync.Mutex // guards nc, pending, queue, err, pingQueued, watchParked, and call.sent, call.readsAtSend and call.sentAt of pending calls
+	nc          net.Conn
+	pending     map[uint64]*call // requests queued or sent, by id
+	queue       []uint64         // ids waiting for the writer, oldest first
+	err         error            // why the connection closed; nil while open
+	pingQueued  uint64           // id of a ping for the writer to send first; 0 if none
+	watchParked bool             // the watcher waits for a request: the next send wakes it
 }
 
 func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clientConn {
@@ -60,6 +74,7 @@ func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clien
 		ready:      make(chan struct{}),
 		stop:       make(chan struct{}),
 		wake:       make(chan struct{}, 1),
+		watchWake:  make(chan struct{}, 1),
 		pending:    make(map[uint64]*call),
 	}
 }
@@ -77,10 +92,18 @@ func (cc *clientConn) send(cl *call) error {
 	cl.sent = false
 	cc.pending[id] = cl
 	cc.queue = append(cc.queue, id)
+	unpark := cc.watchParked
+	cc.watchParked = false
 	cc.mu.Unlock()
 	select {
 	case cc.wake <- struct{}{}:
 	default: // the writer is already due to look at the queue
+	}
+	if unpark {
+		select {
+		case cc.watchWake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -121,6 +144,7 @@ func (cc *clientConn) writeLoop(nc net.Conn) {
 		buf      []byte
 		deadline time.Time // nc's write deadline
 		timeout  = cc.c.writeTO
+		watched  = cc.c.silence > 0
 	)
 	for {
 		select {
@@ -129,7 +153,11 @@ func (cc *clientConn) writeLoop(nc net.Conn) {
 		case <-cc.wake:
 		}
 		for {
-			buf = cc.takeBatch(buf[:0])
+			var at int64 // the requests' send time, for the watcher
+			if watched {
+				at = cc.now()
+			}
+			buf = cc.takeBatch(buf[:0], at)
 			if len(buf) == 0 {
 				break
 			}
@@ -146,7 +174,13 @@ func (cc *clientConn) writeLoop(nc net.Conn) {
 			if cc.silentSince.Load() == 0 {
 				cc.silentSince.CompareAndSwap(0, int64(now.Sub(cc.born))+1)
 			}
-			if _, err := nc.Write(buf); err != nil {
+			var err error
+			if watched {
+				err = cc.writeWatched(nc, buf)
+			} else {
+				_, err = nc.Write(buf)
+			}
+			if err != nil {
 				cc.close(fmt.Errorf("%w: %s: write: %w", ErrUnavailable, cc.addr, err))
 				return
 			}
@@ -157,12 +191,19 @@ func (cc *clientConn) writeLoop(nc net.Conn) {
 	}
 }
 
-// takeBatch appends to buf the frames of queued requests whose callers
-// still wait, up to writeBatchBytes (at least one frame), marks them sent
-// and removes them from the queue with any abandoned ids before them.
-func (cc *clientConn) takeBatch(buf []byte) []byte {
+// takeBatch appends to buf a queued ping, then the frames of queued
+// requests whose callers still wait, up to writeBatchBytes (at least one
+// frame), marks them sent at time at and removes them from the queue with
+// any abandoned ids before them.
+func (cc *clientConn) takeBatch(buf []byte, at int64) []byte {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	if id := cc.pingQueued; id != 0 {
+		cc.pingQueued = 0
+		cc.pingID.Store(id)
+		cc.c.pings.Add(1)
+		buf = appendPingFrame(buf, id)
+	}
 	reads := cc.reads.Load()
 	i := 0
 	for ; i < len(cc.queue); i++ {
@@ -174,7 +215,7 @@ func (cc *clientConn) takeBatch(buf []byte) []byte {
 			break
 		}
 		buf = append(buf, cl.wbuf...)
-		cl.sent, cl.readsAtSend = true, reads
+		cl.sent, cl.readsAtSend, cl.sentAt = true, reads, at
 	}
 	n := copy(cc.queue, cc.queue[i:])
 	clear(cc.queue[n:])
@@ -226,6 +267,7 @@ type call struct {
 
 	sent        bool   // the writer took the frame; guarded by cc.mu
 	readsAtSend uint64 // cc.reads when the writer took the frame; guarded by cc.mu
+	sentAt      int64  // cc.now() when the writer took the frame, with SilenceTimeout; guarded by cc.mu
 
 	timer   *time.Timer   // bounds a call whose ctx has no deadline (or a later one than timeout); stopped between calls
 	timeout time.Duration // if positive, bounds the call (GetWithin)
@@ -268,7 +310,7 @@ func getCall() *call {
 // longer registered and nothing is being delivered to it.
 func (cl *call) release() {
 	cl.err, cl.cc = nil, nil
-	cl.sent, cl.readsAtSend = false, 0
+	cl.sent, cl.readsAtSend, cl.sentAt = false, 0, 0
 	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
 	cl.env.Body = nil
 	cl.manyMsg.Keys = nil

@@ -203,7 +203,7 @@ func encodeGetManyResponse(a *arena, m *wirepb.GetManyResponse, resp GetManyResp
 		rs[i].Key = a.str(r.Key)
 		if r.Err != nil {
 			rs[i].ErrorCode = codeOf(r.Err)
-			rs[i].ErrorMessage = a.str(r.Err.Error())
+			rs[i].ErrorMessage = a.str(messageOf(r.Err))
 		} else {
 			rs[i].Value = r.Value.Value
 			rs[i].TtlNanos = nanos(r.TTL)

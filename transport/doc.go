@@ -30,6 +30,19 @@
 // times out, is presumed dead (a peer gone without a reset) and closed; the
 // next request dials again.
 //
+// With ClientConfig.SilenceTimeout set, a connection also has a watcher
+// goroutine that tells a slow peer from a silent one. A connection on
+// which nothing at all arrives for SilenceTimeout while a request waits
+// (since the later of its send and the last bytes received) is closed,
+// failing its requests with [ErrPeerSilent] (which also wraps
+// [ErrUnavailable]); the next request dials again, within SilenceTimeout
+// too. While requests wait and nothing has arrived for a third of
+// SilenceTimeout, the watcher sends a ping, which the server answers on its
+// read loop at once, however long its handlers take: a live peer keeps
+// its connection alive, a paused one (SIGSTOP, a frozen VM) fails its
+// requests after about SilenceTimeout instead of their deadline. A
+// connection with nothing outstanding sends no ping.
+//
 // The Server runs one reader goroutine per connection and one goroutine
 // per request (except Gets a [CachedGetter] answers from its cache on the
 // read loop), up to ServerConfig.MaxConcurrent requests at once; beyond
@@ -61,9 +74,12 @@
 // (chosen by the client, never 0, echoed by the response), for requests the
 // caller's remaining time as a duration in nanoseconds (0: no deadline, the
 // server applies ServerConfig.DefaultTimeout), for responses an error code
-// and message, and a oneof body: one of the four requests or one of the four
-// responses. A response with a non-zero error code has no body. Responses
-// may come in any order.
+// and message, and a oneof body: one of the requests (get, get-many, peek,
+// write, lease) or one of their responses, or a ping or pong. A response
+// with a non-zero error code has no body. Responses may come in any order.
+// A ping (from the client, with an id of its own) is answered at once, from
+// the server's read loop, by a pong with the same id; it is not a request,
+// so no handler runs and MaxConcurrent does not apply.
 //
 // Durations (deadlines, TTLs, ages) always travel as durations, never as
 // absolute times: clocks differ between nodes. Groups, keys, tags and

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/meshcache/meshcache/transport/internal/wirepb"
 )
@@ -11,9 +13,12 @@ import (
 // Errors returned by the transport.
 //
 // The first group crosses the wire: a [Handler] error that matches one of
-// them (with [errors.Is]) travels as a code and the [Client] returns the same
-// sentinel, wrapped with the remote error text
-// (fmt.Errorf("%w: %s", ErrLoader, msg)), so errors.Is works across nodes.
+// them (with [errors.Is]) travels as a code with a short message, and the
+// [Client] returns the same sentinel, wrapped with that message
+// ("transport: loader error: db down"), so errors.Is works across nodes.
+// The message is the handler error's text without the sentinel's own text
+// in front (the receiver puts it back once), cut to [MaxErrorMessage] bytes
+// by the sender and again by the receiver.
 // A handler error that matches none of them travels as an "internal" code and
 // comes back as [ErrLoader]: the owner failed to produce the value, which is
 // the caller's error and not a reason to load again. A handler that returns
@@ -31,6 +36,11 @@ var (
 	ErrNotFound = errors.New("transport: not found")
 	// ErrLoader: the remote loader, or the remote handler, failed.
 	ErrLoader = errors.New("transport: loader error")
+	// ErrLoaderPanic: the remote loader panicked. A panic is a loader
+	// failure: an error that wraps ErrLoaderPanic also wraps [ErrLoader].
+	// Its message says no more: the panic value and the stack stay in the
+	// owner's log.
+	ErrLoaderPanic = errors.New("transport: loader panicked")
 	// ErrOverloaded: the server refused the request because it was already
 	// running ServerConfig.MaxConcurrent requests.
 	ErrOverloaded = errors.New("transport: overloaded")
@@ -68,6 +78,7 @@ var wireErrors = [...]struct {
 	err  error
 }{
 	{wirepb.Code_CODE_NOT_FOUND, ErrNotFound},
+	{wirepb.Code_CODE_LOADER_PANIC, ErrLoaderPanic}, // before ErrLoader, which it wraps on the caller's side
 	{wirepb.Code_CODE_LOADER, ErrLoader},
 	{wirepb.Code_CODE_OVERLOADED, ErrOverloaded},
 	{wirepb.Code_CODE_WRONG_PROTOCOL, ErrWrongProtocol},
@@ -95,27 +106,100 @@ func codeOf(err error) wirepb.Code {
 	}
 }
 
-// errorOf turns a wire code and remote message back into an error wrapping
-// the matching sentinel. CODE_OK gives nil. Unknown codes (from a newer peer)
-// are treated as CODE_INTERNAL.
-func errorOf(code wirepb.Code, msg []byte) error {
-	sentinel := ErrLoader // CODE_LOADER, CODE_INTERNAL, codes from a newer peer
+// MaxErrorMessage is the most bytes of text that cross the wire with an
+// error's code. A longer message is cut to that length, ending in "...".
+const MaxErrorMessage = 256
+
+// sentinelOf returns the sentinel a Client returns for code: the one whose
+// text leads the error.
+func sentinelOf(code wirepb.Code) error {
 	switch code {
-	case wirepb.Code_CODE_OK:
-		return nil
-	case wirepb.Code_CODE_UNAVAILABLE:
-		sentinel = ErrUnavailable
-	case wirepb.Code_CODE_DEADLINE_EXCEEDED:
-		return fmt.Errorf("%w: %w: remote: %s", ErrUnavailable, context.DeadlineExceeded, msg)
-	default:
-		for _, we := range wireErrors {
-			if we.code == code {
-				sentinel = we.err
-			}
+	case wirepb.Code_CODE_UNAVAILABLE, wirepb.Code_CODE_DEADLINE_EXCEEDED:
+		return ErrUnavailable
+	}
+	for _, we := range wireErrors {
+		if we.code == code {
+			return we.err
 		}
 	}
-	if len(msg) == 0 || string(msg) == sentinel.Error() {
+	return ErrLoader // CODE_LOADER, CODE_INTERNAL, codes from a newer peer
+}
+
+// messageOf returns the message that goes on the wire with err's code:
+// its text, without its class's text in front, bounded.
+func messageOf(err error) string {
+	return trimMessage(sentinelOf(codeOf(err)), err.Error())
+}
+
+// trimMessage removes sentinel's text (and ": ") from the front of msg, as
+// often as it is there (a peer of an older version sent it, and may have
+// repeated it), and cuts msg to MaxErrorMessage bytes.
+func trimMessage(sentinel error, msg string) string {
+	prefix := sentinel.Error()
+	for strings.HasPrefix(msg, prefix) {
+		rest := msg[len(prefix):]
+		if rest == "" {
+			return ""
+		}
+		if !strings.HasPrefix(rest, ": ") {
+			break
+		}
+		msg = rest[2:]
+	}
+	return clip(msg, MaxErrorMessage)
+}
+
+// clip cuts s to at most n bytes, marking the cut with "...". It cuts
+// before a UTF-8 sequence rather than inside it.
+func clip(s string, n int) string {
+	const more = "..."
+	if len(s) <= n {
+		return s
+	}
+	i := n - len(more)
+	for j := 0; j < utf8.UTFMax && i > 0 && !utf8.RuneStart(s[i]); j++ {
+		i--
+	}
+	return s[:i] + more
+}
+
+// errorOf turns a wire code and remote message back into an error wrapping
+// the matching sentinel. CODE_OK gives nil. Unknown codes (from a newer peer)
+// are treated as CODE_INTERNAL. The message is trimmed as by messageOf,
+// whatever the peer sent.
+func errorOf(code wirepb.Code, msg []byte) error {
+	if code == wirepb.Code_CODE_OK {
+		return nil
+	}
+	sentinel := sentinelOf(code)
+	text := trimMessage(sentinel, string(msg))
+	switch code {
+	case wirepb.Code_CODE_DEADLINE_EXCEEDED:
+		if text == "" {
+			return fmt.Errorf("%w: %w", ErrUnavailable, context.DeadlineExceeded)
+		}
+		return fmt.Errorf("%w: %w: remote: %s", ErrUnavailable, context.DeadlineExceeded, text)
+	case wirepb.Code_CODE_LOADER_PANIC:
+		return &remoteError{is: []error{ErrLoaderPanic, ErrLoader}, msg: text}
+	}
+	if text == "" {
 		return sentinel
 	}
-	return fmt.Errorf("%w: %s", sentinel, msg)
+	return fmt.Errorf("%w: %s", sentinel, text)
 }
+
+// remoteError is an error from a peer that wraps several sentinels: the
+// first gives its text, followed by the peer's message.
+type remoteError struct {
+	is  []error
+	msg string
+}
+
+func (e *remoteError) Error() string {
+	if e.msg == "" {
+		return e.is[0].Error()
+	}
+	return e.is[0].Error() + ": " + e.msg
+}
+
+func (e *remoteError) Unwrap() []error { return e.is }

@@ -26,8 +26,11 @@ const (
 	fieldEnvErrorCode   = 3
 	fieldEnvGetRequest  = 10
 	fieldEnvGetResponse = 11
-	fieldEnvFirstBody   = 10
-	fieldEnvLastBody    = 17
+	// Every Envelope field from 10 on is a body of the oneof: a later body
+	// replaces an earlier one, so the parsers defer on any other one.
+	// There is no upper bound, so that a body added to wire.proto is
+	// deferred too.
+	fieldEnvFirstBody = 10
 
 	fieldGetReqGroup = 1
 	fieldGetReqKey   = 2
@@ -67,7 +70,7 @@ func fastGetRequest(b []byte) (id uint64, timeout time.Duration, req GetRequest,
 			}
 			sawBody = true
 			b = b[m:]
-		case num >= fieldEnvFirstBody && num <= fieldEnvLastBody,
+		case num >= fieldEnvFirstBody,
 			num == fieldEnvID, num == fieldEnvTimeout:
 			return 0, 0, req, false // another body, or an odd wire type
 		default:
@@ -144,7 +147,7 @@ func fastGetResponse(b []byte) (id uint64, resp GetResponse, ok bool) {
 			sawBody = true
 			b = b[m:]
 		case num == fieldEnvErrorCode,
-			num >= fieldEnvFirstBody && num <= fieldEnvLastBody,
+			num >= fieldEnvFirstBody,
 			num == fieldEnvID:
 			return 0, GetResponse{}, false // an error, another body, or an odd wire type
 		default:

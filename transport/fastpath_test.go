@@ -73,6 +73,30 @@ func TestFastParsersDeferToGenericPath(t *testing.T) {
 		{name: "no id", env: &wirepb.Envelope{Body: &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{}}}},
 		{name: "peek request", env: &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_PeekRequest{PeekRequest: &wirepb.PeekRequest{}}}},
 		{name: "write response", env: &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_WriteResponse{WriteResponse: &wirepb.WriteResponse{}}}},
+		{name: "lease response", env: &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_LeaseResponse{LeaseResponse: &wirepb.LeaseResponse{}}}},
+		{name: "ping", env: &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_Ping{Ping: &wirepb.Ping{}}}},
+		{name: "pong", env: &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_Pong{Pong: &wirepb.Pong{}}}},
+	}
+	// A later body replaces an earlier one: a Get followed by another body
+	// is that other body, whatever its field number.
+	get := protoBytes(t, &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Key: []byte("k")}}})
+	getResp := protoBytes(t, &wirepb.Envelope{Id: 1, Body: &wirepb.Envelope_GetResponse{GetResponse: &wirepb.GetResponse{Value: []byte("v")}}})
+	for _, tail := range []struct {
+		name string
+		body []byte
+	}{
+		{"lease request", []byte{0x92, 0x01, 0x00}}, // field 18, empty
+		{"ping", []byte{0xa2, 0x01, 0x00}},          // field 20, empty
+		{"future body", []byte{0xb2, 0x01, 0x00}},   // field 22, empty
+	} {
+		t.Run("get then "+tail.name, func(t *testing.T) {
+			if _, _, _, ok := fastGetRequest(append(append([]byte{}, get...), tail.body...)); ok {
+				t.Errorf("fastGetRequest(get request then %s) ok, want deferral to the generic path", tail.name)
+			}
+			if _, _, ok := fastGetResponse(append(append([]byte{}, getResp...), tail.body...)); ok {
+				t.Errorf("fastGetResponse(get response then %s) ok, want deferral to the generic path", tail.name)
+			}
+		})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -125,6 +125,8 @@ func convertEnvelope(env *wirepb.Envelope) {
 		decodeLeaseRequest(b.LeaseRequest)
 	case *wirepb.Envelope_LeaseResponse:
 		decodeLeaseResponse(b.LeaseResponse)
+	case *wirepb.Envelope_Ping, *wirepb.Envelope_Pong:
+		// Nothing to convert: the envelope's id is all they carry.
 	}
 }
 
@@ -183,6 +185,8 @@ func seedEnvelopes() []*wirepb.Envelope {
 		{Id: 7, Body: &wirepb.Envelope_LeaseResponse{LeaseResponse: &wirepb.LeaseResponse{
 			Member: true, Leased: true, Base: 4, BaseNames: [][]byte{[]byte("n0"), []byte("n1")}, Incarnation: 10,
 		}}},
+		{Id: 8, Body: &wirepb.Envelope_Ping{Ping: &wirepb.Ping{}}},
+		{Id: 8, Body: &wirepb.Envelope_Pong{Pong: &wirepb.Pong{}}},
 	}
 }
 

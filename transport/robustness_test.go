@@ -95,6 +95,9 @@ func TestServerClosesConnectionOnBadInput(t *testing.T) {
 		{name: "no id", handshake: true, send: encodeFrame(t, &wirepb.Envelope{TimeoutNanos: 5}), log: "without id"},
 		{name: "1 GiB frame", handshake: true, send: header(1 << 30), log: "frame too large"},
 		{name: "good then garbage", handshake: true, send: append(append([]byte{}, validGet...), 0, 0, 0, 3, 0x0a, 0xff, 0xff), log: "malformed"},
+		{name: "ping without id", handshake: true, send: encodeFrame(t, &wirepb.Envelope{Body: &wirepb.Envelope_Ping{Ping: &wirepb.Ping{}}}), log: "without id"},
+		{name: "garbage ping", handshake: true, send: append(header(7), 0x08, 0x01, 0xa2, 0x01, 0x02, 0xff, 0xff), log: "malformed"}, // id 1, field 20 holding garbage
+		{name: "truncated ping", handshake: true, send: append(header(5), 0x08, 0x01, 0xa2, 0x01, 0x05), log: "malformed"},           // field 20 claims 5 bytes
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

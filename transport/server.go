@@ -334,6 +334,7 @@ const (
 	kindPeek
 	kindWrite
 	kindLease
+	kindPing // answered on the read loop, never handled
 )
 
 var serverRequestPool = sync.Pool{New: func() any { return new(serverRequest) }}
@@ -364,10 +365,20 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 			r.write, err = decodeWriteRequest(b.WriteRequest)
 		case *wirepb.Envelope_LeaseRequest:
 			r.kind, r.lease = kindLease, decodeLeaseRequest(b.LeaseRequest)
+		case *wirepb.Envelope_Ping:
+			r.kind = kindPing
 		default:
 			err = fmt.Errorf("%w: envelope body %T is not a request", ErrBadRequest, env.Body)
 		}
 		proto.Reset(env) // drop references to the request's data
+	}
+	if r.kind == kindPing {
+		// Answered at once, on the read loop, whatever the handlers are
+		// doing or the load: a pong is how a client tells a slow peer from
+		// a silent one (see ClientConfig.SilenceTimeout).
+		id := r.id
+		r.release()
+		return s.pong(w, id)
 	}
 	if r.timeout <= 0 {
 		r.timeout = s.timeout
@@ -401,6 +412,19 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 	s.wg.Add(1)
 	go s.handle(ctx, w, r)
 	return nil
+}
+
+// pong answers ping id. A write failure closes the connection and is
+// returned.
+func (s *Server) pong(w *connWriter, id uint64) error {
+	out := serverResponsePool.Get().(*serverResponse)
+	out.buf = appendPongFrame(out.buf[:0], id)
+	err := w.write(out.buf)
+	out.release()
+	if err != nil {
+		w.nc.Close()
+	}
+	return err
 }
 
 func (r *serverRequest) release() {

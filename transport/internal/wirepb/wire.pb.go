@@ -30,7 +30,9 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Code is the error class of a response. CODE_OK means success.
+// Code is the error class of a response. CODE_OK means success. The
+// response's error_message says more, in at most 256 bytes; a receiver
+// treats a code it does not know as CODE_INTERNAL.
 type Code int32
 
 const (
@@ -47,21 +49,25 @@ const (
 	Code_CODE_UNAVAILABLE Code = 8
 	// The handler gave up: the request's deadline passed.
 	Code_CODE_DEADLINE_EXCEEDED Code = 9
+	// The loader panicked. The panic value and stack stay in the owner's
+	// log: the message never carries them.
+	Code_CODE_LOADER_PANIC Code = 10
 )
 
 // Enum value maps for Code.
 var (
 	Code_name = map[int32]string{
-		0: "CODE_OK",
-		1: "CODE_NOT_FOUND",
-		2: "CODE_LOADER",
-		3: "CODE_OVERLOADED",
-		4: "CODE_WRONG_PROTOCOL",
-		5: "CODE_UNKNOWN_GROUP",
-		6: "CODE_BAD_REQUEST",
-		7: "CODE_INTERNAL",
-		8: "CODE_UNAVAILABLE",
-		9: "CODE_DEADLINE_EXCEEDED",
+		0:  "CODE_OK",
+		1:  "CODE_NOT_FOUND",
+		2:  "CODE_LOADER",
+		3:  "CODE_OVERLOADED",
+		4:  "CODE_WRONG_PROTOCOL",
+		5:  "CODE_UNKNOWN_GROUP",
+		6:  "CODE_BAD_REQUEST",
+		7:  "CODE_INTERNAL",
+		8:  "CODE_UNAVAILABLE",
+		9:  "CODE_DEADLINE_EXCEEDED",
+		10: "CODE_LOADER_PANIC",
 	}
 	Code_value = map[string]int32{
 		"CODE_OK":                0,
@@ -74,6 +80,7 @@ var (
 		"CODE_INTERNAL":          7,
 		"CODE_UNAVAILABLE":       8,
 		"CODE_DEADLINE_EXCEEDED": 9,
+		"CODE_LOADER_PANIC":      10,
 	}
 )
 
@@ -230,6 +237,9 @@ type Envelope struct {
 	ErrorCode Code `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3,enum=meshcache.transport.v1.Code" json:"error_code,omitempty"`
 	// Responses: the remote error text when error_code is not CODE_OK.
 	ErrorMessage []byte `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// Every field from 10 on belongs to the body: the hand-written parsers
+	// of package transport (fastpath.go) rely on it.
+	//
 	// Types that are valid to be assigned to Body:
 	//
 	//	*Envelope_GetRequest
@@ -242,6 +252,8 @@ type Envelope struct {
 	//	*Envelope_WriteResponse
 	//	*Envelope_LeaseRequest
 	//	*Envelope_LeaseResponse
+	//	*Envelope_Ping
+	//	*Envelope_Pong
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -402,6 +414,24 @@ func (x *Envelope) GetLeaseResponse() *LeaseResponse {
 	return nil
 }
 
+func (x *Envelope) GetPing() *Ping {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Ping); ok {
+			return x.Ping
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetPong() *Pong {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Pong); ok {
+			return x.Pong
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -446,6 +476,14 @@ type Envelope_LeaseResponse struct {
 	LeaseResponse *LeaseResponse `protobuf:"bytes,19,opt,name=lease_response,json=leaseResponse,proto3,oneof"`
 }
 
+type Envelope_Ping struct {
+	Ping *Ping `protobuf:"bytes,20,opt,name=ping,proto3,oneof"`
+}
+
+type Envelope_Pong struct {
+	Pong *Pong `protobuf:"bytes,21,opt,name=pong,proto3,oneof"`
+}
+
 func (*Envelope_GetRequest) isEnvelope_Body() {}
 
 func (*Envelope_GetResponse) isEnvelope_Body() {}
@@ -465,6 +503,10 @@ func (*Envelope_WriteResponse) isEnvelope_Body() {}
 func (*Envelope_LeaseRequest) isEnvelope_Body() {}
 
 func (*Envelope_LeaseResponse) isEnvelope_Body() {}
+
+func (*Envelope_Ping) isEnvelope_Body() {}
+
+func (*Envelope_Pong) isEnvelope_Body() {}
 
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1376,12 +1418,89 @@ func (x *LeaseResponse) GetIncarnation() uint64 {
 	return 0
 }
 
+// Ping asks the peer for a Pong with the envelope's id, at once: a client
+// sends it on a connection with requests outstanding and nothing received
+// for a while, so that a live peer whose handlers are slow shows it is
+// alive. It is not a request: no handler runs, no deadline applies.
+type Ping struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ping) Reset() {
+	*x = Ping{}
+	mi := &file_wire_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ping) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ping) ProtoMessage() {}
+
+func (x *Ping) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ping.ProtoReflect.Descriptor instead.
+func (*Ping) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{14}
+}
+
+// Pong answers the Ping with the same envelope id.
+type Pong struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pong) Reset() {
+	*x = Pong{}
+	mi := &file_wire_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pong) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pong) ProtoMessage() {}
+
+func (x *Pong) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pong.ProtoReflect.Descriptor instead.
+func (*Pong) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{15}
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x16meshcache.transport.v1\"\xb6\a\n" +
+	"wire.proto\x12\x16meshcache.transport.v1\"\x9e\b\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
 	"\rtimeout_nanos\x18\x02 \x01(\x03R\ftimeoutNanos\x12;\n" +
@@ -1399,7 +1518,9 @@ const file_wire_proto_rawDesc = "" +
 	"\rwrite_request\x18\x10 \x01(\v2$.meshcache.transport.v1.WriteRequestH\x00R\fwriteRequest\x12N\n" +
 	"\x0ewrite_response\x18\x11 \x01(\v2%.meshcache.transport.v1.WriteResponseH\x00R\rwriteResponse\x12K\n" +
 	"\rlease_request\x18\x12 \x01(\v2$.meshcache.transport.v1.LeaseRequestH\x00R\fleaseRequest\x12N\n" +
-	"\x0elease_response\x18\x13 \x01(\v2%.meshcache.transport.v1.LeaseResponseH\x00R\rleaseResponseB\x06\n" +
+	"\x0elease_response\x18\x13 \x01(\v2%.meshcache.transport.v1.LeaseResponseH\x00R\rleaseResponse\x122\n" +
+	"\x04ping\x18\x14 \x01(\v2\x1c.meshcache.transport.v1.PingH\x00R\x04ping\x122\n" +
+	"\x04pong\x18\x15 \x01(\v2\x1c.meshcache.transport.v1.PongH\x00R\x04pongB\x06\n" +
 	"\x04body\"4\n" +
 	"\n" +
 	"GetRequest\x12\x14\n" +
@@ -1470,7 +1591,9 @@ const file_wire_proto_rawDesc = "" +
 	"\x04base\x18\x03 \x01(\x04R\x04base\x12\x1d\n" +
 	"\n" +
 	"base_names\x18\x04 \x03(\fR\tbaseNames\x12 \n" +
-	"\vincarnation\x18\x05 \x01(\x04R\vincarnation*\xd9\x01\n" +
+	"\vincarnation\x18\x05 \x01(\x04R\vincarnation\"\x06\n" +
+	"\x04Ping\"\x06\n" +
+	"\x04Pong*\xf0\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x01\x12\x0f\n" +
@@ -1481,7 +1604,9 @@ const file_wire_proto_rawDesc = "" +
 	"\x10CODE_BAD_REQUEST\x10\x06\x12\x11\n" +
 	"\rCODE_INTERNAL\x10\a\x12\x14\n" +
 	"\x10CODE_UNAVAILABLE\x10\b\x12\x1a\n" +
-	"\x16CODE_DEADLINE_EXCEEDED\x10\t*\x82\x01\n" +
+	"\x16CODE_DEADLINE_EXCEEDED\x10\t\x12\x15\n" +
+	"\x11CODE_LOADER_PANIC\x10\n" +
+	"*\x82\x01\n" +
 	"\x02Op\x12\x12\n" +
 	"\x0eOP_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOP_INVALIDATE\x10\x01\x12\x16\n" +
@@ -1509,7 +1634,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_wire_proto_goTypes = []any{
 	(Code)(0),               // 0: meshcache.transport.v1.Code
 	(Op)(0),                 // 1: meshcache.transport.v1.Op
@@ -1528,6 +1653,8 @@ var file_wire_proto_goTypes = []any{
 	(*Member)(nil),          // 14: meshcache.transport.v1.Member
 	(*LeaseRequest)(nil),    // 15: meshcache.transport.v1.LeaseRequest
 	(*LeaseResponse)(nil),   // 16: meshcache.transport.v1.LeaseResponse
+	(*Ping)(nil),            // 17: meshcache.transport.v1.Ping
+	(*Pong)(nil),            // 18: meshcache.transport.v1.Pong
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: meshcache.transport.v1.Envelope.error_code:type_name -> meshcache.transport.v1.Code
@@ -1541,17 +1668,19 @@ var file_wire_proto_depIdxs = []int32{
 	13, // 8: meshcache.transport.v1.Envelope.write_response:type_name -> meshcache.transport.v1.WriteResponse
 	15, // 9: meshcache.transport.v1.Envelope.lease_request:type_name -> meshcache.transport.v1.LeaseRequest
 	16, // 10: meshcache.transport.v1.Envelope.lease_response:type_name -> meshcache.transport.v1.LeaseResponse
-	0,  // 11: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
-	7,  // 12: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
-	1,  // 13: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
-	2,  // 14: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
-	11, // 15: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
-	14, // 16: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	17, // 11: meshcache.transport.v1.Envelope.ping:type_name -> meshcache.transport.v1.Ping
+	18, // 12: meshcache.transport.v1.Envelope.pong:type_name -> meshcache.transport.v1.Pong
+	0,  // 13: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
+	7,  // 14: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
+	1,  // 15: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
+	2,  // 16: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
+	11, // 17: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
+	14, // 18: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1570,6 +1699,8 @@ func file_wire_proto_init() {
 		(*Envelope_WriteResponse)(nil),
 		(*Envelope_LeaseRequest)(nil),
 		(*Envelope_LeaseResponse)(nil),
+		(*Envelope_Ping)(nil),
+		(*Envelope_Pong)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1577,7 +1708,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
