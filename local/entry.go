@@ -13,12 +13,14 @@ type Tier uint8
 
 // The tiers of a [Store].
 const (
-	Main Tier = 1 << iota // keys this node owns (loaded here, or Set here)
-	Hot                   // copies of keys another node owns
-	Both = Main | Hot
+	Main    Tier = 1 << iota // keys this node owns (loaded here, or Set here)
+	Hot                      // copies of keys another node owns
+	StandIn                  // keys this node loaded for an owner that could not be reached
+	Both    = Main | Hot
+	All     = Main | Hot | StandIn
 )
 
-// String returns "main", "hot", "both" or "tier(n)".
+// String returns "main", "hot", "both", "stand-in", "all" or "tier(n)".
 func (t Tier) String() string {
 	switch t {
 	case Main:
@@ -27,6 +29,10 @@ func (t Tier) String() string {
 		return "hot"
 	case Both:
 		return "both"
+	case StandIn:
+		return "stand-in"
+	case All:
+		return "all"
 	}
 	return "tier(" + strconv.Itoa(int(t)) + ")"
 }
@@ -67,8 +73,13 @@ const (
 )
 
 // taggedBit in item.seqBits says that item.p is a *tagged, not the buffer.
-// Sequences never reach it.
-const taggedBit = 1 << 63
+// noStaleBit says that the item's TTL was set by Expire: once it expires it
+// is gone, never kept for GetStale. Sequences never reach either.
+const (
+	taggedBit  = 1 << 63
+	noStaleBit = 1 << 62
+	flagBits   = taggedBit | noStaleBit
+)
 
 // never is item.expires for an entry without expiry, so that "now >=
 // expires" is false without a special case.
@@ -114,7 +125,7 @@ func newItem(key string, value []byte, tags []string, negative bool, since uint6
 	buf = append(buf, value...)
 	it := item{
 		p:       unsafe.Pointer(unsafe.SliceData(buf)),
-		seqBits: since &^ taggedBit,
+		seqBits: since &^ flagBits,
 		filled:  filled,
 		expires: expires,
 	}
@@ -135,7 +146,7 @@ func uvarintLen(x uint64) int {
 }
 
 // seq is the since of the Add that stored it.
-func (it *item) seq() uint64 { return it.seqBits &^ taggedBit }
+func (it *item) seq() uint64 { return it.seqBits &^ flagBits }
 
 // tagList returns the entry's tags, shared.
 func (it *item) tagList() []string {

@@ -130,7 +130,7 @@ func (s *Store) Invalidate(t Tier, keys ...string) (seq uint64, removed int) {
 	if t&Main == 0 {
 		counted = Hot
 	}
-	for _, tt := range [...]Tier{Main, Hot} {
+	for _, tt := range [...]Tier{Main, Hot, StandIn} {
 		tr := s.tier(t & tt)
 		if tr == nil {
 			continue
@@ -168,7 +168,7 @@ func (tr *tier) invalidate(key string, h uint64, seq uint64, now int64) (wasLive
 func (s *Store) InvalidateTags(t Tier, tags ...string) uint64 {
 	seq := s.seq.Add(1)
 	now := s.nanos()
-	for _, tt := range [...]Tier{Main, Hot} {
+	for _, tt := range [...]Tier{Main, Hot, StandIn} {
 		if tr := s.tier(t & tt); tr != nil {
 			for _, tag := range tags {
 				tr.gens.bump(tag, seq, now)
@@ -185,7 +185,7 @@ func (s *Store) InvalidateTags(t Tier, tags ...string) uint64 {
 // the new sequence.
 func (s *Store) Clear(t Tier) uint64 {
 	seq := s.seq.Add(1)
-	for _, tt := range [...]Tier{Main, Hot} {
+	for _, tt := range [...]Tier{Main, Hot, StandIn} {
 		if tr := s.tier(t & tt); tr != nil {
 			maxStore(&tr.clearSeq, seq)
 			tr.clear()

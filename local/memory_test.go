@@ -60,14 +60,14 @@ func TestItemPacking(t *testing.T) {
 		{"k", make([]byte, 20000), []string{"a", "b"}, false},
 	}
 	for _, tc := range tests {
-		it := newItem(tc.key, tc.value, tc.tags, tc.negative, 1<<62, -5, 9)
+		it := newItem(tc.key, tc.value, tc.tags, tc.negative, 1<<61, -5, 9)
 		if it.key() != tc.key || !bytes.Equal(it.value(), tc.value) || (it.value() == nil) != (tc.value == nil) {
 			t.Errorf("newItem(%.10q, %d bytes): key %.10q, value %d bytes (nil %v)", tc.key, len(tc.value), it.key(), len(it.value()), it.value() == nil)
 		}
 		if !slices.Equal(it.tagList(), tc.tags) || it.negative() != tc.negative {
 			t.Errorf("newItem(%.10q): tags %q negative %v, want %q %v", tc.key, it.tagList(), it.negative(), tc.tags, tc.negative)
 		}
-		if it.seq() != 1<<62 || it.filled != -5 || it.expires != 9 {
+		if it.seq() != 1<<61 || it.filled != -5 || it.expires != 9 {
 			t.Errorf("newItem(%.10q): seq, filled, expires = %d, %d, %d", tc.key, it.seq(), it.filled, it.expires)
 		}
 		if got, want := it.cost(), entryCost(tc.key, tc.value, tc.tags); got != want {

@@ -27,6 +27,17 @@ type Config struct {
 	// then only dropped when read or evicted, and tag generations only by
 	// [Store.Sweep].
 	SweepInterval time.Duration
+	// StandInBytes is the byte bound of StandIn. If zero, HotBytes (when
+	// Hot is disabled, StandIn is too). If negative, StandIn is disabled.
+	StandInBytes int64
+	// StaleFor is how long an entry is kept after its TTL ran out, for
+	// [Store.GetStale], in both tiers: Get reports it absent, but it stays
+	// (counted in Items and Bytes, not refreshed in the LRU order, so it is
+	// evicted before the entries being read) until StaleFor after its
+	// expiry, unless an invalidation, a tag generation, a Clear or a
+	// replacement removes it first. An entry whose TTL was set by
+	// [Store.Expire] is never kept. If zero, expired entries are not kept.
+	StaleFor time.Duration
 	// Now is the clock. If nil, time.Now. The store measures time as the
 	// difference from its value at New, so with time.Now it uses the
 	// monotonic clock and wall clock jumps do not affect TTLs.
@@ -47,6 +58,7 @@ type Store struct {
 	seq     atomic.Uint64 // fence sequence; advanced by invalidations
 	main    *tier
 	hot     *tier // nil when Hot is disabled
+	standin *tier // nil when StandIn is disabled
 	now     func() time.Time
 	epoch   time.Time // now() at New; the store clock counts nanoseconds from it
 	tombTTL int64     // nanoseconds
@@ -100,6 +112,21 @@ func newStore(cfg Config, shards int) *Store {
 	if cfg.HotBytes > 0 {
 		s.hot = newTier(cfg.HotBytes, nshards(cfg.HotBytes))
 	}
+	if cfg.StandInBytes == 0 {
+		cfg.StandInBytes = cfg.HotBytes
+	}
+	if cfg.StandInBytes > 0 {
+		s.standin = newTier(cfg.StandInBytes, nshards(cfg.StandInBytes))
+	}
+	if cfg.StaleFor > 0 {
+		s.main.staleFor = int64(cfg.StaleFor)
+		if s.hot != nil {
+			s.hot.staleFor = int64(cfg.StaleFor)
+		}
+		if s.standin != nil {
+			s.standin.staleFor = int64(cfg.StaleFor)
+		}
+	}
 	if cfg.SweepInterval > 0 {
 		s.wg.Go(func() { s.sweepLoop(cfg.SweepInterval) })
 	}
@@ -119,16 +146,25 @@ func (s *Store) nanos() int64 { return int64(s.now().Sub(s.epoch)) }
 // timeAt converts a store-clock reading back to a time.
 func (s *Store) timeAt(n int64) time.Time { return s.epoch.Add(time.Duration(n)) }
 
-// tier returns the cache t selects, or nil unless t is exactly Main or Hot
-// (and, for Hot, Hot is enabled).
+// tier returns the cache t selects, or nil unless t is exactly Main, Hot or
+// StandIn (and that one is enabled).
 func (s *Store) tier(t Tier) *tier {
 	switch t {
 	case Main:
 		return s.main
 	case Hot:
 		return s.hot
+	case StandIn:
+		return s.standin
 	}
 	return nil
+}
+
+// Empty reports whether tier t (exactly one of Main, Hot or StandIn) holds
+// no entry; a disabled tier is empty. It takes no lock.
+func (s *Store) Empty(t Tier) bool {
+	tr := s.tier(t)
+	return tr == nil || tr.items.Load() == 0
 }
 
 // Seq returns the current fence sequence. A load or fetch calls Seq before
@@ -159,8 +195,10 @@ func (s *Store) Get(t Tier, key string) (Entry, bool) {
 		sh.mu.Unlock()
 		return Entry{}, false
 	}
-	if it.expires != never && s.nanos() >= it.expires {
-		tr.removeLocked(sh, h, &it, expired)
+	if now := s.nanos(); it.expires != never && now >= it.expires {
+		if !tr.keepsLocked(&it, now) {
+			tr.removeLocked(sh, h, &it, expired)
+		}
 		sh.mu.Unlock()
 		return Entry{}, false
 	}
@@ -272,13 +310,58 @@ func (s *Store) Remove(t Tier, key string) bool {
 }
 
 // Expire sets the remaining TTL of key's live entry in every tier of t to
-// ttl (<= 0: no expiry) and marks it recently used. It reports whether a
-// live entry was found.
+// ttl (<= 0: no expiry) and marks it recently used; once that TTL runs out
+// the entry is gone, never kept for [Store.GetStale]. It reports whether a
+// live entry was found. An expired entry kept for GetStale is removed.
 func (s *Store) Expire(t Tier, key string, ttl time.Duration) bool {
 	return s.updateLive(t, key, func(it *item, now int64) bool {
 		it.expires = expiry(now, ttl)
+		it.seqBits |= noStaleBit
 		return true
 	})
+}
+
+// GetStale returns key's entry in tier t (exactly one of Main or Hot) if it
+// expired less than [Config.StaleFor] ago and nothing removed it since: no
+// invalidation, tag generation or Clear newer than it (such an entry is
+// removed), no replacement, no [Store.Expire]. A live entry is not
+// returned: call [Store.Get] first. GetStale does not mark the entry
+// recently used and does not allocate; the returned Value and Tags are
+// shared with the store.
+func (s *Store) GetStale(t Tier, key string) (Entry, bool) {
+	tr := s.tier(t)
+	if tr == nil || tr.staleFor == 0 {
+		return Entry{}, false
+	}
+	h := xxhash.Sum64String(key)
+	sh := tr.shard(h)
+	sh.mu.Lock()
+	it, ok := sh.lru.Peek(h)
+	if !ok || it.key() != key {
+		sh.mu.Unlock()
+		return Entry{}, false
+	}
+	switch tr.stateLocked(&it, s.nanos()) {
+	case lapsed:
+	case live:
+		sh.mu.Unlock()
+		return Entry{}, false
+	default:
+		st := tr.stateLocked(&it, s.nanos())
+		tr.removeLocked(sh, h, &it, causeOf(st))
+		sh.mu.Unlock()
+		return Entry{}, false
+	}
+	sh.mu.Unlock()
+	v := it.view()
+	return Entry{
+		Value:    v.value(),
+		Tags:     it.tagList(),
+		Negative: v.flags&flagNegative != 0,
+		Filled:   s.timeAt(it.filled),
+		Expires:  s.timeAt(it.expires),
+		Seq:      it.seq(),
+	}, true
 }
 
 // updateLive finds key's entry in every tier of t. A stale or expired entry
@@ -288,7 +371,7 @@ func (s *Store) Expire(t Tier, key string, ttl time.Duration) bool {
 func (s *Store) updateLive(t Tier, key string, update func(it *item, now int64) (keep bool)) bool {
 	h := xxhash.Sum64String(key)
 	found := false
-	for _, tt := range [...]Tier{Main, Hot} {
+	for _, tt := range [...]Tier{Main, Hot, StandIn} {
 		tr := s.tier(t & tt)
 		if tr == nil {
 			continue
@@ -314,6 +397,7 @@ func (s *Store) updateLive(t Tier, key string, update func(it *item, now int64) 
 // entries that are expired or stale but not yet dropped.
 type Stats struct {
 	Items, Bytes, HotItems, HotBytes int64
+	StandInItems, StandInBytes       int64
 	// Evictions count entries dropped to make room (LRU), Expirations
 	// entries dropped because their TTL ran out (on read, Add, or sweep).
 	// Invalidated, cleared, replaced and removed entries count in neither.
@@ -333,6 +417,10 @@ func (s *Store) Stats() Stats {
 		st.HotBytes = s.hot.bytes.Load()
 		st.HotEvictions = s.hot.evictions.Load()
 		st.HotExpirations = s.hot.expirations.Load()
+	}
+	if s.standin != nil {
+		st.StandInItems = s.standin.items.Load()
+		st.StandInBytes = s.standin.bytes.Load()
 	}
 	return st
 }

@@ -138,8 +138,12 @@ func TestTierArgument(t *testing.T) {
 		{"hot", Config{}, Hot, true},
 		{"both", Config{}, Both, false},
 		{"none", Config{}, 0, false},
-		{"unknown bit", Config{}, 4, false},
+		{"stand-in", Config{}, StandIn, true},
+		{"all", Config{}, All, false},
+		{"unknown bit", Config{}, 8, false},
 		{"hot disabled", Config{HotBytes: -1}, Hot, false},
+		{"stand-in disabled with hot", Config{HotBytes: -1}, StandIn, false},
+		{"stand-in disabled", Config{StandInBytes: -1}, StandIn, false},
 		{"main with hot disabled", Config{HotBytes: -1}, Main, true},
 	}
 	for _, tc := range tests {

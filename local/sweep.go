@@ -25,7 +25,7 @@ func (s *Store) Sweep() {
 	// Generations bumped at or before cutoff are pruned after the pass:
 	// every entry stored from now on has a since at least as new as them.
 	cutoff := s.nanos() - s.tombTTL
-	for _, tr := range [...]*tier{s.main, s.hot} {
+	for _, tr := range [...]*tier{s.main, s.hot, s.standin} {
 		if tr == nil {
 			continue
 		}
@@ -51,7 +51,7 @@ func (tr *tier) sweepShard(sh *shard, now, cutoff int64) {
 		if !ok {
 			continue
 		}
-		if st := tr.stateLocked(&it, now); st != live {
+		if st := tr.stateLocked(&it, now); st != live && st != lapsed {
 			tr.removeLocked(sh, h, &it, causeOf(st))
 		}
 	}

@@ -48,9 +48,10 @@ type tomb struct {
 
 // tier is one of a store's caches.
 type tier struct {
-	bound  int64
-	mask   uint64 // len(shards)-1
-	shards []shard
+	bound    int64
+	staleFor int64  // Config.StaleFor, nanoseconds
+	mask     uint64 // len(shards)-1
+	shards   []shard
 
 	gens     tagGens       // tag generations
 	clearSeq atomic.Uint64 // sequence of the newest Clear; entries with an older Seq are absent
@@ -102,12 +103,19 @@ type state uint8
 const (
 	live state = iota
 	stale
-	gone // expired
+	gone   // expired
+	lapsed // expired, but kept for GetStale (Config.StaleFor)
 )
 
 // stateLocked classifies it at store-clock time now.
 func (tr *tier) stateLocked(it *item, now int64) state {
 	if now >= it.expires {
+		if tr.keepsLocked(it, now) {
+			if tr.staleLocked(it) {
+				return stale
+			}
+			return lapsed
+		}
 		return gone
 	}
 	if tr.staleLocked(it) {
@@ -126,9 +134,16 @@ func (tr *tier) staleLocked(it *item) bool {
 	return it.seqBits&taggedBit != 0 && tr.gens.newer(it.tagList(), seq)
 }
 
+// keepsLocked reports whether the expired entry it is still kept at now
+// for GetStale: within StaleFor of its expiry, and its TTL was not set by
+// Expire.
+func (tr *tier) keepsLocked(it *item, now int64) bool {
+	return tr.staleFor > 0 && it.seqBits&noStaleBit == 0 && it.expires != never && now-it.expires < tr.staleFor
+}
+
 // causeOf maps a state to the counter its removal goes to.
 func causeOf(st state) cause {
-	if st == gone {
+	if st == gone || st == lapsed {
 		return expired
 	}
 	return dropped
