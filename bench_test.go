@@ -2,8 +2,11 @@ package meshcache
 
 import (
 	"context"
+	"errors"
 	"strconv"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 )
@@ -106,5 +109,54 @@ func BenchmarkGetMiss(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sink, _ = g.Get(ctx, "k")
+	}
+}
+
+// BenchmarkGetStale compares a Get served stale (WithStaleIfError, within a
+// second of a failed load: no load) with a hit, on one node.
+func BenchmarkGetStale(b *testing.B) {
+	const keys = 1024
+	val := value1K()
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = "key-" + strconv.Itoa(i)
+	}
+	var down atomic.Bool
+	n, _ := NewNode(Config{NodeName: "bench"})
+	defer n.Close()
+	ctx := context.Background()
+	for _, mode := range []string{"hit", "stale"} {
+		g, _ := NewGroup(n, mode, LoaderFunc(func(ctx context.Context, key string) (Item, error) {
+			if down.Load() {
+				return Item{}, errors.New("down")
+			}
+			return Item{Value: val, TTL: 50 * time.Millisecond}, nil
+		}), WithStaleIfError(time.Hour), WithJitter(0))
+		down.Store(false)
+		for _, k := range names {
+			g.Get(ctx, k)
+		}
+		if mode == "stale" {
+			time.Sleep(60 * time.Millisecond) // past the TTL
+			down.Store(true)
+			for _, k := range names {
+				g.Get(ctx, k) // the failed load: the next second is served stale without loading
+			}
+		} else {
+			g, _ = NewGroup(n, "hit-forever", LoaderFunc(func(ctx context.Context, key string) (Item, error) {
+				return Item{Value: val, TTL: time.Hour}, nil
+			}), WithStaleIfError(time.Hour), WithJitter(0))
+			for _, k := range names {
+				g.Get(ctx, k)
+			}
+		}
+		b.Run("mode="+mode, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				sink, _ = g.Get(ctx, names[i%keys])
+				i++
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package meshcache
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -201,14 +202,23 @@ type clusterConfig struct {
 	ring           ring.Config
 	settle         time.Duration
 	writeTimeout   time.Duration
+	fetchTimeout   time.Duration
 	disableHandoff bool
 	lease          leaseTimings
 }
 
-// fingerprint names what members must agree on: the root's wire protocol
-// and the ring's settings.
-func fingerprint(rc ring.Config) string {
-	return "meshcache/" + strconv.Itoa(int(transport.ProtocolVersion)) + "/" + rc.Fingerprint()
+// fingerprint names what members must agree on: the root's wire protocol,
+// the ring's settings, and whether the peer transport uses TLS. A member
+// without TLS cannot talk to one with it, and must not own keys of a
+// cluster that uses TLS: the others would fall back on all of them.
+// Without TLS the fingerprint is what it was before TLS took part, so
+// that such clusters can upgrade one node at a time.
+func fingerprint(rc ring.Config, secure bool) string {
+	fp := "meshcache/" + strconv.Itoa(int(transport.ProtocolVersion)) + "/" + rc.Fingerprint()
+	if secure {
+		fp += "/tls"
+	}
+	return fp
 }
 
 // startCluster starts the peer transport and joins the cluster. On error
@@ -224,13 +234,21 @@ func (n *Node) startCluster(cfg Config) (err error) {
 	if err := rc.Validate(); err != nil {
 		return fmt.Errorf("meshcache: ring settings: %w: %w", ErrInvalidOption, err)
 	}
+	if cfg.FetchTimeout < 0 {
+		return fmt.Errorf("meshcache: FetchTimeout %v: %w", cfg.FetchTimeout, ErrInvalidOption)
+	}
 	if cfg.WriteTimeout < 0 {
 		return fmt.Errorf("meshcache: WriteTimeout %v: %w", cfg.WriteTimeout, ErrInvalidOption)
+	}
+	if cfg.TLS != nil && len(cfg.SecretKey) == 0 {
+		return fmt.Errorf("meshcache: TLS without SecretKey: %w: gossip carries membership and writes, "+
+			"so a cluster that secures its peer transport must encrypt and authenticate its gossip too", ErrInvalidOption)
 	}
 	n.ccfg = clusterConfig{
 		ring:           rc,
 		settle:         settle,
 		writeTimeout:   cfg.WriteTimeout,
+		fetchTimeout:   cmp.Or(cfg.FetchTimeout, DefaultFetchTimeout),
 		disableHandoff: cfg.DisableHandoff,
 		lease:          timings,
 	}
@@ -268,7 +286,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 	if err != nil {
 		return fmt.Errorf("meshcache: peer transport: %w: %w", ErrInvalidOption, err)
 	}
-	ccfg := transport.ClientConfig{TLS: cfg.TLS, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.log}
+	ccfg := transport.ClientConfig{TLS: cfg.TLS, MaxFrameBytes: cfg.MaxFrameBytes, Logger: n.log, SilenceTimeout: n.ccfg.fetchTimeout}
 	if err := ccfg.Validate(); err != nil {
 		n.server.Close()
 		return fmt.Errorf("meshcache: peer transport: %w: %w", ErrInvalidOption, err)
@@ -289,7 +307,7 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		BindAddr:      cfg.BindAddr,
 		AdvertiseAddr: cfg.AdvertiseAddr,
 		RPCAddr:       advertised,
-		Fingerprint:   fingerprint(rc),
+		Fingerprint:   fingerprint(rc, cfg.TLS != nil),
 		Join:          cfg.Join,
 		JoinTimeout:   cfg.JoinTimeout,
 		Incarnation:   n.inc,
@@ -466,7 +484,7 @@ func (n *Node) onCutOff() {
 // flight.
 func (n *Node) flush() {
 	for _, g := range n.Groups() {
-		g.cleared(g.store.Clear(local.Both))
+		g.cleared(g.store.Clear(local.All))
 		g.epoch.Add(1)
 	}
 }

@@ -753,9 +753,15 @@ func TestClusterSecretKey(t *testing.T) {
 	})
 }
 
+// TestClusterTLS: members with TLS (and the gossip key, which TLS
+// requires) serve each other. An intruder with the gossip key but without
+// TLS is refused at join (ErrIncompatible) and never owns keys; one with
+// TLS from another CA joins gossip, but no member answers it over the peer
+// transport, so it never holds a lease and loads for its callers directly.
 func TestClusterTLS(t *testing.T) {
 	ca := newReadTestCA(t, "cluster CA")
 	rogue := newReadTestCA(t, "rogue CA")
+	key := []byte("0123456789abcdef")
 	for _, tc := range []struct {
 		name string
 		tls  *tls.Config // the intruder's
@@ -768,9 +774,24 @@ func TestClusterTLS(t *testing.T) {
 			nodes := startCluster(t, 2, func(c *Config) {
 				serial++
 				c.TLS = ca.nodeTLS(t, c.NodeName, serial)
+				c.SecretKey = key
 			})
 			cfg := testClusterConfig("intruder", nodes[0].GossipAddr())
 			cfg.TLS = tc.tls
+			cfg.SecretKey = key
+			if tc.tls == nil {
+				cfg.JoinTimeout = 2 * time.Second
+				n, err := NewNode(cfg)
+				if err == nil {
+					n.Close()
+					t.Fatal("NewNode without TLS joined a cluster with TLS")
+				}
+				if !errors.Is(err, ErrJoin) || !errors.Is(err, ErrIncompatible) {
+					t.Errorf("NewNode without TLS = %v, want ErrJoin and ErrIncompatible", err)
+				}
+				checkNotMember(t, nodes, "intruder")
+				return
+			}
 			all := append(slices.Clone(nodes), startNode(t, cfg))
 			waitMembers(t, nodes, 3)
 			in := 2

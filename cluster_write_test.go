@@ -401,9 +401,16 @@ func TestClusterFenceStress(t *testing.T) {
 		writes         = 250  // per writer (one per node), at most
 		budget         = 6 * time.Second
 	)
+	for _, mode := range stressModes {
+		t.Run(mode.name, func(t *testing.T) { clusterFenceStress(t, mode, readersPerNode, reads, writes, budget) })
+	}
+}
+
+func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, writes int, budget time.Duration) {
 	s := newFenceStress(t)
+	s.failEvery = mode.failEvery
 	nodes := startCluster(t, 3, nil)
-	gs := newClusterGroups(t, nodes, "stress", s, WithJitter(0))
+	gs := newClusterGroups(t, nodes, "stress", s, append([]GroupOption{WithJitter(0)}, mode.opts...)...)
 	ctx := t.Context()
 	stop := time.Now().Add(budget)
 
@@ -433,15 +440,23 @@ func TestClusterFenceStress(t *testing.T) {
 		sum.HotHits += st.HotHits
 		sum.PeerFetches += st.PeerFetches
 		sum.Fallbacks += st.Fallbacks
+		sum.StaleServed += st.StaleServed
+		sum.Revalidations += st.Revalidations
 	}
-	t.Logf("%d reads, writes: %d Set, %d Invalidate, %d InvalidateTags, %d Clear; loads %d, hits %d, hot hits %d, peer fetches %d, fallbacks %d",
+	t.Logf("%d reads, writes: %d Set, %d Invalidate, %d InvalidateTags, %d Clear; loads %d, hits %d, hot hits %d, peer fetches %d, fallbacks %d, stale %d, revalidations %d, failed %d",
 		s.reads.Load(), s.writes[0].Load(), s.writes[1].Load(), s.writes[2].Load(), s.writes[3].Load(),
-		sum.Loads, sum.Hits, sum.HotHits, sum.PeerFetches, sum.Fallbacks)
+		sum.Loads, sum.Hits, sum.HotHits, sum.PeerFetches, sum.Fallbacks, sum.StaleServed, sum.Revalidations, s.failed.Load())
 	if n := s.violations.Load(); n > 0 {
 		t.Fatalf("%d Gets saw a value older than a write that had returned", n)
 	}
-	if sum.Loads == 0 || sum.Hits == 0 || sum.HotHits == 0 || sum.PeerFetches == 0 || s.writes[0].Load() == 0 {
+	if sum.Loads == 0 || sum.PeerFetches == 0 || s.writes[0].Load() == 0 {
 		t.Fatalf("the stress test exercised too little: %+v", sum)
+	}
+	if mode.failEvery == 0 && (sum.Hits == 0 || sum.HotHits == 0) {
+		t.Fatalf("the stress test exercised too little: %+v", sum)
+	}
+	if mode.failEvery > 0 && sum.StaleServed == 0 {
+		t.Fatalf("the stale mode served nothing stale: %+v", sum)
 	}
 }
 

@@ -1,6 +1,11 @@
 package meshcache
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/meshcache/meshcache/transport"
+)
 
 // Errors returned by meshcache. Each works with [errors.Is], also when it was
 // wrapped with more context. Their texts are part of the API.
@@ -48,14 +53,17 @@ var (
 	ErrInvalidOption = errors.New("meshcache: invalid option")
 
 	// ErrLoaderPanic is returned to every caller waiting on a load whose
-	// loader panicked. The panic value and stack are in the error text and
-	// in the node's log.
+	// loader panicked, on this node or at the key's owner (such an error
+	// also wraps [ErrLoadFailed]). The panic value and stack are in the log
+	// of the node where the loader ran, never in the error: the value may
+	// hold secrets.
 	ErrLoaderPanic = errors.New("meshcache: loader panicked")
 
 	// ErrLoadFailed is wrapped by the error of a Get whose load failed, on
 	// this node or at the key's owner: errors.Is(err, ErrLoadFailed) works
 	// across nodes. A local loader's own error is wrapped too; an owner's
-	// error arrives as text.
+	// loader error arrives as text, cut to 256 bytes
+	// ([transport.MaxErrorMessage]).
 	ErrLoadFailed = errors.New("meshcache: load failed")
 
 	// ErrPartialInvalidation is wrapped by the [*InvalidateError] of a write
@@ -77,7 +85,41 @@ var (
 
 	// ErrIncompatible is wrapped (with [ErrJoin]) by the error of [NewNode]
 	// when the cluster refused the node, or the node the cluster, because
-	// their ring settings ([Config.Partitions], [Config.LoadFactor]) or
-	// protocol versions differ.
+	// their ring settings ([Config.Partitions], [Config.LoadFactor]),
+	// protocol versions or transport security (one uses [Config.TLS], the
+	// other not) differ.
 	ErrIncompatible = errors.New("meshcache: incompatible cluster")
 )
+
+// loadFailure is the error of a load that failed, here or at the key's
+// owner: it wraps [ErrLoadFailed], [ErrLoaderPanic] when the loader
+// panicked at the owner, and cause. Its text is that of
+// fmt.Errorf("meshcache: %s: %w: %w", what, ErrLoadFailed, cause).
+type loadFailure struct {
+	what     string // `load "k" in group users`, or `... at n1`
+	panicked bool   // at the owner; a local panic is in cause
+	cause    error  // the loader's error, or the owner's answer
+}
+
+func (e *loadFailure) Error() string {
+	return "meshcache: " + e.what + ": " + ErrLoadFailed.Error() + ": " + e.cause.Error()
+}
+
+func (e *loadFailure) Unwrap() []error {
+	if e.panicked {
+		return []error{ErrLoadFailed, ErrLoaderPanic, e.cause}
+	}
+	return []error{ErrLoadFailed, e.cause}
+}
+
+// ownerLoadError is the callers' error for key when its owner answered
+// that its loader failed (err wraps [transport.ErrLoader]): it wraps
+// [ErrLoadFailed], [ErrLoaderPanic] when the loader panicked there, and
+// err, which holds the owner's message.
+func (g *Group) ownerLoadError(key, owner string, err error) error {
+	return &loadFailure{
+		what:     fmt.Sprintf("load %q in group %s at %s", key, g.name, owner),
+		panicked: errors.Is(err, transport.ErrLoaderPanic),
+		cause:    err,
+	}
+}

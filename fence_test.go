@@ -2,6 +2,7 @@ package meshcache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -90,8 +91,34 @@ func TestFenceStress(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stress test")
 	}
+	for _, mode := range stressModes {
+		t.Run(mode.name, func(t *testing.T) { fenceStressOneNode(t, mode, readers, writers, reads, writes) })
+	}
+}
+
+// A stressMode is a configuration of the fence stress tests: each feature
+// that stores or serves values runs them with itself turned on.
+type stressMode struct {
+	name string
+	opts []GroupOption
+	// failEvery makes every failEvery-th load fail (0: none), so that
+	// stale values are served.
+	failEvery int64
+}
+
+var stressModes = []stressMode{
+	{name: "plain"},
+	// Entries expire within a few reads, and one load in 4 fails: stale
+	// answers (before and after failed loads) and background refreshes
+	// race with the writes.
+	{name: "stale", opts: []GroupOption{WithTTL(2 * time.Millisecond), WithHotTTL(2 * time.Millisecond),
+		WithStaleIfError(time.Minute), WithStaleWhileRevalidate(3 * time.Millisecond)}, failEvery: 4},
+}
+
+func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, writes int) {
 	s := newFenceStress(t)
-	g := mustGroup(t, newTestNode(t), "g", s)
+	s.failEvery = mode.failEvery
+	g := mustGroup(t, newTestNode(t), "g", s, mode.opts...)
 	ctx := t.Context()
 	var wg sync.WaitGroup
 	for range readers {
@@ -119,6 +146,9 @@ func TestFenceStress(t *testing.T) {
 	if st.Loads == 0 || st.Hits == 0 {
 		t.Fatalf("the stress test exercised nothing: %+v", st)
 	}
+	if mode.failEvery > 0 && st.StaleServed == 0 {
+		t.Fatalf("the stale mode served nothing stale: %+v", st)
+	}
 }
 
 // Keys and tags of a fenceStress.
@@ -140,6 +170,9 @@ type fenceStress struct {
 	floor      [stressKeys]atomic.Int64
 	violations atomic.Int64
 	reads      atomic.Int64
+	failEvery  int64           // every failEvery-th load fails (0: none)
+	loads      atomic.Int64    // loads, for failEvery
+	failed     atomic.Int64    // Gets that failed because a load failed
 	writes     [4]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear
 }
 
@@ -155,6 +188,9 @@ func (s *fenceStress) Load(ctx context.Context, key string) (Item, error) {
 	s.mu.Unlock()
 	// Stay in flight while writes happen and other Gets arrive.
 	time.Sleep(time.Duration(rand.IntN(500)) * time.Microsecond)
+	if s.failEvery > 0 && s.loads.Add(1)%s.failEvery == 0 {
+		return Item{}, errDown
+	}
 	return Item{Value: []byte(strconv.Itoa(v)), Tags: []string{stressTag(i)}}, nil
 }
 
@@ -176,6 +212,10 @@ func (s *fenceStress) read(ctx context.Context, g *Group) bool {
 		opts = append(opts, ForceRefresh())
 	}
 	v, err := g.Get(ctx, stressKey(i), opts...)
+	if err != nil && s.failEvery > 0 && errors.Is(err, ErrLoadFailed) {
+		s.failed.Add(1) // nothing stale to serve
+		return true
+	}
 	if err != nil {
 		s.t.Errorf("%s: Get: %v", g.node.Name(), err)
 		return false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/meshcache/meshcache/local"
@@ -33,13 +34,52 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 		return nil, SourceNone, ErrClosed
 	}
 	defer g.node.loads.Done()
+	v, src, err, reached := g.fetchFrom(key, owner)
+	if reached {
+		return v, src, err
+	}
+	// The owner could not be reached: while it is suspect, its stand-in
+	// (the same member for every node that suspects it) loads the key for
+	// the fleet. Only when the stand-in cannot be reached either, or there
+	// is none, is the key loaded here into the hot cache.
+	if unreachable(err) && owner.ctx.Err() == nil {
+		g.node.suspect(owner.name)
+	}
+	switch alt, standIn := g.node.routeGet(key); {
+	case standIn && alt == nil:
+		// The stand-in flight, shared with the peers that ask this node.
+		r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, nil, true))
+		return r.value, SourceFallback, r.err
+	case standIn && alt != owner:
+		if v, src, err, reached := g.fetchFrom(key, alt); reached {
+			return v, src, err
+		}
+	}
+	v, err = g.loadAndStore(ctx, key, local.Hot)
+	return v, SourceFallback, err
+}
+
+// unreachable reports whether err says that a peer did not answer at all:
+// silent for FetchTimeout, or its connection refused or broken. A peer that
+// answered, even with an error, is not suspect.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	return errors.Is(err, transport.ErrPeerSilent) || errors.As(err, &opErr)
+}
+
+// fetchFrom asks p for key and keeps the answer in the hot cache, behind
+// the same fence as a load. reached is false when p could not be reached
+// or could not serve (unknown group, overloaded, other protocol): the
+// caller falls back, and err says why. A not-found or a loader error at p
+// is the callers' answer, with reached set.
+func (g *Group) fetchFrom(key string, p *peer) (v []byte, src Source, err error, reached bool) {
 	since := g.store.Seq()
 	g.stats.peerFetches.Add(1)
-	// The request runs under owner.ctx, which ends when the owner leaves or
-	// this node closes, bounded by the load timeout with the transport's
-	// pooled timer: no context to allocate per fetch.
+	// The request runs under p.ctx, which ends when p leaves or this node
+	// closes, bounded by the load timeout with the transport's pooled
+	// timer: no context to allocate per fetch.
 	start := time.Now()
-	resp, err := g.node.client.GetWithin(owner.ctx, owner.addr, transport.GetRequest{Group: g.name, Key: key}, g.cfg.loadTimeout)
+	resp, err := g.node.client.GetWithin(p.ctx, p.addr, transport.GetRequest{Group: g.name, Key: key}, g.cfg.loadTimeout)
 	elapsed := time.Since(start)
 	g.stats.fetchLatency.observe(elapsed)
 	if err == nil {
@@ -47,18 +87,22 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 	}
 	// A fetch that outlived the load timeout stores nothing (the fences'
 	// rule, see storeLoaded).
-	inTime := elapsed < g.cfg.loadTimeout && owner.ctx.Err() == nil
+	inTime := elapsed < g.cfg.loadTimeout && p.ctx.Err() == nil
+	if err == nil && resp.TTL < 0 {
+		// p answered a stale value (its load failed, or it is
+		// revalidating): the callers get it, nothing is stored.
+		return resp.Value.Value, SourceStale, nil, true
+	}
 	if err == nil {
 		if resp.TTL > 0 && inTime {
 			g.store.Add(local.Hot, key, resp.Value.Value, resp.Tags, min(resp.TTL, g.cfg.hotTTL), false, since)
 		}
-		return resp.Value.Value, SourcePeer, nil
+		return resp.Value.Value, SourcePeer, nil, true
 	}
-	if err := g.ownerError(owner.ctx, key, owner, since, err); err != nil {
-		return nil, SourcePeer, err
+	if oerr := g.ownerError(p.ctx, key, p, since, err); oerr != nil {
+		return nil, SourcePeer, oerr, true
 	}
-	v, err := g.loadAndStore(ctx, key, local.Hot)
-	return v, SourceFallback, err
+	return nil, SourceNone, err, false
 }
 
 // ownerError returns the callers' error for an owner's answer err to a
@@ -71,7 +115,7 @@ func (g *Group) ownerError(ctx context.Context, key string, owner *peer, since u
 		g.storeNotFound(ctx, key, since, local.Hot)
 		return g.notFound(key)
 	case errors.Is(err, transport.ErrLoader):
-		return fmt.Errorf("meshcache: load %q in group %s at %s: %w: %w", key, g.name, owner.name, ErrLoadFailed, err)
+		return g.ownerLoadError(key, owner.name, err)
 	}
 	g.stats.peerErrors.Add(1)
 	g.stats.fallbacks.Add(1)

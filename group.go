@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
 )
@@ -38,6 +40,9 @@ type Group struct {
 	// flights carry the tags: every flight older than the bump becomes
 	// unreachable for new callers, and the fences drop its result.
 	epoch atomic.Uint64
+	// failures holds, for the stale options, when a key's load last failed
+	// (Unix nanoseconds), so that its loads are spaced (see staleRetry).
+	failures *lru.Cache[string, int64]
 
 	stats counters
 	// lastClear is the last clear of the main cache, for hand-off.
@@ -65,6 +70,7 @@ type counters struct {
 	deduplicated                        atomic.Uint64
 	peerFetches, peerErrors, fallbacks  atomic.Uint64
 	handoffs, peerServed                atomic.Uint64
+	staleServed, revalidations          atomic.Uint64
 	loadLatency, fetchLatency           histogram
 }
 
@@ -102,8 +108,10 @@ func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, erro
 			HotBytes:  hot,
 			// A tombstone must outlive every load that started before it.
 			TombstoneTTL: cfg.loadTimeout + time.Minute, // see tombstoneTTL
+			StaleFor:     cfg.staleFor(),
 		}),
 	}
+	g.failures, _ = lru.New[string, int64](maxFailures)
 	if err := n.addGroup(g); err != nil {
 		g.store.Close()
 		n.log.Warn("meshcache: rejected group", "group", name, "err", err)
@@ -166,9 +174,19 @@ func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte
 	} else if v, err, src := g.lookup(key); src != SourceNone {
 		cc.report(src, err)
 		return v, err
+	} else if v, ok := g.serveStale(ctx, key, &cc, true, nil); ok {
+		return v, nil
 	}
 	g.stats.misses.Add(1)
-	r := g.waitFlight(ctx, key, g.startFlight(ctx, key, g.node.route(key)))
+	owner, standIn := g.node.routeGet(key)
+	r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, owner, standIn))
+	if r.err != nil {
+		if v, ok := g.serveStale(ctx, key, &cc, false, r.err); ok {
+			return v, nil
+		}
+	} else if r.src == SourceStale {
+		g.stats.staleServed.Add(1) // the owner answered stale
+	}
 	cc.report(r.src, r.err)
 	if r.err != nil {
 		return nil, r.err
@@ -191,7 +209,7 @@ func (cc *callConfig) report(src Source, err error) {
 // not-found, and the tier it came from: SourceHit or SourceHot, or
 // SourceNone on a miss. It counts the hit.
 func (g *Group) lookup(key string) (v []byte, err error, src Source) {
-	return g.cached(key, local.Both, true)
+	return g.cached(key, local.All, true)
 }
 
 // cached is lookup in tiers (Main, then Hot), counting the hit only when
@@ -202,6 +220,10 @@ func (g *Group) cached(key string, tiers local.Tier, count bool) (v []byte, err 
 	}
 	tier, src := local.Main, SourceHit
 	e, ok := g.store.Get(tier, key)
+	if !ok && tiers&local.StandIn != 0 && !g.store.Empty(local.StandIn) {
+		tier = local.StandIn // served like the main cache
+		e, ok = g.store.Get(tier, key)
+	}
 	if !ok {
 		tier, src = local.Hot, SourceHot
 		if tiers&local.Hot == 0 {
@@ -256,8 +278,9 @@ type flight struct {
 // flights: a forwarded request is never forwarded again, even when two
 // nodes disagree on the ring.
 const (
-	loadFlight  = 'l' // this node loads the key (it owns it)
-	fetchFlight = 'f' // this node fetches the key from its owner
+	loadFlight    = 'l' // this node loads the key (it owns it)
+	fetchFlight   = 'f' // this node fetches the key from its owner
+	standInFlight = 's' // this node loads the key for its unreachable owner
 )
 
 // startFlight joins the flight of key, or starts one: a load when owner is
@@ -265,9 +288,19 @@ const (
 // goroutine of its own, so that every caller, the leader too, can stop
 // waiting when its ctx ends.
 func (g *Group) startFlight(ctx context.Context, key string, owner *peer) flight {
+	return g.startFlightTo(ctx, key, owner, false)
+}
+
+// startFlightTo is startFlight that, with standIn set and owner nil, loads
+// key here as the stand-in of its unreachable owner, into the stand-in tier
+// (see standin.go).
+func (g *Group) startFlightTo(ctx context.Context, key string, owner *peer, standIn bool) flight {
 	kind := byte(loadFlight)
-	if owner != nil {
+	switch {
+	case owner != nil:
 		kind = fetchFlight
+	case standIn:
+		kind = standInFlight
 	}
 	id := g.flightID(kind, key)
 	c, leader := g.flights.join(id)
@@ -296,14 +329,17 @@ func (g *Group) runFlight(ctx context.Context, id flightID, c *call, owner *peer
 	// stored its value and ended between this caller's miss and join;
 	// without this check the key would load twice. A load flight may serve
 	// peers: it never answers from a hot copy.
-	tiers := local.Both
-	if owner == nil {
+	tiers, tier := local.All, local.Main
+	switch {
+	case id.kind == standInFlight:
+		tiers, tier = local.StandIn, local.StandIn
+	case owner == nil:
 		tiers = local.Main
 	}
 	if v, err, src := g.cached(key, tiers, false); src != SourceNone {
 		r = flightResult{value: v, err: err, src: src}
 	} else if owner == nil {
-		v, err := g.loadAndStore(ctx, key, local.Main)
+		v, err := g.loadAndStore(ctx, key, tier)
 		r = flightResult{value: v, err: err, src: SourceLoad}
 	} else {
 		v, src, err := g.fetch(ctx, key, owner)
@@ -404,12 +440,13 @@ func (g *Group) callLoader(ctx context.Context, key string) (it Item, err error)
 	return g.loader.Load(ctx, key)
 }
 
-// panicked logs a panic recovered while loading what, and returns it as the
-// error every waiter gets.
+// panicked logs a panic recovered while loading what, with its value and
+// stack, and returns the error every waiter gets. The error carries
+// neither: the value may hold secrets, and the error may travel to peers
+// and on to the callers' users. The log is the only place to find them.
 func (g *Group) panicked(what string, p any) error {
-	stack := debug.Stack()
-	g.log.Error("meshcache: load panicked", "what", what, "panic", p, "stack", string(stack))
-	return fmt.Errorf("%w: group %s, %s: %v\n%s", ErrLoaderPanic, g.name, what, p, stack)
+	g.log.Error("meshcache: load panicked", "what", what, "panic", p, "stack", string(debug.Stack()))
+	return fmt.Errorf("%w: group %s, %s (the panic and its stack are in the node's log)", ErrLoaderPanic, g.name, what)
 }
 
 // loadFailed counts a failed load, caches a not-found when the group asks for
@@ -432,15 +469,16 @@ func (g *Group) storeNotFound(ctx context.Context, key string, since uint64, tie
 
 // tierTTL caps ttl at the hot TTL for the hot tier.
 func (g *Group) tierTTL(tier local.Tier, ttl time.Duration) time.Duration {
-	if tier == local.Hot {
+	if tier == local.Hot || tier == local.StandIn {
 		return min(ttl, g.cfg.hotTTL)
 	}
 	return ttl
 }
 
-// loadError wraps a loader's error for the callers.
+// loadError wraps a loader's error for the callers. A peer that asked for
+// key gets err's text only (see wireError).
 func (g *Group) loadError(key string, err error) error {
-	return fmt.Errorf("meshcache: load %q in group %s: %w: %w", key, g.name, ErrLoadFailed, err)
+	return &loadFailure{what: fmt.Sprintf("load %q in group %s", key, g.name), cause: err}
 }
 
 func (g *Group) notFound(key string) error {

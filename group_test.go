@@ -63,7 +63,12 @@ type origin struct {
 	gate chan struct{}
 	// entered, if not nil, is sent to once a load has read the version.
 	entered chan string
+	// down makes every load fail (a database outage).
+	down atomic.Bool
 }
+
+// errDown is the origin's error while it is down.
+var errDown = errors.New("origin down")
 
 func newOrigin() *origin { return &origin{versions: make(map[string]int)} }
 
@@ -88,6 +93,9 @@ func (o *origin) Load(ctx context.Context, key string) (Item, error) {
 		case <-ctx.Done():
 			return Item{}, ctx.Err()
 		}
+	}
+	if o.down.Load() {
+		return Item{}, errDown
 	}
 	if !ok && key == "missing" {
 		return Item{}, ErrNotFound

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
@@ -42,7 +44,7 @@ func (n *Node) groupFor(name string) (*Group, error) {
 		return g, nil
 	}
 	if n.unknownGroup == nil || name == "" || len(name) > MaxKeyLen {
-		return nil, fmt.Errorf("meshcache: %w: %q", transport.ErrUnknownGroup, name)
+		return nil, peerError(transport.ErrUnknownGroup, strconv.Quote(name))
 	}
 	g, err := n.callUnknownGroup(name)
 	if err == nil && g != nil && g.node == n && g.name == name {
@@ -52,7 +54,7 @@ func (n *Node) groupFor(name string) (*Group, error) {
 		return g, nil // created concurrently
 	}
 	n.log.Warn("meshcache: a peer asked for a group this node does not create", "group", name, "err", err)
-	return nil, fmt.Errorf("meshcache: %w: %q: %v", transport.ErrUnknownGroup, name, err)
+	return nil, peerError(transport.ErrUnknownGroup, fmt.Sprintf("%q: %v", name, err))
 }
 
 // callUnknownGroup calls Config.OnUnknownGroup, turning its panic into an
@@ -61,7 +63,8 @@ func (n *Node) callUnknownGroup(name string) (g *Group, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			n.log.Error("meshcache: OnUnknownGroup panicked", "group", name, "panic", p, "stack", string(debug.Stack()))
-			g, err = nil, fmt.Errorf("OnUnknownGroup panicked: %v", p)
+			// The panic value stays in the log: the error goes to the peer.
+			g, err = nil, errors.New("OnUnknownGroup panicked")
 		}
 	}()
 	return n.unknownGroup(n, name)
@@ -69,7 +72,7 @@ func (n *Node) callUnknownGroup(name string) (g *Group, err error) {
 
 func checkPeerKey(key string) error {
 	if key == "" || len(key) > MaxKeyLen {
-		return fmt.Errorf("meshcache: %w: key of %d bytes", transport.ErrBadRequest, len(key))
+		return peerError(transport.ErrBadRequest, fmt.Sprintf("key of %d bytes", len(key)))
 	}
 	return nil
 }
@@ -116,10 +119,20 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 	if v, ok, err := g.serveCached(key); ok {
 		return v, err
 	}
-	r := g.waitFlight(ctx, key, g.startFlight(ctx, key, nil))
+	if v, ok := g.staleBeforeLoad(key); ok {
+		return staleWire(v), nil
+	}
+	// A key this node does not own (in its view) is asked of it as the
+	// stand-in of an unreachable owner, or while views of the ring differ:
+	// it is loaded into the stand-in tier, never the main cache.
+	standIn := g.node.Owner(key) != g.node.name
+	r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, nil, standIn))
 	if r.err != nil {
 		if err := servedCtxErr(ctx); err != nil {
 			return transport.Value{}, err
+		}
+		if v, ok := g.staleAfterError(ctx, key, r.err); ok {
+			return staleWire(v), nil
 		}
 		return transport.Value{}, wireError(r.err)
 	}
@@ -138,16 +151,21 @@ func (g *Group) serveCached(key string) (v transport.Value, ok bool, err error) 
 	if !g.node.serving() {
 		return transport.Value{}, true, errNoLease
 	}
-	e, ok := g.store.Get(local.Main, key)
+	tier := local.Main
+	e, ok := g.store.Get(tier, key)
+	if !ok && !g.store.Empty(local.StandIn) {
+		tier = local.StandIn // what it loaded for an unreachable owner
+		e, ok = g.store.Get(tier, key)
+	}
 	if !ok {
 		return transport.Value{}, false, nil
 	}
 	if g.cfg.validate != nil && !e.Negative && !g.cfg.validate(g.entry(key, e)) {
-		g.store.Remove(local.Main, key)
+		g.store.Remove(tier, key)
 		return transport.Value{}, false, nil
 	}
 	if e.Negative {
-		return transport.Value{}, true, fmt.Errorf("meshcache: %s %q: %w", g.name, key, transport.ErrNotFound)
+		return transport.Value{}, true, transport.ErrNotFound // the peer knows the group and key
 	}
 	return wireValue(e), true, nil
 }
@@ -179,15 +197,46 @@ func servedCtxErr(ctx context.Context) error {
 	return nil
 }
 
-// wireError maps a load's error to what a peer should see.
+// wireError maps a load's error to what a peer sees: a class (the
+// transport sentinel it wraps) and a short message. A panic's message is
+// empty: its value and stack stay in this node's log (see
+// Group.panicked). A loader's error keeps its own text, without this
+// node's context (the peer adds its own), cut so that the whole error
+// fits in [transport.MaxErrorMessage] bytes.
 func wireError(err error) error {
 	switch {
+	case errors.Is(err, ErrLoaderPanic):
+		return transport.ErrLoaderPanic
 	case errors.Is(err, ErrNotFound):
-		return fmt.Errorf("%w: %w", transport.ErrNotFound, err)
+		return transport.ErrNotFound
 	case errors.Is(err, ErrClosed):
 		return fmt.Errorf("%w: %w", transport.ErrClosed, err)
 	}
-	return fmt.Errorf("%w: %w", transport.ErrLoader, err)
+	msg := err.Error()
+	if lf, ok := errors.AsType[*loadFailure](err); ok {
+		msg = lf.cause.Error()
+	}
+	return peerError(transport.ErrLoader, msg)
+}
+
+// peerError returns an error of class for a peer, with msg cut so that its
+// whole text fits in [transport.MaxErrorMessage] bytes.
+func peerError(class error, msg string) error {
+	return fmt.Errorf("%w: %s", class, clip(msg, transport.MaxErrorMessage-len(class.Error())-len(": ")))
+}
+
+// clip cuts s to at most n bytes, marking the cut with "...". It cuts
+// before a UTF-8 sequence rather than inside it.
+func clip(s string, n int) string {
+	const more = "..."
+	if len(s) <= n {
+		return s
+	}
+	i := max(n-len(more), 0)
+	for j := 0; j < utf8.UTFMax && i > 0 && !utf8.RuneStart(s[i]); j++ {
+		i--
+	}
+	return s[:i] + more
 }
 
 func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (transport.GetManyResponse, error) {

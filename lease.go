@@ -235,6 +235,11 @@ func (n *Node) renewLease() {
 		return
 	}
 
+	for _, b := range beats {
+		if b.err == nil {
+			n.unsuspect(b.p.name) // it answers: its keys are its own again
+		}
+	}
 	l.mu.Lock()
 	for _, b := range beats {
 		if b.err != nil || !b.resp.Member || b.resp.Incarnation != b.p.inc {

@@ -297,7 +297,7 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, tier l
 	g.stats.loadLatency.observe(time.Since(start))
 	if err != nil {
 		g.stats.loadErrors.Add(uint64(len(keys)))
-		return fail(fmt.Errorf("meshcache: load %d keys in group %s: %w: %w", len(keys), g.name, ErrLoadFailed, err))
+		return fail(&loadFailure{what: fmt.Sprintf("load %d keys in group %s", len(keys), g.name), cause: err})
 	}
 	for _, k := range keys {
 		it, ok := items[k]

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -273,5 +275,47 @@ func TestClusterMajorityCrash(t *testing.T) {
 				t.Errorf("survivor: Get(%s) from %v, want %v", key, src, want)
 			}
 		})
+	}
+}
+
+// TestClusterDeadOwnerStandIn: while a crashed owner is not yet declared
+// dead, its keys are loaded by one stand-in for the fleet, not by every
+// node (each would fall back on its own: 2 loads a key here).
+func TestClusterDeadOwnerStandIn(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	var keys []string
+	for i := 0; len(keys) < 20; i++ {
+		if k := "k" + strconv.Itoa(i); nodes[0].Owner(k) == "n2" {
+			keys = append(keys, k)
+		}
+	}
+	crash(nodes[2])
+	var wg sync.WaitGroup
+	for _, g := range gs[:2] {
+		wg.Go(func() {
+			for _, k := range keys {
+				if v := mustGet(t, g, k); v != "0" {
+					t.Errorf("Get(%s) = %q, want 0", k, v)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	loads := o.calls.Load()
+	t.Logf("%d keys of the crashed owner, read from both survivors: %d loads", len(keys), loads)
+	if loads > int64(len(keys))*6/5 {
+		t.Errorf("loads = %d for %d keys, want at most 1.2 a key", loads, len(keys))
+	}
+	// Every key is served from the stand-in's tier or a copy: reading them
+	// again loads nothing.
+	for _, g := range gs[:2] {
+		for _, k := range keys {
+			mustGet(t, g, k)
+		}
+	}
+	if again := o.calls.Load(); again != loads {
+		t.Errorf("loads after reading again = %d, want %d", again, loads)
 	}
 }

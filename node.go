@@ -47,14 +47,17 @@ type Config struct {
 	Join []string
 	// JoinTimeout bounds the initial join. If zero, 10s.
 	JoinTimeout time.Duration
-	// SecretKey encrypts gossip (AES, 16, 24 or 32 bytes). Nodes without
-	// the same key cannot join.
+	// SecretKey encrypts and authenticates gossip (AES, 16, 24 or 32
+	// bytes). Nodes without the same key cannot join. Required with TLS.
 	SecretKey []byte
 	// TLS, when set, secures the peer transport with mutual TLS: it must
 	// hold this node's certificate and the cluster's CA pool as both RootCAs
 	// and ClientCAs (peers are verified against that pool only, never the
 	// system roots; a config without them is refused with
-	// [ErrInvalidOption]). Members must all use TLS or none.
+	// [ErrInvalidOption]). Gossip carries membership and writes, so it must
+	// be secured too: with TLS, a config without SecretKey is refused with
+	// [ErrInvalidOption]. Members must all use TLS or none: a node that
+	// differs is refused at join with [ErrIncompatible].
 	TLS *tls.Config
 	// Partitions is the number of ring partitions; if zero, 271. Members
 	// must agree on it (and on LoadFactor): a node with other settings is
@@ -79,6 +82,14 @@ type Config struct {
 	// DisableHandoff stops a new owner from asking a key's previous owner
 	// before loading it after a membership change (see the package doc).
 	DisableHandoff bool
+	// FetchTimeout bounds how long a request waits on a peer that has sent
+	// nothing at all (no answer, no other frame) since the request was
+	// sent; a live peer that loads slowly keeps its connection visibly
+	// alive (the transport pings it) and is waited for. After it the peer
+	// is suspect on this node (see the package doc, "Failure semantics"):
+	// its keys go to a stand-in until it answers again. If zero,
+	// [DefaultFetchTimeout]; negative is invalid.
+	FetchTimeout time.Duration
 	// MinorityServes lets a member keep serving from its caches when it
 	// reaches only a minority of the cluster: its lease then needs answers
 	// from a majority of the members it sees alive, not of the membership
@@ -100,6 +111,9 @@ type Config struct {
 	// should bound how many groups it creates (any peer can name one).
 	OnUnknownGroup func(n *Node, name string) (*Group, error)
 }
+
+// DefaultFetchTimeout is [Config.FetchTimeout] when it is zero.
+const DefaultFetchTimeout = time.Second
 
 // DefaultWriteTimeout bounds the fan-out of a write whose context has no
 // deadline (see [Config.WriteTimeout]).
@@ -151,7 +165,9 @@ type Node struct {
 	lease *lease
 	// inc is this process's incarnation in the cluster (peers.Member).
 	inc uint64
-	wg  sync.WaitGroup // background goroutines: the settle watcher and the lease
+	// suspects are the peers that did not answer (standin.go).
+	suspects suspects
+	wg       sync.WaitGroup // background goroutines: the settle watcher and the lease
 
 	stats nodeCounters
 }

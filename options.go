@@ -41,7 +41,17 @@ type groupConfig struct {
 	validate      func(Entry) bool
 	storeIf       func(key string, it Item) bool
 	passthrough   bool
-	errs          []error
+	// staleIfError and staleWhileRevalidate are the stale windows after an
+	// entry's TTL (WithStaleIfError, WithStaleWhileRevalidate).
+	staleIfError         time.Duration
+	staleWhileRevalidate time.Duration
+	errs                 []error
+}
+
+// staleFor is how long entries are kept after their TTL: the longer of the
+// two stale windows.
+func (c *groupConfig) staleFor() time.Duration {
+	return max(c.staleIfError, c.staleWhileRevalidate)
 }
 
 func defaultGroupConfig() groupConfig {
@@ -210,6 +220,49 @@ func WithStoreIf(keep func(key string, it Item) bool) GroupOption {
 	}
 }
 
+// WithStaleIfError keeps an entry for d after its TTL ran out, and serves
+// it when a Get of the key needs a load and the load fails: a loader error,
+// a load timeout, or an owner that cannot be reached and a fallback load
+// that fails. The Get then returns the old value with a nil error
+// ([SourceStale], counted in [Stats.StaleServed]). A not-found is an
+// answer, not a failure: it is returned, never masked. While a key is
+// served stale its load is retried at most about once a second (at its
+// owner, for the whole fleet); the first success replaces the old value
+// everywhere as usual.
+//
+// Only an entry that expired is served stale: one that a write removed
+// (Invalidate, InvalidateTags, Set, Clear) or whose TTL was set by
+// [Group.Expire] is gone. The owner serves its stale entry to peers when
+// its own load fails; a node whose owner cannot be reached and whose
+// fallback load fails serves its own hot copy, whose stale window starts at
+// its own expiry (at most the hot TTL after it was fetched). Like every
+// answer from a cache, a stale one needs the node's lease (see
+// [Node.IsReady]). Kept entries count against the group's byte bounds and
+// are evicted before the entries being read. d must be positive.
+func WithStaleIfError(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithStaleIfError", d) {
+			c.staleIfError = d
+		}
+	}
+}
+
+// WithStaleWhileRevalidate serves an entry for d after its TTL ran out at
+// once ([SourceStale]) and starts one background refresh of the key: a load
+// at its owner, shared by the fleet (a node that does not own the key asks
+// the owner, which loads it once), so that a key read continuously never
+// makes a caller wait for a load. The refresh is an ordinary load, fenced
+// like any: a write during it wins. [Stats.Revalidations] counts the
+// refreshes started. After d the next Get loads as usual (or, with
+// [WithStaleIfError], serves stale if that load fails). d must be positive.
+func WithStaleWhileRevalidate(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithStaleWhileRevalidate", d) {
+			c.staleWhileRevalidate = d
+		}
+	}
+}
+
 // WithPassthrough turns caching off: every Get calls the loader and nothing is
 // stored (cachu's disable() or null backend). Meant for tests.
 func WithPassthrough() GroupOption {
@@ -257,10 +310,11 @@ const (
 	SourcePeer                   // fetched from the key's owner
 	SourceLoad                   // loaded by this node's loader (this node owns the key), or handed off by its previous owner
 	SourceFallback               // loaded here because the owner could not be reached
+	SourceStale                  // an expired value, under WithStaleIfError or WithStaleWhileRevalidate
 )
 
-// String returns "none", "hit", "hot", "peer", "load", "fallback" or
-// "source(N)".
+// String returns "none", "hit", "hot", "peer", "load", "fallback", "stale"
+// or "source(N)".
 func (s Source) String() string {
 	switch s {
 	case SourceNone:
@@ -275,6 +329,8 @@ func (s Source) String() string {
 		return "load"
 	case SourceFallback:
 		return "fallback"
+	case SourceStale:
+		return "stale"
 	}
 	return "source(" + strconv.Itoa(int(s)) + ")"
 }

@@ -25,6 +25,9 @@ type Stats struct {
 	Handoffs    uint64 // keys this node took over from their previous owner instead of loading them
 	PeerServed  uint64 // keys other nodes asked this node for (as their owner)
 
+	StaleServed   uint64 // Gets answered with an expired value (WithStaleIfError, WithStaleWhileRevalidate)
+	Revalidations uint64 // background refreshes started (WithStaleWhileRevalidate)
+
 	// LoadLatency is the time loader calls took (one observation per Load
 	// or LoadMany call); FetchLatency the time requests to owners took.
 	LoadLatency, FetchLatency Histogram
@@ -63,6 +66,8 @@ func (g *Group) Stats() Stats {
 		Fallbacks:         g.stats.fallbacks.Load(),
 		Handoffs:          g.stats.handoffs.Load(),
 		PeerServed:        g.stats.peerServed.Load(),
+		StaleServed:       g.stats.staleServed.Load(),
+		Revalidations:     g.stats.revalidations.Load(),
 		LoadLatency:       g.stats.loadLatency.snapshot(),
 		FetchLatency:      g.stats.fetchLatency.snapshot(),
 		Evictions:         ls.Evictions + ls.HotEvictions,

@@ -466,6 +466,14 @@ func (g *Group) gossip(req transport.WriteRequest) {
 
 // onMessage applies a write another member queued on gossip. peers calls
 // it from one goroutine.
+//
+// Only a current member's writes apply: its origin must be in this node's
+// ring. Anyone holding the gossip key can put a payload on gossip, also a
+// process the members refused at join (other ring settings or transport
+// security) and never route to; its writes (a Clear) are dropped. A write
+// whose origin left the ring before its payload arrived is dropped too: it
+// was reported unacknowledged to its caller ([*InvalidateError]), as
+// gossip is only ever a fallback.
 func (n *Node) onMessage(payload []byte) {
 	req, err := transport.DecodeWrite(payload)
 	if err != nil {
@@ -474,6 +482,10 @@ func (n *Node) onMessage(payload []byte) {
 	}
 	if req.Origin == n.name || n.acked.Contains(writeKey{req.Origin, req.ID}) {
 		return // this node applied the write itself
+	}
+	if rs := n.ring.Load(); rs == nil || rs.peers[req.Origin] == nil {
+		n.log.Warn("meshcache: dropping a gossip write from a non-member", "origin", req.Origin, "op", req.Op, "group", req.Group)
+		return
 	}
 	g, ok := n.Group(req.Group)
 	if !ok {
@@ -526,7 +538,7 @@ func (g *Group) applyPhases(req transport.WriteRequest) int {
 func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 	tier := local.Hot
 	if phase == transport.PhaseServing {
-		tier = local.Both
+		tier = local.All // what it serves (main, stand-in) and its copies
 	}
 	switch req.Op {
 	case transport.OpInvalidate:
@@ -556,7 +568,7 @@ func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 		g.store.Invalidate(local.Hot, keys...)
 		g.forget(keys)
 	case transport.OpExpire:
-		t := local.Main
+		t := local.Main | local.StandIn
 		if phase != transport.PhaseServing {
 			t = local.Hot
 		}

@@ -164,6 +164,15 @@ func childArgs(o options, name, dir, seed string) []string {
 	if o.minority {
 		args = append(args, "-minority-serves")
 	}
+	if o.fetchTimeout > 0 {
+		args = append(args, "-fetch-timeout", o.fetchTimeout.String())
+	}
+	if o.staleIfError > 0 {
+		args = append(args, "-stale-if-error", o.staleIfError.String())
+	}
+	if o.staleRevalid > 0 {
+		args = append(args, "-stale-while-revalidate", o.staleRevalid.String())
+	}
 	if o.secretKeyFile != "" {
 		args = append(args, "-secret-key-file", o.secretKeyFile)
 	}

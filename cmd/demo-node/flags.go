@@ -33,6 +33,9 @@ type options struct {
 	hotTTL        time.Duration
 	writeTimeout  time.Duration
 	minority      bool
+	fetchTimeout  time.Duration
+	staleIfError  time.Duration
+	staleRevalid  time.Duration
 	secretKeyFile string
 	tlsCert       string
 	tlsKey        string
@@ -83,6 +86,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.loadDelay, "load-delay", 50*time.Millisecond, "how long each load sleeps, like a slow database")
 	fs.DurationVar(&o.ttl, "ttl", 5*time.Minute, "time to live of loaded values")
 	fs.DurationVar(&o.hotTTL, "hot-ttl", time.Minute, "longest time a copy of another node's value is kept")
+	fs.DurationVar(&o.fetchTimeout, "fetch-timeout", 0, "how long a request waits on a peer that sends nothing at all before it is taken for unreachable (default: the library's, 1s)")
+	fs.DurationVar(&o.staleIfError, "stale-if-error", 0, "serve a value up to this long past its TTL when its load fails (0: off)")
+	fs.DurationVar(&o.staleRevalid, "stale-while-revalidate", 0, "serve a value up to this long past its TTL at once, refreshing it in the background (0: off)")
 	fs.BoolVar(&o.minority, "minority-serves", false, "keep serving from the caches when only a minority of the cluster answers (gives up the read-your-invalidation guarantee in a partition)")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", meshcache.DefaultWriteTimeout, "how long a write waits for every member's acknowledgement")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "file with the gossip encryption key: 16, 24 or 32 raw bytes, or their hex")
@@ -141,6 +147,12 @@ func (o *options) check() error {
 		return usagef("-ttl %v: must be positive", o.ttl)
 	case o.hotTTL <= 0:
 		return usagef("-hot-ttl %v: must be positive", o.hotTTL)
+	case o.fetchTimeout < 0:
+		return usagef("-fetch-timeout %v: must not be negative", o.fetchTimeout)
+	case o.staleIfError < 0:
+		return usagef("-stale-if-error %v: must not be negative", o.staleIfError)
+	case o.staleRevalid < 0:
+		return usagef("-stale-while-revalidate %v: must not be negative", o.staleRevalid)
 	case o.writeTimeout <= 0:
 		return usagef("-write-timeout %v: must be positive", o.writeTimeout)
 	case o.cluster < 0 || o.cluster > maxClusterSize:

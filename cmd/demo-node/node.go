@@ -61,6 +61,7 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 		GossipConfig:   o.gossipProfile,
 		WriteTimeout:   o.writeTimeout,
 		MinorityServes: o.minority,
+		FetchTimeout:   o.fetchTimeout,
 
 		OnUnknownGroup: onUnknownGroup,
 	})
@@ -72,7 +73,10 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 			err = fmt.Errorf("stop the node: %w", cerr)
 		}
 	}()
-	s, err := newServer(node, &origin{dir: dir, delay: o.loadDelay, ttl: o.ttl, maxBytes: meshcache.DefaultMaxValueBytes}, o.hotTTL, log)
+	s, err := newServer(node, &origin{
+		dir: dir, delay: o.loadDelay, ttl: o.ttl, maxBytes: meshcache.DefaultMaxValueBytes,
+		staleIfError: o.staleIfError, staleWhileRevalidate: o.staleRevalid,
+	}, o.hotTTL, log)
 	if err != nil {
 		return err
 	}

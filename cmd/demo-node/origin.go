@@ -22,7 +22,18 @@ type origin struct {
 	ttl   time.Duration // the TTL of loaded values
 	// maxBytes bounds a value; larger files fail to load.
 	maxBytes int64
+	// The groups' stale windows (-stale-if-error, -stale-while-revalidate);
+	// 0: off.
+	staleIfError, staleWhileRevalidate time.Duration
 }
+
+// downFile is the file whose presence at the root of the origin directory
+// makes every load fail, as in a database outage.
+const downFile = ".down"
+
+// errOriginDown is the loader's error while downFile exists. It reaches
+// peers as text: statusOf recognises it by its text too.
+var errOriginDown = errors.New("origin: down")
 
 // errTooLarge is the loader's error for a file over origin.maxBytes.
 var errTooLarge = errors.New("origin: file too large")
@@ -40,6 +51,9 @@ func (o *origin) loader(group string) meshcache.Loader {
 // reads outside dir (symbolic links included). The value is tagged with the
 // part of key before its first ':', if any.
 func (o *origin) load(ctx context.Context, group, key string) (meshcache.Item, error) {
+	if _, err := os.Stat(filepath.Join(o.dir, downFile)); err == nil {
+		return meshcache.Item{}, fmt.Errorf("load %q in group %q: %w (%s exists)", key, group, errOriginDown, downFile)
+	}
 	if !safeName(group) || !safeName(key) {
 		return meshcache.Item{}, fmt.Errorf("origin: %q in group %q is not a file name: %w", key, group, meshcache.ErrNotFound)
 	}

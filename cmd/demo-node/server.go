@@ -198,6 +198,11 @@ func writeFailure(w http.ResponseWriter, err error, fallback int) {
 // statusOf maps a library error to an HTTP status.
 func statusOf(err error, fallback int) int {
 	switch {
+	case errors.Is(err, errOriginDown) || strings.Contains(err.Error(), errOriginDown.Error()):
+		// The origin is down (-origin DIR/.down), here or at the key's
+		// owner, whose error arrives as text: unavailable, not a bad
+		// answer.
+		return http.StatusServiceUnavailable
 	case errors.Is(err, meshcache.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, meshcache.ErrEmptyKey), errors.Is(err, meshcache.ErrKeyTooLong),
@@ -242,11 +247,19 @@ func (s *server) group(name string) (*meshcache.Group, error) {
 	if len(s.node.Groups()) >= maxGroups {
 		return nil, &errGroup{http.StatusBadRequest, fmt.Sprintf("no group %q, and this node already has %d groups, the most it creates", name, maxGroups)}
 	}
-	g, err := meshcache.NewGroup(s.node, name, s.origin.loader(name),
+	opts := []meshcache.GroupOption{
 		meshcache.WithTTL(s.origin.ttl), meshcache.WithHotTTL(s.hotTTL),
 		// Up to maxGroups groups, created by anyone who can reach the API:
 		// 16 MiB (+2 MiB hot) each keeps a node within about 1.2 GiB.
-		meshcache.WithMainBytes(groupMainBytes), meshcache.WithHotBytes(groupMainBytes/8))
+		meshcache.WithMainBytes(groupMainBytes), meshcache.WithHotBytes(groupMainBytes / 8),
+	}
+	if d := s.origin.staleIfError; d > 0 {
+		opts = append(opts, meshcache.WithStaleIfError(d))
+	}
+	if d := s.origin.staleWhileRevalidate; d > 0 {
+		opts = append(opts, meshcache.WithStaleWhileRevalidate(d))
+	}
+	g, err := meshcache.NewGroup(s.node, name, s.origin.loader(name), opts...)
 	if err != nil {
 		code := statusOf(err, http.StatusInternalServerError)
 		return nil, &errGroup{code, err.Error()}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -498,5 +499,45 @@ func TestAPICluster(t *testing.T) {
 	}
 	if len(ring.Partitions) != 271 || counts["n1"] == 0 || counts["n2"] == 0 || len(counts) != 2 {
 		t.Errorf("ring: %d partitions owned %v, want 271 over n1 and n2", len(ring.Partitions), counts)
+	}
+}
+
+// TestAPIOriginDown: while DIR/.down exists every load fails; a failed Get
+// answers 503, and a value within -stale-if-error is served stale.
+func TestAPIOriginDown(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "users/user:1", "ada")
+	writeFile(t, dir, "users/user:2", "grace")
+	s, err := newServer(newStandalone(t, "solo"), &origin{
+		dir: dir, ttl: 50 * time.Millisecond, maxBytes: 1 << 10, staleIfError: time.Minute,
+	}, time.Minute, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(ts.Close)
+	if r := do(t, ts, "GET", "/v1/users/user:1", nil); r.code != 200 || r.body != "ada" {
+		t.Fatalf("GET user:1 = %d %q", r.code, r.body)
+	}
+	writeFile(t, dir, downFile, "")
+	time.Sleep(100 * time.Millisecond) // past the TTL
+	if r := do(t, ts, "GET", "/v1/users/user:1", nil); r.code != 200 || r.body != "ada" || r.header.Get("X-Cache") != "stale" {
+		t.Errorf("GET user:1 while down = %d %q (X-Cache %q), want 200 ada stale", r.code, r.body, r.header.Get("X-Cache"))
+	}
+	if r := do(t, ts, "GET", "/v1/users/user:2", nil); r.code != 503 || !strings.Contains(r.body, "origin: down") {
+		t.Errorf("GET of a key never read while down = %d %q, want 503 origin: down", r.code, r.body)
+	}
+	if r := do(t, ts, "DELETE", "/v1/users/user:1", nil); r.code != 204 {
+		t.Fatalf("DELETE user:1 = %d %q", r.code, r.body)
+	}
+	if r := do(t, ts, "GET", "/v1/users/user:1", nil); r.code != 503 {
+		t.Errorf("GET user:1 deleted while down = %d %q, want 503 (never the old value)", r.code, r.body)
+	}
+	if err := os.Remove(filepath.Join(dir, downFile)); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dir, "users/user:1", "ada2")
+	if r := do(t, ts, "GET", "/v1/users/user:1", nil); r.code != 200 || r.body != "ada2" {
+		t.Errorf("GET user:1 after the outage = %d %q, want 200 ada2", r.code, r.body)
 	}
 }
