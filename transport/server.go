@@ -577,7 +577,7 @@ func setError(env *wirepb.Envelope, a *arena, err error) {
 	env.ErrorCode = codeOf(err)
 	env.ErrorMessage = nil
 	if err != nil {
-		env.ErrorMessage = a.str(err.Error())
+		env.ErrorMessage = a.str(messageOf(err)) // bounded, without the class's own text
 	}
 }
 

@@ -163,6 +163,9 @@ func (o *options) check() error {
 	if tlsFlags := btoi(o.tlsCert != "") + btoi(o.tlsKey != "") + btoi(o.tlsCA != ""); tlsFlags != 0 && tlsFlags != 3 {
 		return usagef("-tls-cert, -tls-key and -tls-ca go together: give all three or none")
 	}
+	if o.tlsCert != "" && o.secretKeyFile == "" {
+		return usagef("-tls-cert needs -secret-key-file: gossip carries membership and writes, so a TLS cluster encrypts and authenticates it too")
+	}
 	if o.cluster > 0 {
 		for _, name := range []string{"name", "http", "gossip", "rpc", "join"} {
 			if o.set[name] {

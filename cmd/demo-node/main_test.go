@@ -200,7 +200,14 @@ func TestReadSecretKey(t *testing.T) {
 func TestLoadTLS(t *testing.T) {
 	dir := t.TempDir()
 	cert, key, ca := writeTestPKI(t, dir)
-	o, err := parseFlags([]string{"-tls-cert", cert, "-tls-key", key, "-tls-ca", ca}, io.Discard)
+	if _, err := parseFlags([]string{"-tls-cert", cert, "-tls-key", key, "-tls-ca", ca}, io.Discard); err == nil || !strings.Contains(err.Error(), "-secret-key-file") {
+		t.Errorf("parseFlags with TLS and no -secret-key-file: %v, want a usage error naming -secret-key-file", err)
+	}
+	keyFile := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(keyFile, bytes.Repeat([]byte{'k'}, 16), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags([]string{"-tls-cert", cert, "-tls-key", key, "-tls-ca", ca, "-secret-key-file", keyFile}, io.Discard)
 	if err != nil {
 		t.Fatalf("parseFlags: %v", err)
 	}
