@@ -647,9 +647,9 @@ func TestClusterStopUnderLoad(t *testing.T) {
 			if tc.hard && (fallbacks == 0 || peerErrors == 0) {
 				t.Errorf("after a hard stop: Fallbacks %d, PeerErrors %d; want both > 0", fallbacks, peerErrors)
 			}
-			if fallbacks < peerErrors {
-				t.Errorf("Fallbacks %d < PeerErrors %d: every failed Get request falls back", fallbacks, peerErrors)
-			}
+			// A failed request is answered by the key's stand-in (this
+			// node, counted in Fallbacks, or the other survivor) or a
+			// fallback load: the Gets above never fail.
 		})
 	}
 }

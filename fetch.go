@@ -48,6 +48,7 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 	switch alt, standIn := g.node.routeGet(key); {
 	case standIn && alt == nil:
 		// The stand-in flight, shared with the peers that ask this node.
+		g.stats.fallbacks.Add(1)
 		r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, nil, true))
 		return r.value, SourceFallback, r.err
 	case standIn && alt != owner:
@@ -55,6 +56,7 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 			return v, src, err
 		}
 	}
+	g.stats.fallbacks.Add(1)
 	v, err = g.loadAndStore(ctx, key, local.Hot)
 	return v, SourceFallback, err
 }
@@ -108,7 +110,8 @@ func (g *Group) fetchFrom(key string, p *peer) (v []byte, src Source, err error,
 // ownerError returns the callers' error for an owner's answer err to a
 // request for key: a not-found (cached in the hot tier when the group
 // caches them) or a loader error. It returns nil for a failure to reach or
-// use the owner, which the caller falls back on, counting it.
+// use the owner, which the caller falls back on (and counts, in Fallbacks,
+// when it loads the key itself).
 func (g *Group) ownerError(ctx context.Context, key string, owner *peer, since uint64, err error) error {
 	switch {
 	case errors.Is(err, transport.ErrNotFound):
@@ -118,8 +121,7 @@ func (g *Group) ownerError(ctx context.Context, key string, owner *peer, since u
 		return g.ownerLoadError(key, owner.name, err)
 	}
 	g.stats.peerErrors.Add(1)
-	g.stats.fallbacks.Add(1)
-	g.log.Debug("meshcache: owner unreachable; loading here", "key", key, "owner", owner.name, "err", err)
+	g.log.Debug("meshcache: owner unreachable", "key", key, "owner", owner.name, "err", err)
 	return nil
 }
 
@@ -154,8 +156,8 @@ func (g *Group) handoff(ctx context.Context, key string) ([]byte, bool) {
 		return nil, false // whatever the previous owner held has expired since
 	}
 	p := rs.peers[rs.prev.Owner(key)]
-	if p == nil {
-		return nil, false // it was us, or it is gone
+	if p == nil || n.isSuspect(p.name) {
+		return nil, false // it was us, it is gone, or it does not answer
 	}
 	// The fence: the oldest possible, so that any live tombstone or tag
 	// generation drops the value; but a clear is never pruned, so after one
@@ -172,6 +174,9 @@ func (g *Group) handoff(ctx context.Context, key string) ([]byte, bool) {
 	hctx, cancelPeer := peerContext(hctx, p)
 	defer cancelPeer()
 	resp, err := n.client.Peek(hctx, p.addr, transport.PeekRequest{Group: g.name, Key: key})
+	if err != nil && unreachable(err) && p.ctx.Err() == nil {
+		n.suspect(p.name)
+	}
 	if err != nil || !resp.Found || resp.TTL <= 0 || g.checkFetched(key, resp.Value) != nil || ctx.Err() != nil {
 		return nil, false
 	}

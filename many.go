@@ -193,6 +193,7 @@ func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[s
 		}
 	}
 	if len(retry) > 0 {
+		g.stats.fallbacks.Add(uint64(len(retry)))
 		maps.Copy(results, g.loadMissing(ctx, retry, local.Hot))
 	}
 	return results

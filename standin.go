@@ -107,6 +107,11 @@ func (n *Node) suspectNames() []string {
 	return names
 }
 
+// isSuspect reports whether name is suspect on this node.
+func (n *Node) isSuspect(name string) bool {
+	return n.suspects.count.Load() > 0 && slices.Contains(n.suspectNames(), name)
+}
+
 // routeGet is route for a Get: the key's owner, or, while the owner is
 // suspect, its stand-in (standIn set; p nil when the stand-in is this
 // node).

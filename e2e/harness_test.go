@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"go.uber.org/goleak"
 )
 
@@ -259,6 +260,19 @@ func newCluster(t *testing.T, size int) *cluster {
 	return c
 }
 
+// newClusterWith is newCluster with the flags extra added to every node's
+// command line (after the defaults, which they override).
+func newClusterWith(t *testing.T, size int, extra ...string) *cluster {
+	t.Helper()
+	useCluster(t)
+	c := &cluster{t: t, origin: t.TempDir(), client: newClient(5 * time.Second)}
+	t.Cleanup(c.client.CloseIdleConnections)
+	c.start(size, func(_ int, dir, name string, more ...string) (*node, error) {
+		return launch(dir, name, c.origin, slices.Concat(extra, more)...)
+	})
+	return c
+}
+
 // A launcher starts node i of a cluster, named name, in dir, with the
 // extra flags.
 type launcher func(i int, dir, name string, extra ...string) (*node, error)
@@ -485,6 +499,38 @@ func (c *cluster) waitMembers(nodes []*node, want []string) time.Duration {
 		}
 	}
 	return time.Since(start)
+}
+
+// partitionOwners returns n's ring: the owner of each partition (GET
+// /v1/ring).
+func (c *cluster) partitionOwners(n *node) []string {
+	c.t.Helper()
+	r := c.do(http.MethodGet, n, "/v1/ring", nil)
+	if r.status != http.StatusOK {
+		c.t.Fatalf("GET /v1/ring on %s = %d %s", n.name, r.status, r.body)
+	}
+	var body struct {
+		Partitions []string `json:"partitions"`
+	}
+	if err := json.Unmarshal([]byte(r.body), &body); err != nil || len(body.Partitions) == 0 {
+		c.t.Fatalf("GET /v1/ring on %s: %v in %q", n.name, err, r.body)
+	}
+	return body.Partitions
+}
+
+// ownedKeys returns n keys prefix:i that owner owns in the ring
+// partitions (from partitionOwners), without asking any node for them,
+// so that none is loaded or cached. The partition of a key is
+// xxhash64(key) modulo the partition count (ring.Ring.Owner).
+func ownedKeys(partitions []string, owner, prefix string, n int) []string {
+	var keys []string
+	for i := 0; len(keys) < n && i < 1000*n; i++ {
+		k := fmt.Sprintf("%s:%d", prefix, i)
+		if partitions[xxhash.Sum64String(k)%uint64(len(partitions))] == owner {
+			keys = append(keys, k)
+		}
+	}
+	return keys
 }
 
 // groupStats returns every node's counters for group (zero when a node

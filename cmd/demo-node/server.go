@@ -476,6 +476,8 @@ type groupStats struct {
 	Fallbacks         uint64  `json:"fallbacks"`
 	Handoffs          uint64  `json:"handoffs"`
 	PeerServed        uint64  `json:"peer_served"`
+	StaleServed       uint64  `json:"stale_served"`
+	Revalidations     uint64  `json:"revalidations"`
 	Evictions         uint64  `json:"evictions"`
 	Expirations       uint64  `json:"expirations"`
 	Items             int64   `json:"items"`
@@ -523,6 +525,8 @@ func (s *server) stats() statsBody {
 			Fallbacks:         st.Fallbacks,
 			Handoffs:          st.Handoffs,
 			PeerServed:        st.PeerServed,
+			StaleServed:       st.StaleServed,
+			Revalidations:     st.Revalidations,
 			Evictions:         st.Evictions,
 			Expirations:       st.Expirations,
 			Items:             st.Items,
