@@ -168,12 +168,13 @@ func TestClusterWriteReachesEveryNode(t *testing.T) {
 		if err != nil || !ok {
 			t.Fatalf("Expire(%q, %v) = %v, %v, want true, nil", key, ttl, ok, err)
 		}
-		// Every member applied it before Expire returned.
+		// Every member applied it before Expire returned: the owner's
+		// entry has the new TTL, the copies are gone.
 		expired := time.Now().Add(ttl)
 		for i, g := range gs {
 			e, ok, err := g.Peek(t.Context(), key)
-			if err != nil || !ok || e.TTL > ttl {
-				t.Errorf("%s: Peek(%q) = TTL %v, %v, %v, want TTL <= %v", nodes[i].Name(), key, e.TTL, ok, err, ttl)
+			if err != nil || (ok && e.TTL > ttl) {
+				t.Errorf("%s: Peek(%q) = TTL %v, %v, %v, want TTL <= %v or no copy", nodes[i].Name(), key, e.TTL, ok, err, ttl)
 			}
 		}
 		time.Sleep(time.Until(expired)) // the TTL itself is under test
@@ -210,7 +211,10 @@ func TestClusterWritePartial(t *testing.T) {
 			write: func(ctx context.Context, g *Group, key string) error {
 				return g.Set(ctx, key, Item{Value: []byte("set")})
 			}},
-		{name: "Expire", want: "0", // still cached on the acknowledging nodes, for a minute
+		// Phase 2 of an Expire drops the copies (so that a fetch in flight
+		// cannot keep the old TTL): the acknowledging nodes, whose owner is
+		// unreachable, load the key themselves.
+		{name: "Expire", want: "1",
 			write: func(ctx context.Context, g *Group, key string) error {
 				_, err := g.Expire(ctx, key, time.Minute)
 				return err

@@ -49,7 +49,11 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 	case standIn && alt == nil:
 		// The stand-in flight, shared with the peers that ask this node.
 		g.stats.fallbacks.Add(1)
-		r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, nil, true))
+		// Waited under the flight's own context, not the caller's: this
+		// runs in a fetch flight whose other waiters must not get the
+		// leader's ctx error (the stand-in load is bounded by the load
+		// timeout).
+		r := g.waitFlight(context.WithoutCancel(ctx), key, g.startFlightTo(ctx, key, nil, true))
 		return r.value, SourceFallback, r.err
 	case standIn && alt != owner:
 		if v, src, err, reached := g.fetchFrom(key, alt); reached {

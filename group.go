@@ -184,6 +184,9 @@ func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte
 		if v, ok := g.serveStale(ctx, key, &cc, false, r.err); ok {
 			return v, nil
 		}
+		if errors.Is(r.err, ErrNotFound) {
+			g.dropExpired(key)
+		}
 	} else if r.src == SourceStale {
 		g.stats.staleServed.Add(1) // the owner answered stale
 	}
@@ -381,6 +384,7 @@ func (g *Group) forget(keys []string) {
 	for _, k := range keys {
 		g.flights.forget(g.flightID(loadFlight, k))
 		g.flights.forget(g.flightID(fetchFlight, k))
+		g.flights.forget(g.flightID(standInFlight, k))
 	}
 }
 
@@ -691,7 +695,7 @@ func (g *Group) checkSetItem(key string, item Item) error {
 // keys in flight, and makes later callers start new flights. It returns the
 // fence's sequence: a load that notes it (or later) is not fenced.
 func (g *Group) fenceKeys(keys []string) uint64 {
-	seq, _ := g.store.Invalidate(local.Both, keys...)
+	seq, _ := g.store.Invalidate(local.All, keys...)
 	g.forget(keys)
 	return seq
 }
@@ -730,7 +734,7 @@ func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool
 
 // expire applies Expire to this node's tier.
 func (g *Group) expire(tier local.Tier, key string, ttl time.Duration) bool {
-	if e, ok := g.store.Get(local.Main, key); ok && e.Negative {
+	if e, ok := g.store.Get(tier, key); ok && e.Negative {
 		return false // a cached not-found is not a value
 	}
 	return g.store.Expire(tier, key, g.tierTTL(tier, ttl))

@@ -119,7 +119,7 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 	if v, ok, err := g.serveCached(key); ok {
 		return v, err
 	}
-	if v, ok := g.staleBeforeLoad(key); ok {
+	if v, ok := g.staleBeforeLoad(key, false); ok {
 		return staleWire(v), nil
 	}
 	// A key this node does not own (in its view) is asked of it as the
@@ -131,7 +131,7 @@ func (g *Group) serve(ctx context.Context, key string) (transport.Value, error) 
 		if err := servedCtxErr(ctx); err != nil {
 			return transport.Value{}, err
 		}
-		if v, ok := g.staleAfterError(ctx, key, r.err); ok {
+		if v, ok := g.staleAfterError(ctx, key, r.err, false); ok {
 			return staleWire(v), nil
 		}
 		return transport.Value{}, wireError(r.err)

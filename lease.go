@@ -175,7 +175,7 @@ func (n *Node) leased() bool { return n.serving() }
 // cachesEmpty reports whether no group holds an entry.
 func (n *Node) cachesEmpty() bool {
 	for _, g := range n.Groups() {
-		if st := g.store.Stats(); st.Items+st.HotItems > 0 {
+		if st := g.store.Stats(); st.Items+st.HotItems+st.StandInItems > 0 {
 			return false
 		}
 	}
@@ -238,6 +238,8 @@ func (n *Node) renewLease() {
 	for _, b := range beats {
 		if b.err == nil {
 			n.unsuspect(b.p.name) // it answers: its keys are its own again
+		} else {
+			n.stillSuspect(b.p.name)
 		}
 	}
 	l.mu.Lock()

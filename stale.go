@@ -37,16 +37,18 @@ const staleTTL = -time.Nanosecond
 const maxFailures = 4096
 
 // staleEntry returns key's expired entry kept for the stale options (main
-// cache first, then hot) and how long ago it expired.
-func (g *Group) staleEntry(key string) (local.Entry, time.Duration, bool) {
+// cache first, then, with hot set, the hot cache: a node answers peers only
+// from its main cache) and how long ago it expired.
+func (g *Group) staleEntry(key string, hot bool) (local.Entry, time.Duration, bool) {
 	if g.cfg.staleFor() == 0 {
 		return local.Entry{}, 0, false
 	}
 	e, ok := g.store.GetStale(local.Main, key)
+	if !ok && hot {
+		e, ok = g.store.GetStale(local.Hot, key)
+	}
 	if !ok {
-		if e, ok = g.store.GetStale(local.Hot, key); !ok {
-			return local.Entry{}, 0, false
-		}
+		return local.Entry{}, 0, false
 	}
 	if e.Negative {
 		return local.Entry{}, 0, false
@@ -58,8 +60,8 @@ func (g *Group) staleEntry(key string) (local.Entry, time.Duration, bool) {
 // any load: within the stale-while-revalidate window (starting a background
 // refresh), or within the stale-if-error window while the key's last load
 // failed less than staleRetry ago. The value is shared with the store.
-func (g *Group) staleBeforeLoad(key string) ([]byte, bool) {
-	e, lapse, ok := g.staleEntry(key)
+func (g *Group) staleBeforeLoad(key string, hot bool) ([]byte, bool) {
+	e, lapse, ok := g.staleEntry(key, hot)
 	if !ok {
 		return nil, false
 	}
@@ -80,12 +82,12 @@ func (g *Group) staleBeforeLoad(key string) ([]byte, bool) {
 // failure (not a not-found, not the caller giving up). It records the
 // failure, which spaces the next loads of the key. The value is shared
 // with the store.
-func (g *Group) staleAfterError(ctx context.Context, key string, err error) ([]byte, bool) {
+func (g *Group) staleAfterError(ctx context.Context, key string, err error, hot bool) ([]byte, bool) {
 	if g.cfg.staleIfError == 0 || err == nil || errors.Is(err, ErrNotFound) || ctx.Err() != nil {
 		return nil, false
 	}
 	g.failed(key)
-	e, lapse, ok := g.staleEntry(key)
+	e, lapse, ok := g.staleEntry(key, hot)
 	if !ok || lapse >= g.cfg.staleIfError {
 		return nil, false
 	}
@@ -124,12 +126,39 @@ func (g *Group) revalidate(key string) {
 		defer n.loads.Done()
 		select {
 		case <-f.c.done:
-			if err := f.c.res.err; err != nil && !errors.Is(err, ErrNotFound) {
-				g.failed(key)
-			}
+			g.revalidated(key, f.c.res)
 		case <-n.closing.Done():
 		}
 	}()
+}
+
+// revalidated handles the end of a background refresh of key. A failure is
+// recorded, which spaces the next ones. A not-found means the key is gone:
+// its expired entry must not be served any more. A refresh that stored
+// nothing (NoStore, WithStoreIf, or the owner answered stale because it is
+// refreshing itself) is spaced like a failure, so that a key read
+// continuously does not send a request per Get.
+func (g *Group) revalidated(key string, r flightResult) {
+	switch {
+	case errors.Is(r.err, ErrNotFound):
+		g.dropExpired(key)
+	case r.err != nil, r.src == SourceStale:
+		g.failed(key)
+	default:
+		if _, _, src := g.cached(key, local.All, false); src == SourceNone {
+			g.failed(key)
+		}
+	}
+}
+
+// dropExpired removes key's expired entries kept for the stale options
+// after its loader said it has no value: a not-found is an answer, never
+// masked by a stale value. A cached not-found (WithNegativeTTL) already
+// replaced them.
+func (g *Group) dropExpired(key string) {
+	if g.cfg.staleFor() > 0 && g.cfg.negativeTTL == 0 {
+		g.store.Remove(local.All, key)
+	}
 }
 
 // serveStale is the part of Get that serves stale values: before the load
@@ -139,9 +168,9 @@ func (g *Group) serveStale(ctx context.Context, key string, cc *callConfig, befo
 	var v []byte
 	var ok bool
 	if before {
-		v, ok = g.staleBeforeLoad(key)
+		v, ok = g.staleBeforeLoad(key, true)
 	} else {
-		v, ok = g.staleAfterError(ctx, key, err)
+		v, ok = g.staleAfterError(ctx, key, err, true)
 	}
 	if !ok {
 		return nil, false

@@ -19,7 +19,8 @@ import (
 // no longer wait for it. The lease heartbeats probe every member every
 // heartbeat period; the first answer from a suspect takes it back, and
 // otherwise the suspicion ends after suspectFor (then the next request
-// tries the peer again).
+// tries the peer again); a failed heartbeat renews it. Either way the
+// stand-in tiers are dropped when a suspicion ends.
 //
 // While the owner of a key is suspect, one stand-in loads it for the
 // fleet: the key's owner in the ring without the suspects. Every node that
@@ -78,9 +79,7 @@ func (n *Node) unsuspect(name string) {
 	s.mu.Unlock()
 	if was {
 		n.log.Info("meshcache: peer answers again; dropping what stood in for it", "peer", name)
-		for _, g := range n.Groups() {
-			g.store.Clear(local.StandIn)
-		}
+		n.dropStandIns()
 	}
 }
 
@@ -92,19 +91,46 @@ func (n *Node) suspectNames() []string {
 		return nil
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := time.Now()
 	var names []string
+	ended := false
 	for name, until := range s.until {
 		if now.After(until) {
 			delete(s.until, name)
+			ended = true
 			continue
 		}
 		names = append(names, name)
 	}
 	s.count.Store(int32(len(s.until)))
+	s.mu.Unlock()
+	if ended {
+		// The owner gets its keys back: what stood in for it goes.
+		n.dropStandIns()
+	}
 	slices.Sort(names)
 	return names
+}
+
+// dropStandIns empties every group's stand-in tier.
+func (n *Node) dropStandIns() {
+	for _, g := range n.Groups() {
+		g.store.Clear(local.StandIn)
+	}
+}
+
+// stillSuspect renews the suspicion of name if it is suspect: a heartbeat
+// to it failed.
+func (n *Node) stillSuspect(name string) {
+	s := &n.suspects
+	if s.count.Load() == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.until[name]; ok {
+		s.until[name] = time.Now().Add(suspectFor * n.ccfg.fetchTimeout)
+	}
 }
 
 // isSuspect reports whether name is suspect on this node.

@@ -564,17 +564,28 @@ func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 			}
 			return stored
 		}
+		// What a non-owner loaded as a stand-in, or fetched, before the
+		// value was stored goes too (SetIfAbsent does not fence non-owners
+		// in phase 1: the owner may keep its value).
 		keys := itemKeys(req.Items)
-		g.store.Invalidate(local.Hot, keys...)
+		g.store.Invalidate(local.Hot|local.StandIn, keys...)
 		g.forget(keys)
 	case transport.OpExpire:
-		t := local.Main | local.StandIn
 		if phase != transport.PhaseServing {
-			t = local.Hot
+			// Copies are dropped, not given the new TTL: a fetch in flight
+			// that started before the Expire is fenced by the tombstone
+			// and cannot store the old TTL.
+			g.store.Invalidate(local.Hot, req.Keys...)
+			g.forget(req.Keys)
+			return 0
 		}
 		expired := 0
 		for _, k := range req.Keys {
-			if g.expire(t, k, req.TTL) {
+			// Each tier on its own: a stand-in value keeps at most the
+			// hot TTL.
+			main := g.expire(local.Main, k, req.TTL)
+			standIn := g.expire(local.StandIn, k, req.TTL)
+			if main || standIn {
 				expired++
 			}
 		}

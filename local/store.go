@@ -31,7 +31,7 @@ type Config struct {
 	// Hot is disabled, StandIn is too). If negative, StandIn is disabled.
 	StandInBytes int64
 	// StaleFor is how long an entry is kept after its TTL ran out, for
-	// [Store.GetStale], in both tiers: Get reports it absent, but it stays
+	// [Store.GetStale], in Main and Hot (not StandIn): Get reports it absent, but it stays
 	// (counted in Items and Bytes, not refreshed in the LRU order, so it is
 	// evicted before the entries being read) until StaleFor after its
 	// expiry, unless an invalidation, a tag generation, a Clear or a
@@ -123,9 +123,7 @@ func newStore(cfg Config, shards int) *Store {
 		if s.hot != nil {
 			s.hot.staleFor = int64(cfg.StaleFor)
 		}
-		if s.standin != nil {
-			s.standin.staleFor = int64(cfg.StaleFor)
-		}
+		// Not StandIn: nothing reads it stale.
 	}
 	if cfg.SweepInterval > 0 {
 		s.wg.Go(func() { s.sweepLoop(cfg.SweepInterval) })
