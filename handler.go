@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -266,7 +267,23 @@ func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (tra
 	if len(missing) == 0 {
 		return resp, nil
 	}
-	loaded := g.loadMissing(ctx, missing, local.Main)
+	// Keys this node does not own (in its view) are asked of it as a
+	// stand-in: they go to the stand-in tier, never the main cache.
+	var owned, standIn []string
+	for _, k := range missing {
+		if g.node.Owner(k) == g.node.name {
+			owned = append(owned, k)
+		} else {
+			standIn = append(standIn, k)
+		}
+	}
+	loaded := make(map[string]flightResult, len(missing))
+	if len(owned) > 0 {
+		maps.Copy(loaded, g.loadMissing(ctx, owned, local.Main))
+	}
+	if len(standIn) > 0 {
+		maps.Copy(loaded, g.loadMissing(ctx, standIn, local.StandIn))
+	}
 	if err := servedCtxErr(ctx); err != nil {
 		return transport.GetManyResponse{}, err
 	}

@@ -104,16 +104,19 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 // parallel), and this node's own keys loaded here. The values in the
 // result may be shared with the cache.
 func (g *Group) routeMany(ctx context.Context, keys []string) map[string]flightResult {
-	var mine []string
+	var mine, standIn []string
 	remote := make(map[*peer][]string)
 	for _, k := range keys {
-		if p := g.node.route(k); p != nil {
+		switch p, si := g.node.routeGet(k); {
+		case p != nil:
 			remote[p] = append(remote[p], k)
-		} else {
+		case si:
+			standIn = append(standIn, k) // this node stands in for a suspect owner
+		default:
 			mine = append(mine, k)
 		}
 	}
-	if len(remote) == 0 {
+	if len(remote) == 0 && len(standIn) == 0 {
 		return g.loadMissing(ctx, mine, local.Main)
 	}
 	parts := make(chan map[string]flightResult, len(remote))
@@ -123,6 +126,9 @@ func (g *Group) routeMany(ctx context.Context, keys []string) map[string]flightR
 	results := make(map[string]flightResult, len(keys))
 	if len(mine) > 0 {
 		maps.Copy(results, g.loadMissing(ctx, mine, local.Main))
+	}
+	if len(standIn) > 0 {
+		maps.Copy(results, g.loadMissing(ctx, standIn, local.StandIn))
 	}
 	for range remote {
 		maps.Copy(results, <-parts)
@@ -161,6 +167,9 @@ func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[s
 		g.stats.peerErrors.Add(1)
 		g.stats.fallbacks.Add(uint64(len(keys)))
 		g.log.Debug("meshcache: owner unreachable; loading here", "keys", len(keys), "owner", owner.name, "err", err)
+		if unreachable(err) && owner.ctx.Err() == nil {
+			g.node.suspect(owner.name) // the next calls go to its stand-ins
+		}
 		return g.loadMissing(ctx, keys, local.Hot)
 	}
 	asked := make(map[string]bool, len(keys))
@@ -212,10 +221,10 @@ func (g *Group) loadMissing(ctx context.Context, keys []string, tier local.Tier)
 		return g.loadBatch(ctx, keys, true, tier)
 	}
 	results := make(map[string]flightResult, len(keys))
-	if tier == local.Main {
+	if tier == local.Main || tier == local.StandIn {
 		flights := make([]flight, len(keys))
 		for i, k := range keys {
-			flights[i] = g.startFlight(ctx, k, nil)
+			flights[i] = g.startFlightTo(ctx, k, nil, tier == local.StandIn)
 		}
 		for i, k := range keys {
 			results[k] = g.waitFlight(ctx, k, flights[i])

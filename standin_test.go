@@ -179,3 +179,30 @@ func TestStaleWhileRevalidateNotFound(t *testing.T) {
 		}
 	})
 }
+
+// TestGetManyStandIn: GetMany of a crashed owner's keys, from both
+// survivors, loads each key about once: the first call finds the owner
+// unreachable and suspects it, the next go to the stand-ins.
+func TestGetManyStandIn(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	var keys []string
+	for i := 0; len(keys) < 20; i++ {
+		if k := "m" + strconv.Itoa(i); nodes[0].Owner(k) == "n2" {
+			keys = append(keys, k)
+		}
+	}
+	crash(nodes[2])
+	nodes[0].suspect("n2")
+	nodes[1].suspect("n2")
+	for _, g := range gs[:2] {
+		got, err := g.GetMany(context.Background(), keys)
+		if err != nil || len(got) != len(keys) {
+			t.Fatalf("GetMany = %d values, %v; want %d", len(got), err, len(keys))
+		}
+	}
+	if loads := o.calls.Load(); loads != int64(len(keys)) {
+		t.Errorf("loads = %d for %d keys read by GetMany on both survivors, want %d (one stand-in each)", loads, len(keys), len(keys))
+	}
+}
