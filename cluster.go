@@ -199,12 +199,14 @@ func (n *Node) PartitionOwners() []string {
 
 // clusterConfig is the part of Config a clustered node keeps.
 type clusterConfig struct {
-	ring           ring.Config
-	settle         time.Duration
-	writeTimeout   time.Duration
-	fetchTimeout   time.Duration
-	disableHandoff bool
-	lease          leaseTimings
+	ring            ring.Config
+	settle          time.Duration
+	writeTimeout    time.Duration
+	fetchTimeout    time.Duration
+	handOverTimeout time.Duration
+	handOverBytes   int64
+	disableHandoff  bool
+	lease           leaseTimings
 }
 
 // fingerprint names what members must agree on: the root's wire protocol,
@@ -245,12 +247,14 @@ func (n *Node) startCluster(cfg Config) (err error) {
 			"so a cluster that secures its peer transport must encrypt and authenticate its gossip too", ErrInvalidOption)
 	}
 	n.ccfg = clusterConfig{
-		ring:           rc,
-		settle:         settle,
-		writeTimeout:   cfg.WriteTimeout,
-		fetchTimeout:   cmp.Or(cfg.FetchTimeout, DefaultFetchTimeout),
-		disableHandoff: cfg.DisableHandoff,
-		lease:          timings,
+		ring:            rc,
+		settle:          settle,
+		writeTimeout:    cfg.WriteTimeout,
+		fetchTimeout:    cmp.Or(cfg.FetchTimeout, DefaultFetchTimeout),
+		handOverTimeout: cmp.Or(cfg.HandOverTimeout, DefaultHandOverTimeout),
+		handOverBytes:   cmp.Or(cfg.HandOverBytes, DefaultHandOverBytes),
+		disableHandoff:  cfg.DisableHandoff,
+		lease:           timings,
 	}
 	if n.ccfg.writeTimeout == 0 {
 		n.ccfg.writeTimeout = DefaultWriteTimeout

@@ -408,17 +408,59 @@ func TestClusterFenceStress(t *testing.T) {
 	for _, mode := range stressModes {
 		t.Run(mode.name, func(t *testing.T) { clusterFenceStress(t, mode, readersPerNode, reads, writes, budget) })
 	}
+	// Membership changes while it runs: a fourth node closes (handing its
+	// entries over) and a fifth joins (taking keys over by hand-off).
+	t.Run("churn", func(t *testing.T) {
+		// Reads and writes go on for the whole budget, so that both changes
+		// happen under load.
+		clusterFenceStress(t, stressMode{name: "churn", churn: true}, readersPerNode, 1<<30, 1<<30, budget)
+	})
 }
 
 func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, writes int, budget time.Duration) {
 	s := newFenceStress(t)
 	s.failEvery = mode.failEvery
-	nodes := startCluster(t, 3, nil)
-	gs := newClusterGroups(t, nodes, "stress", s, append([]GroupOption{WithJitter(0)}, mode.opts...)...)
+	s.keysOnly = mode.churn
+	size := 3
+	if mode.churn {
+		size = 4
+	}
+	nodes := startCluster(t, size, nil)
+	opts := append([]GroupOption{WithJitter(0)}, mode.opts...)
+	gs := newClusterGroups(t, nodes, "stress", s, opts...)
 	ctx := t.Context()
 	stop := time.Now().Add(budget)
 
 	var wg sync.WaitGroup
+	if mode.churn {
+		// The member that leaves is the one (not the seed) owning the most
+		// keys that no write touches: those are what it hands over.
+		li := 1
+		owned := func(n *Node) int {
+			c := 0
+			for i := stressKeys / 2; i < stressKeys; i++ {
+				if nodes[0].Owner(stressKey(i)) == n.Name() {
+					c++
+				}
+			}
+			return c
+		}
+		for i := 2; i < len(nodes); i++ {
+			if owned(nodes[i]) > owned(nodes[li]) {
+				li = i
+			}
+		}
+		leaving := nodes[li]
+		nodes = slices.Delete(slices.Clone(nodes), li, li+1) // the workers use the nodes that stay
+		gs = slices.Delete(slices.Clone(gs), li, li+1)
+		wg.Go(func() {
+			time.Sleep(budget / 3)
+			leaving.Close()
+			time.Sleep(budget / 3)
+			joined := startNode(t, testClusterConfig("n4", nodes[0].GossipAddr()))
+			newClusterGroups(t, []*Node{joined}, "stress", s, opts...)
+		})
+	}
 	for _, g := range gs {
 		for range readersPerNode {
 			wg.Go(func() {
@@ -446,6 +488,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 		sum.Fallbacks += st.Fallbacks
 		sum.StaleServed += st.StaleServed
 		sum.Revalidations += st.Revalidations
+		sum.Handoffs += st.Handoffs
 	}
 	t.Logf("%d reads, writes: %d Set, %d Invalidate, %d InvalidateTags, %d Clear; loads %d, hits %d, hot hits %d, peer fetches %d, fallbacks %d, stale %d, revalidations %d, failed %d",
 		s.reads.Load(), s.writes[0].Load(), s.writes[1].Load(), s.writes[2].Load(), s.writes[3].Load(),
@@ -458,6 +501,12 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	}
 	if mode.failEvery == 0 && (sum.Hits == 0 || sum.HotHits == 0) {
 		t.Fatalf("the stress test exercised too little: %+v", sum)
+	}
+	if mode.churn {
+		t.Logf("hand-overs and hand-offs received by the members that stayed: %d", sum.Handoffs)
+		if sum.Handoffs == 0 {
+			t.Fatal("the churn mode handed nothing over")
+		}
 	}
 	if mode.failEvery > 0 && sum.StaleServed == 0 {
 		t.Fatalf("the stale mode served nothing stale: %+v", sum)

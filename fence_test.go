@@ -104,6 +104,9 @@ type stressMode struct {
 	// failEvery makes every failEvery-th load fail (0: none), so that
 	// stale values are served.
 	failEvery int64
+	// churn: a member leaves (handing over) and another joins while the
+	// cluster stress test runs.
+	churn bool
 }
 
 var stressModes = []stressMode{
@@ -170,10 +173,15 @@ type fenceStress struct {
 	floor      [stressKeys]atomic.Int64
 	violations atomic.Int64
 	reads      atomic.Int64
-	failEvery  int64           // every failEvery-th load fails (0: none)
-	loads      atomic.Int64    // loads, for failEvery
-	failed     atomic.Int64    // Gets that failed because a load failed
-	writes     [4]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear
+	failEvery  int64 // every failEvery-th load fails (0: none)
+	// keysOnly: writes are Sets and Invalidates of the first half of the
+	// keys only (no tags, no Clear), so that the other half stays cached
+	// and a member leaving hands it over (any write within the tombstone
+	// lifetime refuses a hand-over of what it touched).
+	keysOnly bool
+	loads    atomic.Int64    // loads, for failEvery
+	failed   atomic.Int64    // Gets that failed because a load failed
+	writes   [4]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear
 }
 
 func newFenceStress(t testing.TB) *fenceStress { return &fenceStress{t: t} }
@@ -208,7 +216,7 @@ func (s *fenceStress) read(ctx context.Context, g *Group) bool {
 	i := rand.IntN(stressKeys)
 	atStart := s.floor[i].Load()
 	var opts []CallOption
-	if rand.IntN(50) == 0 {
+	if rand.IntN(50) == 0 && !(s.keysOnly && i >= stressKeys/2) { // a refresh fences like a write
 		opts = append(opts, ForceRefresh())
 	}
 	v, err := g.Get(ctx, stressKey(i), opts...)
@@ -233,6 +241,19 @@ func (s *fenceStress) read(ctx context.Context, g *Group) bool {
 // when it runs: a Set, an Invalidate, an InvalidateTags or a Clear.
 func (s *fenceStress) write(ctx context.Context, g *Group) {
 	time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+	if s.keysOnly {
+		i := rand.IntN(stressKeys / 2)
+		if rand.IntN(2) == 0 {
+			s.writeKeys([]int{i}, func(vs []int) error {
+				return g.Set(ctx, stressKey(i), Item{Value: []byte(strconv.Itoa(vs[0])), Tags: []string{stressTag(i)}})
+			})
+			s.writes[0].Add(1)
+		} else {
+			s.writeKeys([]int{i}, func([]int) error { return g.Invalidate(ctx, stressKey(i)) })
+			s.writes[1].Add(1)
+		}
+		return
+	}
 	switch op := rand.IntN(10); {
 	case op < 4:
 		i := rand.IntN(stressKeys)

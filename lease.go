@@ -93,11 +93,42 @@ type lease struct {
 	// acks maps a member to the send time of the newest heartbeat it
 	// answered with "member".
 	acks map[string]time.Time
+	// gone holds the member processes that said they leave (a closing node
+	// serves nothing), with when: a write counts them acknowledged.
+	gone map[memberKey]time.Time
 	// answered maps each member incarnation this node answered "member" to,
 	// to the time of the newest answer: once this node no longer counts it
 	// alive, it may hold a lease from that answer for up to the lease
 	// length (see departedLease).
 	answered map[memberKey]time.Time
+}
+
+// goneLocked records that the member process k said it leaves,
+// forgetting records older than a minute.
+func (l *lease) goneLocked(k memberKey, now time.Time) {
+	if l.gone == nil {
+		l.gone = make(map[memberKey]time.Time)
+	}
+	for m, at := range l.gone {
+		if now.Sub(at) > time.Minute {
+			delete(l.gone, m)
+		}
+	}
+	l.gone[k] = now
+}
+
+// hasLeft reports whether the process of name at incarnation inc said it
+// leaves, within the last minute: it is closing and serves nothing, so a
+// write need not reach it. Another process under that name is not covered.
+func (n *Node) hasLeft(name string, inc uint64) bool {
+	l := n.lease
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.gone[memberKey{name, inc}]
+	return ok && time.Since(at) <= time.Minute
 }
 
 // memberKey is a member's process: its name and incarnation.
@@ -363,6 +394,7 @@ func (h handler) Lease(ctx context.Context, req transport.LeaseRequest) (transpo
 	switch rs := n.ring.Load(); {
 	case req.Leaving:
 		delete(l.answered, k)
+		l.goneLocked(k, now)
 	case rs != nil:
 		if p := rs.peers[req.From]; p != nil && p.inc == req.Incarnation {
 			resp.Member = true

@@ -319,3 +319,103 @@ func TestClusterDeadOwnerStandIn(t *testing.T) {
 		t.Errorf("loads after reading again = %d, want %d", again, loads)
 	}
 }
+
+// TestClusterHandOver: a node that closes hands the entries it owns to
+// their next owners, which then serve them without loading; an entry that
+// a write removed is not resurrected.
+func TestClusterHandOver(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o)
+	var keys []string
+	for i := 0; len(keys) < 30; i++ {
+		if k := "h" + strconv.Itoa(i); nodes[0].Owner(k) == "n2" {
+			keys = append(keys, k)
+		}
+	}
+	for _, k := range keys {
+		mustGet(t, gs[2], k)
+	}
+	loads := o.calls.Load()
+	if err := nodes[2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "n0 and n1 drop n2", func() bool {
+		return nodes[0].Stats().Members == 2 && nodes[1].Stats().Members == 2
+	})
+	for _, g := range gs[:2] {
+		for _, k := range keys {
+			if v := mustGet(t, g, k); v != "0" {
+				t.Errorf("Get(%s) = %q, want 0", k, v)
+			}
+		}
+	}
+	if got := o.calls.Load() - loads; got != 0 {
+		t.Errorf("loads after the hand-over = %d, want 0", got)
+	}
+	if st := gs[0].Stats().Handoffs + gs[1].Stats().Handoffs; st != uint64(len(keys)) {
+		t.Errorf("entries handed over = %d, want %d", st, len(keys))
+	}
+}
+
+// TestHandOverFenced: a handed-over entry is refused where a write removed
+// the key (or one of its tags) since: the sender may have read it before
+// the write reached it.
+func TestHandOverFenced(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	o := newOrigin()
+	o.tags = func(key string) []string { return []string{"tag:" + key} }
+	gs := newClusterGroups(t, nodes, "g", o)
+	var keys []string
+	for i := 0; len(keys) < 3; i++ {
+		if k := "f" + strconv.Itoa(i); nodes[0].Owner(k) == "n1" {
+			keys = append(keys, k)
+		}
+	}
+	ctx := context.Background()
+	if err := gs[0].Invalidate(ctx, keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := gs[0].InvalidateTags(ctx, "tag:"+keys[1]); err != nil {
+		t.Fatal(err)
+	}
+	var items []transport.SetItem
+	for _, k := range keys {
+		items = append(items, transport.SetItem{Key: k, Value: []byte("old"), TTL: time.Minute, Tags: []string{"tag:" + k}})
+	}
+	resp, err := handler{nodes[0]}.HandOver(ctx, transport.HandOverRequest{Group: "g", From: "n1", Items: items})
+	if err != nil || resp.Stored != 1 {
+		t.Fatalf("HandOver = %+v, %v, want 1 stored (the key no write touched)", resp, err)
+	}
+	for i, k := range keys {
+		_, ok, _ := gs[0].Peek(ctx, k)
+		if want := i == 2; ok != want {
+			t.Errorf("Peek(%s) after the hand-over = %v, want %v", k, ok, want)
+		}
+	}
+}
+
+// TestWriteRunGracefulLeave: a member that said it leaves (it is closing
+// and serves nothing) counts as acknowledged when it departs mid-write;
+// another process under its name does not.
+func TestWriteRunGracefulLeave(t *testing.T) {
+	n := &Node{name: "n0", lease: newLease(leaseProfiles[GossipLocal], false)}
+	start := &ringState{members: []transport.Member{{Name: "n0"}, {Name: "n1"}, {Name: "n2", Incarnation: 5}}}
+	departedCtx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		leftInc uint64
+		want    []string
+	}{{5, nil}, {6, []string{"n2"}}} {
+		n.lease.mu.Lock()
+		n.lease.gone = nil
+		n.lease.goneLocked(memberKey{"n2", tc.leftInc}, time.Now())
+		n.lease.mu.Unlock()
+		w := newWriteRun(n, start)
+		w.done(&peer{name: "n2", addr: "a2", inc: 5, ctx: departedCtx}, transport.WriteResponse{}, errors.New("gone"))
+		w.done(&peer{name: "n1", addr: "a1", ctx: context.Background()}, transport.WriteResponse{}, nil)
+		if got := slices.Sorted(maps.Keys(w.result())); !slices.Equal(got, tc.want) {
+			t.Errorf("n2#5 departed, n2#%d said it leaves: unacknowledged = %v, want %v", tc.leftInc, got, tc.want)
+		}
+	}
+}

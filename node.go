@@ -90,6 +90,15 @@ type Config struct {
 	// its keys go to a stand-in until it answers again. If zero,
 	// [DefaultFetchTimeout]; negative is invalid.
 	FetchTimeout time.Duration
+	// HandOverTimeout bounds the hand-over in [Node.Close]: before it leaves,
+	// a node offers the entries it owns to the members that own them next,
+	// so that a rolling restart reloads almost nothing. If zero,
+	// [DefaultHandOverTimeout]; negative: no hand-over.
+	HandOverTimeout time.Duration
+	// HandOverBytes bounds the bytes (keys, values, tags) a node hands
+	// over in Close. If zero, [DefaultHandOverBytes]; negative: no
+	// hand-over.
+	HandOverBytes int64
 	// MinorityServes lets a member keep serving from its caches when it
 	// reaches only a minority of the cluster: its lease then needs answers
 	// from a majority of the members it sees alive, not of the membership
@@ -237,7 +246,9 @@ func (n *Node) Groups() []*Group {
 	return gs
 }
 
-// Close stops the node: it leaves its cluster gracefully (peers re-route
+// Close stops the node: it offers the entries it owns to the members that
+// own them next (bounded by [Config.HandOverTimeout] and
+// [Config.HandOverBytes]), leaves its cluster gracefully (peers re-route
 // its keys at once), stops serving peers, cancels and waits for the loads in
 // flight, stops the groups' background work, and every later call on the
 // node or its groups returns [ErrClosed]. Close is idempotent: later calls
@@ -246,6 +257,7 @@ func (n *Node) Close() error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	n.handOver()
 	n.leaveLease()
 	n.closeCluster()
 	n.cancel()

@@ -157,8 +157,9 @@ type writeRun struct {
 	reported map[string]transport.Member
 	// seen holds the names some acknowledging member counts alive.
 	seen map[string]bool
-	// departed holds the members that left this node's ring mid-write.
-	departed map[string]bool
+	// departed holds the members that left this node's ring mid-write,
+	// with their incarnations.
+	departed map[string]uint64
 	// extra holds the peers made for reported members: cancelled at the end.
 	extra []*peer
 	// settleUntil is when the leases of the members that the acknowledging
@@ -211,7 +212,7 @@ func newWriteRun(n *Node, start *ringState) *writeRun {
 		acked:     make(map[string]uint64),
 		reported:  make(map[string]transport.Member),
 		seen:      make(map[string]bool),
-		departed:  make(map[string]bool),
+		departed:  make(map[string]uint64),
 	}
 }
 
@@ -307,7 +308,7 @@ func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
 		// The member left this node's ring while we waited (not: this
 		// node is closing, which cancels every peer). Whether that counts
 		// as acknowledged depends on the others (see result).
-		w.departed[p.name] = true
+		w.departed[p.name] = p.inc
 	default:
 		w.failed[k], w.failedInc[k] = err, p.inc
 		delete(w.acked, k)
@@ -334,7 +335,8 @@ func (w *writeRun) result() map[string]error {
 	defer w.mu.Unlock()
 	out := make(map[string]error)
 	for k, err := range w.failed {
-		if name, _, _ := strings.Cut(k, "\x00"); !w.ackedLocked(name, w.failedInc[k]) {
+		name, _, _ := strings.Cut(k, "\x00")
+		if !w.ackedLocked(name, w.failedInc[k]) && !w.n.hasLeft(name, w.failedInc[k]) {
 			out[name] = err
 		}
 	}
@@ -346,8 +348,11 @@ func (w *writeRun) result() map[string]error {
 		if w.ackedLocked(name, inc) {
 			continue
 		}
-		if w.departed[name] {
-			out[name] = errDeparted
+		if dinc, ok := w.departed[name]; ok {
+			// A member that said it leaves serves nothing any more.
+			if !w.n.hasLeft(name, dinc) {
+				out[name] = errDeparted
+			}
 		} else {
 			out[name] = errUnreached
 		}

@@ -422,3 +422,51 @@ func (s *Store) Stats() Stats {
 	}
 	return st
 }
+
+// Range calls fn with the key and entry of every live entry of tier t
+// (exactly one of Main, Hot or StandIn), in no particular order, until fn
+// returns false. It collects one shard's entries under that shard's lock
+// and calls fn without any lock, so fn may call the store; entries added,
+// changed or removed meanwhile may or may not be seen. The Value and Tags
+// of each Entry are shared with the store.
+func (s *Store) Range(t Tier, fn func(key string, e Entry) bool) {
+	tr := s.tier(t)
+	if tr == nil {
+		return
+	}
+	type kv struct {
+		key string
+		e   Entry
+	}
+	var batch []kv
+	for i := range tr.shards {
+		sh := &tr.shards[i]
+		batch = batch[:0]
+		sh.mu.Lock()
+		now := s.nanos()
+		for _, h := range sh.lru.Keys() {
+			it, ok := sh.lru.Peek(h)
+			if !ok || tr.stateLocked(&it, now) != live {
+				continue
+			}
+			v := it.view()
+			e := Entry{
+				Value:    v.value(),
+				Tags:     it.tagList(),
+				Negative: v.flags&flagNegative != 0,
+				Filled:   s.timeAt(it.filled),
+				Seq:      it.seq(),
+			}
+			if it.expires != never {
+				e.Expires = s.timeAt(it.expires)
+			}
+			batch = append(batch, kv{v.key(), e})
+		}
+		sh.mu.Unlock()
+		for _, x := range batch {
+			if !fn(x.key, x.e) {
+				return
+			}
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -330,5 +331,31 @@ func TestTierString(t *testing.T) {
 		if got := tier.String(); got != want {
 			t.Errorf("Tier(%d).String() = %q, want %q", uint8(tier), got, want)
 		}
+	}
+}
+
+func TestRange(t *testing.T) {
+	s := newTestStore(t, Config{})
+	for i := range 100 {
+		s.Add(Main, "k"+strconv.Itoa(i), []byte("v"), nil, time.Minute, false, s.Seq())
+	}
+	s.Add(Main, "gone", []byte("v"), []string{"t"}, time.Minute, false, s.Seq())
+	s.InvalidateTags(Main, "t")
+	s.Add(Hot, "hot", []byte("v"), nil, time.Minute, false, s.Seq())
+	seen := make(map[string]bool)
+	s.Range(Main, func(key string, e Entry) bool {
+		if string(e.Value) != "v" {
+			t.Errorf("Range: %q = %q", key, e.Value)
+		}
+		seen[key] = true
+		return true
+	})
+	if len(seen) != 100 || seen["gone"] || seen["hot"] {
+		t.Errorf("Range(Main) saw %d keys (gone %v, hot %v), want the 100 live main ones", len(seen), seen["gone"], seen["hot"])
+	}
+	n := 0
+	s.Range(Main, func(string, Entry) bool { n++; return n < 10 })
+	if n != 10 {
+		t.Errorf("Range stopped after %d, want 10", n)
 	}
 }

@@ -289,6 +289,22 @@ func (c *Client) Write(ctx context.Context, addr string, req WriteRequest) (Writ
 	return decodeWriteResponse(b.WriteResponse), nil
 }
 
+// HandOver offers entries to the peer at addr (see [HandOverRequest]).
+func (c *Client) HandOver(ctx context.Context, addr string, req HandOverRequest) (HandOverResponse, error) {
+	cl := getCall()
+	defer cl.release()
+	encodeHandOverRequest(&cl.a, &cl.handMsg, req)
+	cl.env.Body = &cl.hand
+	if err := c.roundTrip(ctx, addr, "hand-over", cl); err != nil {
+		return HandOverResponse{}, err
+	}
+	b, ok := cl.resp.Body.(*wirepb.Envelope_HandOverResponse)
+	if !ok {
+		return HandOverResponse{}, c.mismatch(cl, addr, "hand-over")
+	}
+	return HandOverResponse{Stored: int(b.HandOverResponse.GetStored())}, nil
+}
+
 // Lease sends a lease heartbeat to the peer at addr.
 func (c *Client) Lease(ctx context.Context, addr string, req LeaseRequest) (LeaseResponse, error) {
 	cl := getCall()

@@ -284,6 +284,8 @@ type call struct {
 	writeMsg wirepb.WriteRequest
 	lease    wirepb.Envelope_LeaseRequest
 	leaseMsg wirepb.LeaseRequest
+	hand     wirepb.Envelope_HandOverRequest
+	handMsg  wirepb.HandOverRequest
 	a        arena
 	wbuf     []byte
 
@@ -297,6 +299,7 @@ var callPool = sync.Pool{New: func() any {
 	cl.peek.PeekRequest = &cl.peekMsg
 	cl.write.WriteRequest = &cl.writeMsg
 	cl.lease.LeaseRequest = &cl.leaseMsg
+	cl.hand.HandOverRequest = &cl.handMsg
 	return cl
 }}
 
@@ -316,6 +319,7 @@ func (cl *call) release() {
 	cl.manyMsg.Keys = nil
 	proto.Reset(&cl.writeMsg)
 	proto.Reset(&cl.leaseMsg)
+	proto.Reset(&cl.handMsg)
 	proto.Reset(&cl.resp)
 	if cap(cl.wbuf) > keepFrameBytes {
 		cl.wbuf = nil

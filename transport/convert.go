@@ -120,18 +120,7 @@ func encodeWriteRequest(a *arena, m *wirepb.WriteRequest, req WriteRequest) erro
 	m.Phase = wirepb.Phase(req.Phase)
 	m.Keys = a.strs(req.Keys)
 	m.Tags = a.strs(req.Tags)
-	m.Items = nil
-	if len(req.Items) > 0 {
-		items := make([]wirepb.SetItem, len(req.Items))
-		m.Items = make([]*wirepb.SetItem, len(req.Items))
-		for i, it := range req.Items {
-			items[i].Key = a.str(it.Key)
-			items[i].Value = it.Value
-			items[i].TtlNanos = nanos(it.TTL)
-			items[i].Tags = a.strs(it.Tags)
-			m.Items[i] = &items[i]
-		}
-	}
+	m.Items = setItems(a, req.Items)
 	m.TtlNanos = nanos(req.TTL)
 	m.Origin = a.str(req.Origin)
 	m.Id = req.ID
@@ -160,18 +149,42 @@ func decodeWriteRequest(m *wirepb.WriteRequest) (WriteRequest, error) {
 		ID:     m.Id,
 		View:   m.View,
 	}
-	if len(m.Items) > 0 {
-		req.Items = make([]SetItem, len(m.Items))
-		for i, it := range m.Items {
-			req.Items[i] = SetItem{
-				Key:   string(it.GetKey()),
-				Value: nonEmpty(it.GetValue()),
-				TTL:   time.Duration(it.GetTtlNanos()),
-				Tags:  strs(it.GetTags()),
-			}
+	req.Items = decodeSetItems(m.Items)
+	return req, nil
+}
+
+// setItems encodes items (nil for none).
+func setItems(a *arena, items []SetItem) []*wirepb.SetItem {
+	if len(items) == 0 {
+		return nil
+	}
+	ms := make([]wirepb.SetItem, len(items))
+	out := make([]*wirepb.SetItem, len(items))
+	for i, it := range items {
+		ms[i].Key = a.str(it.Key)
+		ms[i].Value = it.Value
+		ms[i].TtlNanos = nanos(it.TTL)
+		ms[i].Tags = a.strs(it.Tags)
+		out[i] = &ms[i]
+	}
+	return out
+}
+
+// decodeSetItems converts ms (nil for none).
+func decodeSetItems(ms []*wirepb.SetItem) []SetItem {
+	if len(ms) == 0 {
+		return nil
+	}
+	items := make([]SetItem, len(ms))
+	for i, it := range ms {
+		items[i] = SetItem{
+			Key:   string(it.GetKey()),
+			Value: nonEmpty(it.GetValue()),
+			TTL:   time.Duration(it.GetTtlNanos()),
+			Tags:  strs(it.GetTags()),
 		}
 	}
-	return req, nil
+	return items
 }
 
 // --- responses ---
@@ -285,6 +298,16 @@ func decodeWriteResponse(m *wirepb.WriteResponse) WriteResponse {
 		})
 	}
 	return resp
+}
+
+func encodeHandOverRequest(a *arena, m *wirepb.HandOverRequest, req HandOverRequest) {
+	m.Group = a.str(req.Group)
+	m.From = a.str(req.From)
+	m.Items = setItems(a, req.Items)
+}
+
+func decodeHandOverRequest(m *wirepb.HandOverRequest) HandOverRequest {
+	return HandOverRequest{Group: string(m.Group), From: string(m.From), Items: decodeSetItems(m.Items)}
 }
 
 func encodeLeaseRequest(a *arena, m *wirepb.LeaseRequest, req LeaseRequest) {

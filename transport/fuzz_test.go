@@ -123,6 +123,8 @@ func convertEnvelope(env *wirepb.Envelope) {
 		decodeWriteResponse(b.WriteResponse)
 	case *wirepb.Envelope_LeaseRequest:
 		decodeLeaseRequest(b.LeaseRequest)
+	case *wirepb.Envelope_HandOverRequest:
+		decodeHandOverRequest(b.HandOverRequest)
 	case *wirepb.Envelope_LeaseResponse:
 		decodeLeaseResponse(b.LeaseResponse)
 	case *wirepb.Envelope_Ping, *wirepb.Envelope_Pong:
@@ -181,6 +183,11 @@ func seedEnvelopes() []*wirepb.Envelope {
 			Members:     []*wirepb.Member{{Name: []byte("n1"), RpcAddr: []byte("127.0.0.1:7947"), Incarnation: 1 << 60}, {Name: []byte("\xff")}},
 			SettleNanos: -5, SettleMember: []byte("n2"),
 		}}},
+		{Id: 8, Body: &wirepb.Envelope_HandOverRequest{HandOverRequest: &wirepb.HandOverRequest{
+			Group: []byte("g"), From: []byte("n2"),
+			Items: []*wirepb.SetItem{{Key: []byte("k"), Value: []byte("v"), TtlNanos: int64(time.Minute), Tags: [][]byte{[]byte("t")}}, {}},
+		}}},
+		{Id: 8, Body: &wirepb.Envelope_HandOverResponse{HandOverResponse: &wirepb.HandOverResponse{Stored: 1}}},
 		{Id: 7, Body: &wirepb.Envelope_LeaseRequest{LeaseRequest: &wirepb.LeaseRequest{From: []byte("n1"), Incarnation: 9, Base: 3, Leaving: true}}},
 		{Id: 7, Body: &wirepb.Envelope_LeaseResponse{LeaseResponse: &wirepb.LeaseResponse{
 			Member: true, Leased: true, Base: 4, BaseNames: [][]byte{[]byte("n0"), []byte("n1")}, Incarnation: 10,

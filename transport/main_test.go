@@ -105,6 +105,15 @@ func (h *fakeHandler) Peek(ctx context.Context, req PeekRequest) (PeekResponse, 
 	return PeekResponse{Found: true, Value: valueFor(req.Group, req.Key)}, nil
 }
 
+// HandOver stores every item (Stored = len(Items)), or fails for group
+// "nogroup".
+func (h *fakeHandler) HandOver(ctx context.Context, req HandOverRequest) (HandOverResponse, error) {
+	if req.Group == "nogroup" {
+		return HandOverResponse{}, ErrUnknownGroup
+	}
+	return HandOverResponse{Stored: len(req.Items)}, nil
+}
+
 // Lease echoes the request: Member unless leaving, the base names when
 // the digest is 7, the incarnation plus one.
 func (h *fakeHandler) Lease(ctx context.Context, req LeaseRequest) (LeaseResponse, error) {

@@ -35,6 +35,7 @@ type Handler interface {
 	Peek(ctx context.Context, req PeekRequest) (PeekResponse, error)
 	Write(ctx context.Context, req WriteRequest) (WriteResponse, error)
 	Lease(ctx context.Context, req LeaseRequest) (LeaseResponse, error)
+	HandOver(ctx context.Context, req HandOverRequest) (HandOverResponse, error)
 }
 
 // A CachedGetter is a [Handler] that can answer some Gets at once from
@@ -224,6 +225,21 @@ type Member struct {
 	// Incarnation identifies the member's process: a member restarted
 	// under the same name has a new one.
 	Incarnation uint64
+}
+
+// HandOverRequest offers the entries a leaving member (From) owns in Group
+// to the member that owns them next. Each item's TTL is its remaining
+// lifetime (0: none).
+type HandOverRequest struct {
+	Group string
+	From  string
+	Items []SetItem
+}
+
+// HandOverResponse answers a [HandOverRequest]: how many items the receiver
+// stored.
+type HandOverResponse struct {
+	Stored int
 }
 
 // LeaseRequest is a lease heartbeat: the sender asks whether the receiver

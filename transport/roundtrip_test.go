@@ -435,3 +435,19 @@ func TestWriteViewRoundTrip(t *testing.T) {
 		t.Errorf("Write without a view = %+v, %v, want an empty response", got, err)
 	}
 }
+
+func TestHandOverRoundTrip(t *testing.T) {
+	s, _ := startServer(t, ServerConfig{}, &fakeHandler{})
+	c, _ := newTestClient(t, ClientConfig{})
+	req := HandOverRequest{Group: "g", From: "n2", Items: []SetItem{
+		{Key: "k", Value: []byte("v"), TTL: time.Minute, Tags: []string{"t"}},
+		{Key: "k2", TTL: 0},
+	}}
+	got, err := c.HandOver(t.Context(), s.Addr(), req)
+	if err != nil || got.Stored != 2 {
+		t.Errorf("HandOver = %+v, %v, want 2 stored", got, err)
+	}
+	if _, err := c.HandOver(t.Context(), s.Addr(), HandOverRequest{Group: "nogroup"}); !errors.Is(err, ErrUnknownGroup) {
+		t.Errorf("HandOver(nogroup) error = %v, want ErrUnknownGroup", err)
+	}
+}

@@ -326,6 +326,7 @@ type serverRequest struct {
 	peek    PeekRequest
 	write   WriteRequest
 	lease   LeaseRequest
+	hand    HandOverRequest
 }
 
 const (
@@ -335,6 +336,7 @@ const (
 	kindWrite
 	kindLease
 	kindPing // answered on the read loop, never handled
+	kindHandOver
 )
 
 var serverRequestPool = sync.Pool{New: func() any { return new(serverRequest) }}
@@ -365,6 +367,8 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 			r.write, err = decodeWriteRequest(b.WriteRequest)
 		case *wirepb.Envelope_LeaseRequest:
 			r.kind, r.lease = kindLease, decodeLeaseRequest(b.LeaseRequest)
+		case *wirepb.Envelope_HandOverRequest:
+			r.kind, r.hand = kindHandOver, decodeHandOverRequest(b.HandOverRequest)
 		case *wirepb.Envelope_Ping:
 			r.kind = kindPing
 		default:
@@ -447,6 +451,8 @@ type serverResponse struct {
 	wrMsg   wirepb.WriteResponse
 	lease   wirepb.Envelope_LeaseResponse
 	leMsg   wirepb.LeaseResponse
+	hand    wirepb.Envelope_HandOverResponse
+	handMsg wirepb.HandOverResponse
 	a       arena
 	buf     []byte
 }
@@ -457,6 +463,7 @@ var serverResponsePool = sync.Pool{New: func() any {
 	r.peek.PeekResponse = &r.peekMsg
 	r.write.WriteResponse = &r.wrMsg
 	r.lease.LeaseResponse = &r.leMsg
+	r.hand.HandOverResponse = &r.handMsg
 	return r
 }}
 
@@ -518,6 +525,13 @@ func (s *Server) call(ctx context.Context, r *serverRequest, out *serverResponse
 		}
 		encodeWriteResponse(&out.a, &out.wrMsg, resp)
 		out.env.Body = &out.write
+	case kindHandOver:
+		resp, err := s.h.HandOver(ctx, r.hand)
+		if err != nil {
+			return err
+		}
+		out.handMsg.Stored = int64(resp.Stored)
+		out.env.Body = &out.hand
 	case kindLease:
 		resp, err := s.h.Lease(ctx, r.lease)
 		if err != nil {

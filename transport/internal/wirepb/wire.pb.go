@@ -254,6 +254,8 @@ type Envelope struct {
 	//	*Envelope_LeaseResponse
 	//	*Envelope_Ping
 	//	*Envelope_Pong
+	//	*Envelope_HandOverRequest
+	//	*Envelope_HandOverResponse
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -432,6 +434,24 @@ func (x *Envelope) GetPong() *Pong {
 	return nil
 }
 
+func (x *Envelope) GetHandOverRequest() *HandOverRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_HandOverRequest); ok {
+			return x.HandOverRequest
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetHandOverResponse() *HandOverResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_HandOverResponse); ok {
+			return x.HandOverResponse
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -484,6 +504,14 @@ type Envelope_Pong struct {
 	Pong *Pong `protobuf:"bytes,21,opt,name=pong,proto3,oneof"`
 }
 
+type Envelope_HandOverRequest struct {
+	HandOverRequest *HandOverRequest `protobuf:"bytes,22,opt,name=hand_over_request,json=handOverRequest,proto3,oneof"`
+}
+
+type Envelope_HandOverResponse struct {
+	HandOverResponse *HandOverResponse `protobuf:"bytes,23,opt,name=hand_over_response,json=handOverResponse,proto3,oneof"`
+}
+
 func (*Envelope_GetRequest) isEnvelope_Body() {}
 
 func (*Envelope_GetResponse) isEnvelope_Body() {}
@@ -507,6 +535,10 @@ func (*Envelope_LeaseResponse) isEnvelope_Body() {}
 func (*Envelope_Ping) isEnvelope_Body() {}
 
 func (*Envelope_Pong) isEnvelope_Body() {}
+
+func (*Envelope_HandOverRequest) isEnvelope_Body() {}
+
+func (*Envelope_HandOverResponse) isEnvelope_Body() {}
 
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1495,12 +1527,120 @@ func (*Pong) Descriptor() ([]byte, []int) {
 	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
+// HandOverRequest offers entries a leaving member owns to the member that
+// owns them next (see the root's Node.Close).
+type HandOverRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group []byte                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The leaving member.
+	From []byte `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	// ttl_nanos is each entry's remaining lifetime (0: none).
+	Items         []*SetItem `protobuf:"bytes,3,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOverRequest) Reset() {
+	*x = HandOverRequest{}
+	mi := &file_wire_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOverRequest) ProtoMessage() {}
+
+func (x *HandOverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOverRequest.ProtoReflect.Descriptor instead.
+func (*HandOverRequest) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HandOverRequest) GetGroup() []byte {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *HandOverRequest) GetFrom() []byte {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *HandOverRequest) GetItems() []*SetItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type HandOverResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Stored        int64                  `protobuf:"varint,1,opt,name=stored,proto3" json:"stored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandOverResponse) Reset() {
+	*x = HandOverResponse{}
+	mi := &file_wire_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandOverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandOverResponse) ProtoMessage() {}
+
+func (x *HandOverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandOverResponse.ProtoReflect.Descriptor instead.
+func (*HandOverResponse) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *HandOverResponse) GetStored() int64 {
+	if x != nil {
+		return x.Stored
+	}
+	return 0
+}
+
 var File_wire_proto protoreflect.FileDescriptor
 
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x16meshcache.transport.v1\"\x9e\b\n" +
+	"wire.proto\x12\x16meshcache.transport.v1\"\xcf\t\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
 	"\rtimeout_nanos\x18\x02 \x01(\x03R\ftimeoutNanos\x12;\n" +
@@ -1520,7 +1660,9 @@ const file_wire_proto_rawDesc = "" +
 	"\rlease_request\x18\x12 \x01(\v2$.meshcache.transport.v1.LeaseRequestH\x00R\fleaseRequest\x12N\n" +
 	"\x0elease_response\x18\x13 \x01(\v2%.meshcache.transport.v1.LeaseResponseH\x00R\rleaseResponse\x122\n" +
 	"\x04ping\x18\x14 \x01(\v2\x1c.meshcache.transport.v1.PingH\x00R\x04ping\x122\n" +
-	"\x04pong\x18\x15 \x01(\v2\x1c.meshcache.transport.v1.PongH\x00R\x04pongB\x06\n" +
+	"\x04pong\x18\x15 \x01(\v2\x1c.meshcache.transport.v1.PongH\x00R\x04pong\x12U\n" +
+	"\x11hand_over_request\x18\x16 \x01(\v2'.meshcache.transport.v1.HandOverRequestH\x00R\x0fhandOverRequest\x12X\n" +
+	"\x12hand_over_response\x18\x17 \x01(\v2(.meshcache.transport.v1.HandOverResponseH\x00R\x10handOverResponseB\x06\n" +
 	"\x04body\"4\n" +
 	"\n" +
 	"GetRequest\x12\x14\n" +
@@ -1593,7 +1735,13 @@ const file_wire_proto_rawDesc = "" +
 	"base_names\x18\x04 \x03(\fR\tbaseNames\x12 \n" +
 	"\vincarnation\x18\x05 \x01(\x04R\vincarnation\"\x06\n" +
 	"\x04Ping\"\x06\n" +
-	"\x04Pong*\xf0\x01\n" +
+	"\x04Pong\"r\n" +
+	"\x0fHandOverRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\fR\x05group\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\fR\x04from\x125\n" +
+	"\x05items\x18\x03 \x03(\v2\x1f.meshcache.transport.v1.SetItemR\x05items\"*\n" +
+	"\x10HandOverResponse\x12\x16\n" +
+	"\x06stored\x18\x01 \x01(\x03R\x06stored*\xf0\x01\n" +
 	"\x04Code\x12\v\n" +
 	"\aCODE_OK\x10\x00\x12\x12\n" +
 	"\x0eCODE_NOT_FOUND\x10\x01\x12\x0f\n" +
@@ -1634,27 +1782,29 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wire_proto_goTypes = []any{
-	(Code)(0),               // 0: meshcache.transport.v1.Code
-	(Op)(0),                 // 1: meshcache.transport.v1.Op
-	(Phase)(0),              // 2: meshcache.transport.v1.Phase
-	(*Envelope)(nil),        // 3: meshcache.transport.v1.Envelope
-	(*GetRequest)(nil),      // 4: meshcache.transport.v1.GetRequest
-	(*GetResponse)(nil),     // 5: meshcache.transport.v1.GetResponse
-	(*GetManyRequest)(nil),  // 6: meshcache.transport.v1.GetManyRequest
-	(*KeyResult)(nil),       // 7: meshcache.transport.v1.KeyResult
-	(*GetManyResponse)(nil), // 8: meshcache.transport.v1.GetManyResponse
-	(*PeekRequest)(nil),     // 9: meshcache.transport.v1.PeekRequest
-	(*PeekResponse)(nil),    // 10: meshcache.transport.v1.PeekResponse
-	(*SetItem)(nil),         // 11: meshcache.transport.v1.SetItem
-	(*WriteRequest)(nil),    // 12: meshcache.transport.v1.WriteRequest
-	(*WriteResponse)(nil),   // 13: meshcache.transport.v1.WriteResponse
-	(*Member)(nil),          // 14: meshcache.transport.v1.Member
-	(*LeaseRequest)(nil),    // 15: meshcache.transport.v1.LeaseRequest
-	(*LeaseResponse)(nil),   // 16: meshcache.transport.v1.LeaseResponse
-	(*Ping)(nil),            // 17: meshcache.transport.v1.Ping
-	(*Pong)(nil),            // 18: meshcache.transport.v1.Pong
+	(Code)(0),                // 0: meshcache.transport.v1.Code
+	(Op)(0),                  // 1: meshcache.transport.v1.Op
+	(Phase)(0),               // 2: meshcache.transport.v1.Phase
+	(*Envelope)(nil),         // 3: meshcache.transport.v1.Envelope
+	(*GetRequest)(nil),       // 4: meshcache.transport.v1.GetRequest
+	(*GetResponse)(nil),      // 5: meshcache.transport.v1.GetResponse
+	(*GetManyRequest)(nil),   // 6: meshcache.transport.v1.GetManyRequest
+	(*KeyResult)(nil),        // 7: meshcache.transport.v1.KeyResult
+	(*GetManyResponse)(nil),  // 8: meshcache.transport.v1.GetManyResponse
+	(*PeekRequest)(nil),      // 9: meshcache.transport.v1.PeekRequest
+	(*PeekResponse)(nil),     // 10: meshcache.transport.v1.PeekResponse
+	(*SetItem)(nil),          // 11: meshcache.transport.v1.SetItem
+	(*WriteRequest)(nil),     // 12: meshcache.transport.v1.WriteRequest
+	(*WriteResponse)(nil),    // 13: meshcache.transport.v1.WriteResponse
+	(*Member)(nil),           // 14: meshcache.transport.v1.Member
+	(*LeaseRequest)(nil),     // 15: meshcache.transport.v1.LeaseRequest
+	(*LeaseResponse)(nil),    // 16: meshcache.transport.v1.LeaseResponse
+	(*Ping)(nil),             // 17: meshcache.transport.v1.Ping
+	(*Pong)(nil),             // 18: meshcache.transport.v1.Pong
+	(*HandOverRequest)(nil),  // 19: meshcache.transport.v1.HandOverRequest
+	(*HandOverResponse)(nil), // 20: meshcache.transport.v1.HandOverResponse
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: meshcache.transport.v1.Envelope.error_code:type_name -> meshcache.transport.v1.Code
@@ -1670,17 +1820,20 @@ var file_wire_proto_depIdxs = []int32{
 	16, // 10: meshcache.transport.v1.Envelope.lease_response:type_name -> meshcache.transport.v1.LeaseResponse
 	17, // 11: meshcache.transport.v1.Envelope.ping:type_name -> meshcache.transport.v1.Ping
 	18, // 12: meshcache.transport.v1.Envelope.pong:type_name -> meshcache.transport.v1.Pong
-	0,  // 13: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
-	7,  // 14: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
-	1,  // 15: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
-	2,  // 16: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
-	11, // 17: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
-	14, // 18: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	19, // 13: meshcache.transport.v1.Envelope.hand_over_request:type_name -> meshcache.transport.v1.HandOverRequest
+	20, // 14: meshcache.transport.v1.Envelope.hand_over_response:type_name -> meshcache.transport.v1.HandOverResponse
+	0,  // 15: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
+	7,  // 16: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
+	1,  // 17: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
+	2,  // 18: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
+	11, // 19: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
+	14, // 20: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
+	11, // 21: meshcache.transport.v1.HandOverRequest.items:type_name -> meshcache.transport.v1.SetItem
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1701,6 +1854,8 @@ func file_wire_proto_init() {
 		(*Envelope_LeaseResponse)(nil),
 		(*Envelope_Ping)(nil),
 		(*Envelope_Pong)(nil),
+		(*Envelope_HandOverRequest)(nil),
+		(*Envelope_HandOverResponse)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1708,7 +1863,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

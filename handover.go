@@ -1,0 +1,194 @@
+package meshcache
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/meshcache/meshcache/local"
+	"github.com/meshcache/meshcache/ring"
+	"github.com/meshcache/meshcache/transport"
+)
+
+// Hand-over on graceful leave (DESIGN.md, "Warm through restarts").
+//
+// Close offers the entries this node owns to the members that own them
+// once it has left (the ring without it), before it leaves: a rolling
+// restart then reloads almost nothing, since every value stays in memory
+// somewhere in the cluster. The receiver stores an entry only if it owns
+// the key in its own ring without the sender, and behind the oldest fence
+// there is, as a hand-off does: a live tombstone of the key or generation
+// of one of its tags (a write the sender may not have seen when it read the
+// entry) refuses it, and so does a clear of the group younger than the
+// tombstone lifetime. A write during the hand-over reaches the receiver
+// like any write, before the entry (then the fence refuses it) or after it
+// (then the write removes it). A node without its lease hands nothing over:
+// it may hold what a write removed.
+
+// Hand-over bounds, when the Config leaves them zero.
+const (
+	DefaultHandOverTimeout = 2 * time.Second
+	DefaultHandOverBytes   = 256 << 20
+	// handOverBatchBytes bounds one hand-over request, well under the
+	// transport's default frame limit.
+	handOverBatchBytes = 1 << 20
+)
+
+// handOverBatch is one request's worth of a group's entries for a peer.
+type handOverBatch struct {
+	group string
+	items []transport.SetItem
+	bytes int
+}
+
+// handOver offers the entries this node owns to their next owners,
+// bounded by the hand-over timeout and bytes. Close calls it before
+// leaving.
+func (n *Node) handOver() {
+	timeout, budget := n.ccfg.handOverTimeout, n.ccfg.handOverBytes
+	rs := n.ring.Load()
+	if n.cluster == nil || rs == nil || timeout <= 0 || budget <= 0 || !n.leased() {
+		return
+	}
+	next := n.ringWithout(rs.cur.Members())
+	if next == nil {
+		return // no one to hand over to
+	}
+	start := time.Now()
+	queues := make(map[*peer][]*handOverBatch)
+	entries := 0
+	for _, g := range n.Groups() {
+		open := make(map[*peer]*handOverBatch)
+		g.store.Range(local.Main, func(key string, e local.Entry) bool {
+			if e.Negative {
+				return true
+			}
+			var ttl time.Duration
+			if !e.Expires.IsZero() {
+				if ttl = time.Until(e.Expires); ttl <= 0 {
+					return true
+				}
+			}
+			p := rs.peers[next.Owner(key)]
+			if p == nil {
+				return true
+			}
+			cost := len(key) + len(e.Value)
+			for _, t := range e.Tags {
+				cost += len(t)
+			}
+			if budget -= int64(cost); budget < 0 {
+				return false
+			}
+			b := open[p]
+			if b == nil || b.bytes+cost > handOverBatchBytes {
+				b = &handOverBatch{group: g.name}
+				open[p] = b
+				queues[p] = append(queues[p], b)
+			}
+			b.items = append(b.items, transport.SetItem{Key: key, Value: e.Value, TTL: ttl, Tags: e.Tags})
+			b.bytes += cost
+			entries++
+			return true
+		})
+		if budget < 0 {
+			n.log.Warn("meshcache: hand-over stopped at its byte bound", "bytes", n.ccfg.handOverBytes)
+			break
+		}
+	}
+	if entries == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		stored int
+		wg     sync.WaitGroup
+	)
+	for p, batches := range queues {
+		wg.Go(func() {
+			for _, b := range batches {
+				resp, err := n.client.HandOver(ctx, p.addr, transport.HandOverRequest{Group: b.group, From: n.name, Items: b.items})
+				if err != nil {
+					n.log.Debug("meshcache: hand-over to a member failed", "member", p.name, "err", err)
+					return
+				}
+				mu.Lock()
+				stored += resp.Stored
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	n.log.Info("meshcache: handed over the entries this node owns", "offered", entries, "stored", stored,
+		"members", len(queues), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// HandOver stores the entries a leaving member offers that this node owns
+// once that member has left (see handOver for the fences).
+func (h handler) HandOver(ctx context.Context, req transport.HandOverRequest) (transport.HandOverResponse, error) {
+	n := h.n
+	if n.closed.Load() {
+		return transport.HandOverResponse{}, transport.ErrClosed
+	}
+	rs := n.ring.Load()
+	if rs == nil || !n.serving() || len(req.Items) == 0 {
+		return transport.HandOverResponse{}, nil
+	}
+	g, err := n.groupFor(req.Group)
+	if err != nil {
+		return transport.HandOverResponse{}, err
+	}
+	// The oldest fence, as for a hand-off: any live tombstone or tag
+	// generation refuses an entry, and a clear younger than the tombstone
+	// lifetime refuses them all.
+	var since uint64
+	if c := g.lastClear.Load(); c != nil {
+		if time.Since(c.at) < g.tombstoneTTL() {
+			return transport.HandOverResponse{}, nil
+		}
+		since = c.seq
+	}
+	after := handOverRing(n, rs, req.From)
+	if after == nil {
+		return transport.HandOverResponse{}, nil
+	}
+	stored := 0
+	for _, it := range req.Items {
+		if it.Key == "" || len(it.Key) > MaxKeyLen || it.TTL < 0 || after.Owner(it.Key) != n.name {
+			continue
+		}
+		if g.checkSetItem(it.Key, Item{Value: it.Value, TTL: it.TTL, Tags: it.Tags}) != nil {
+			continue
+		}
+		ttl := it.TTL
+		if ttl > 0 {
+			ttl = min(ttl, g.cfg.ttl)
+		}
+		if g.store.Add(local.Main, it.Key, it.Value, cleanTags(it.Tags), ttl, false, since) {
+			stored++
+		}
+	}
+	g.stats.handoffs.Add(uint64(stored))
+	return transport.HandOverResponse{Stored: stored}, nil
+}
+
+// handOverRing returns the ring of rs's members without from (the leaving
+// member), or nil.
+func handOverRing(n *Node, rs *ringState, from string) *ring.Ring {
+	members := rs.cur.Members()
+	if !slices.Contains(members, from) {
+		return rs.cur // it has left already
+	}
+	members = slices.DeleteFunc(members, func(m string) bool { return m == from })
+	if len(members) == 0 {
+		return nil
+	}
+	r, err := ring.New(members, n.ccfg.ring)
+	if err != nil {
+		return nil
+	}
+	return r
+}
