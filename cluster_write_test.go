@@ -451,6 +451,9 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 			}
 		}
 		leaving := nodes[li]
+		// Writes go on between reading the entries and handing them over:
+		// only the receivers' fences keep what they removed out.
+		leaving.handOverHook = func() { time.Sleep(200 * time.Millisecond) }
 		nodes = slices.Delete(slices.Clone(nodes), li, li+1) // the workers use the nodes that stay
 		gs = slices.Delete(slices.Clone(gs), li, li+1)
 		wg.Go(func() {

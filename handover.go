@@ -100,6 +100,9 @@ func (n *Node) handOver() {
 	if entries == 0 {
 		return
 	}
+	if n.handOverHook != nil {
+		n.handOverHook()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var (

@@ -176,7 +176,10 @@ type Node struct {
 	inc uint64
 	// suspects are the peers that did not answer (standin.go).
 	suspects suspects
-	wg       sync.WaitGroup // background goroutines: the settle watcher and the lease
+	// handOverHook, if set (by tests, before Close), runs between reading
+	// the entries to hand over and sending them.
+	handOverHook func()
+	wg           sync.WaitGroup // background goroutines: the settle watcher and the lease
 
 	stats nodeCounters
 }
