@@ -70,6 +70,9 @@ func (n *Node) handOver() {
 					return true
 				}
 			}
+			if rs.cur.Owner(key) != n.name {
+				return true // not ours (an earlier hand-over's, whose owner is back)
+			}
 			p := rs.peers[next.Owner(key)]
 			if p == nil {
 				return true
