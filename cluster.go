@@ -439,7 +439,13 @@ func (n *Node) isReady() bool {
 // ringWithout returns the ring of names without this node, or nil when
 // that leaves no member or the ring cannot be built.
 func (n *Node) ringWithout(names []string) *ring.Ring {
-	others := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return s == n.name })
+	return n.ringExcept(names, n.name)
+}
+
+// ringExcept returns the ring of names without those in drop, or nil when
+// that leaves no member or the ring cannot be built.
+func (n *Node) ringExcept(names []string, drop ...string) *ring.Ring {
+	others := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return slices.Contains(drop, s) })
 	if len(others) == 0 {
 		return nil
 	}

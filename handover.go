@@ -188,13 +188,5 @@ func handOverRing(n *Node, rs *ringState, from string) *ring.Ring {
 	if !slices.Contains(members, from) {
 		return rs.cur // it has left already
 	}
-	members = slices.DeleteFunc(members, func(m string) bool { return m == from })
-	if len(members) == 0 {
-		return nil
-	}
-	r, err := ring.New(members, n.ccfg.ring)
-	if err != nil {
-		return nil
-	}
-	return r
+	return n.ringExcept(members, from)
 }

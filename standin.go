@@ -178,12 +178,8 @@ func (n *Node) altRing(rs *ringState, names []string) *ring.Ring {
 	if a := n.suspects.alt.Load(); a != nil && a.cur == rs.cur && a.names == joined {
 		return a.r
 	}
-	members := slices.DeleteFunc(rs.cur.Members(), func(m string) bool { return slices.Contains(names, m) })
-	if len(members) == 0 {
-		return nil
-	}
-	r, err := ring.New(members, n.ccfg.ring)
-	if err != nil {
+	r := n.ringExcept(rs.cur.Members(), names...)
+	if r == nil {
 		return nil
 	}
 	n.suspects.alt.Store(&altRing{cur: rs.cur, names: joined, r: r})

@@ -206,6 +206,11 @@ func (s *Store) Get(t Tier, key string) (Entry, bool) {
 		return Entry{}, false
 	}
 	sh.mu.Unlock()
+	return s.entryOf(&it, v), true
+}
+
+// entryOf returns the Entry of it, whose buffer v decodes.
+func (s *Store) entryOf(it *item, v kvView) Entry {
 	e := Entry{
 		Value:    v.value(),
 		Tags:     it.tagList(),
@@ -216,7 +221,7 @@ func (s *Store) Get(t Tier, key string) (Entry, bool) {
 	if it.expires != never {
 		e.Expires = s.timeAt(it.expires)
 	}
-	return e, true
+	return e
 }
 
 // Add stores value under key in tier t (exactly one of Main or Hot) with
@@ -351,15 +356,7 @@ func (s *Store) GetStale(t Tier, key string) (Entry, bool) {
 		return Entry{}, false
 	}
 	sh.mu.Unlock()
-	v := it.view()
-	return Entry{
-		Value:    v.value(),
-		Tags:     it.tagList(),
-		Negative: v.flags&flagNegative != 0,
-		Filled:   s.timeAt(it.filled),
-		Expires:  s.timeAt(it.expires),
-		Seq:      it.seq(),
-	}, true
+	return s.entryOf(&it, it.view()), true
 }
 
 // updateLive finds key's entry in every tier of t. A stale or expired entry
@@ -450,17 +447,7 @@ func (s *Store) Range(t Tier, fn func(key string, e Entry) bool) {
 				continue
 			}
 			v := it.view()
-			e := Entry{
-				Value:    v.value(),
-				Tags:     it.tagList(),
-				Negative: v.flags&flagNegative != 0,
-				Filled:   s.timeAt(it.filled),
-				Seq:      it.seq(),
-			}
-			if it.expires != never {
-				e.Expires = s.timeAt(it.expires)
-			}
-			batch = append(batch, kv{v.key(), e})
+			batch = append(batch, kv{v.key(), s.entryOf(&it, v)})
 		}
 		sh.mu.Unlock()
 		for _, x := range batch {
