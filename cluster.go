@@ -331,6 +331,15 @@ func (n *Node) startCluster(cfg Config) (err error) {
 		}
 		return fmt.Errorf("meshcache: join: %w: %w", ErrInvalidOption, err)
 	}
+	if members := n.cluster.Members(); len(cfg.Join) > 0 && len(members) == 1 {
+		// Its seeds led back to itself (a name that resolves to its own
+		// address): it starts a new cluster, and is its own base.
+		n.lease.mu.Lock()
+		if n.lease.base == nil {
+			n.lease.setBaseLocked([]string{n.name})
+		}
+		n.lease.mu.Unlock()
+	}
 	n.wg.Go(n.runLease)
 	n.wg.Go(n.settle)
 	return nil

@@ -112,11 +112,16 @@ func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, erro
 		}),
 	}
 	g.failures, _ = lru.New[string, int64](maxFailures)
-	if err := n.addGroup(g); err != nil {
+	// Snapshot entries go in behind every write applied once the group is
+	// visible: they are older than all of them.
+	since := g.store.Seq()
+	restored, err := n.addGroup(g)
+	if err != nil {
 		g.store.Close()
 		n.log.Warn("meshcache: rejected group", "group", name, "err", err)
 		return nil, err
 	}
+	g.restore(restored, since)
 	return g, nil
 }
 

@@ -346,10 +346,13 @@ func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transpo
 		// not report the value stored.
 		var err error
 		if g, err = h.n.groupFor(req.Group); err != nil {
+			h.n.pendingWrite(req)
 			return transport.WriteResponse{}, err
 		}
 	case !ok:
-		// Nothing of that group is cached here.
+		// Nothing of that group is cached here, but a snapshot may be
+		// waiting for it.
+		h.n.pendingWrite(req)
 		return h.n.writeResponse(req, 0), nil
 	}
 	if err := g.checkWrite(req); err != nil {

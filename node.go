@@ -99,6 +99,13 @@ type Config struct {
 	// over in Close. If zero, [DefaultHandOverBytes]; negative: no
 	// hand-over.
 	HandOverBytes int64
+	// SnapshotDir, if set, is a directory where Close writes the node's
+	// cached entries and from which NewNode restores them when the node is
+	// alone once its join settled (it starts a new cluster, or runs
+	// standalone); a node that joins a running cluster discards its
+	// snapshot. See "Restarts and storage" in the README. Each node needs a
+	// directory of its own. If empty, no snapshot.
+	SnapshotDir string
 	// MinorityServes lets a member keep serving from its caches when it
 	// reaches only a minority of the cluster: its lease then needs answers
 	// from a majority of the members it sees alive, not of the membership
@@ -146,6 +153,9 @@ type Node struct {
 	mu sync.Mutex // guards groups, loadsClosed and every loads.Add
 	// groups holds the node's groups by name.
 	groups map[string]*Group
+	// pending holds the entries restored from a snapshot for groups not
+	// created yet (snapshot.go).
+	pending pendingSnapshot
 	// loadsClosed is set by Close before it waits on loads: no load starts
 	// after it is set, so loads.Add never races with loads.Wait.
 	loadsClosed bool
@@ -179,7 +189,9 @@ type Node struct {
 	// handOverHook, if set (by tests, before Close), runs between reading
 	// the entries to hand over and sending them.
 	handOverHook func()
-	wg           sync.WaitGroup // background goroutines: the settle watcher and the lease
+	// snapshotDir is Config.SnapshotDir.
+	snapshotDir string
+	wg          sync.WaitGroup // background goroutines: the settle watcher and the lease
 
 	stats nodeCounters
 }
@@ -213,6 +225,9 @@ func NewNode(cfg Config) (*Node, error) {
 		groups:  make(map[string]*Group),
 		ready:   make(chan struct{}),
 	}
+	if n.snapshotDir = cfg.SnapshotDir; n.snapshotDir != "" {
+		n.loadSnapshot(n.snapshotDir) // before anything can acknowledge a write
+	}
 	if cfg.BindAddr == "" {
 		close(n.ready)
 		return n, nil
@@ -223,6 +238,15 @@ func NewNode(cfg Config) (*Node, error) {
 		cancel()
 		n.log.Error("meshcache: cannot start the node", "err", err)
 		return nil, err
+	}
+	n.keepSnapshot()
+	if n.hasPending() {
+		// The restored entries are adopted by NewGroup once the node holds
+		// its lease (alone, at once): its first lease would flush them.
+		deadline := time.Now().Add(2 * n.ccfg.lease.lease)
+		for !n.leased() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	return n, nil
 }
@@ -260,6 +284,9 @@ func (n *Node) Close() error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	// Whether the snapshot may be written is decided now: leaving takes
+	// the lease with it.
+	snapshot := n.snapshotDir != "" && n.leased()
 	n.handOver()
 	n.leaveLease()
 	n.closeCluster()
@@ -277,6 +304,11 @@ func (n *Node) Close() error {
 	}
 	n.mu.Unlock()
 	n.loads.Wait()
+	if snapshot {
+		n.saveSnapshot(n.snapshotDir)
+	} else if n.snapshotDir != "" {
+		n.log.Warn("meshcache: no snapshot: this node did not hold its lease (it may have missed writes)")
+	}
 	if n.client != nil {
 		n.client.Close()
 	}
@@ -284,6 +316,13 @@ func (n *Node) Close() error {
 		g.store.Close()
 	}
 	return nil
+}
+
+// hasPending reports whether snapshot entries wait for their groups.
+func (n *Node) hasPending() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.pending) > 0
 }
 
 // startLoad registers a load with the node, so that Close waits for it. It
@@ -299,17 +338,19 @@ func (n *Node) startLoad() bool {
 	return true
 }
 
-func (n *Node) addGroup(g *Group) error {
+// addGroup makes g visible, and returns the entries a snapshot restored
+// for it (see snapshot.go).
+func (n *Node) addGroup(g *Group) ([]snapshotEntry, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.loadsClosed {
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	if _, ok := n.groups[g.name]; ok {
-		return fmt.Errorf("meshcache: group %q: %w", g.name, ErrGroupExists)
+		return nil, fmt.Errorf("meshcache: group %q: %w", g.name, ErrGroupExists)
 	}
 	n.groups[g.name] = g
-	return nil
+	return n.adoptSnapshotLocked(g.name), nil
 }
 
 // nodeCounters count the node's cluster traffic, for [Node.Stats].

@@ -494,7 +494,8 @@ func (n *Node) onMessage(payload []byte) {
 	}
 	g, ok := n.Group(req.Group)
 	if !ok {
-		return // nothing of an unknown group is cached here
+		n.pendingWrite(dropOnly(req)) // a snapshot may be waiting for it
+		return
 	}
 	if err := g.checkWrite(req); err != nil {
 		g.log.Warn("meshcache: dropping a gossip write", "origin", req.Origin, "err", err)
