@@ -157,13 +157,10 @@ func (n *Node) pendingWrite(req transport.WriteRequest) {
 }
 
 // saveSnapshot writes every group's live entries (main and hot) to dir.
-// Called by Close once nothing loads any more. A node without its lease
-// writes nothing: it may have missed writes.
+// Close calls it once nothing loads any more, if the node held its lease
+// when Close started (one without it may have missed writes; leaving takes
+// the lease with it, so it is checked first).
 func (n *Node) saveSnapshot(dir string) {
-	if !n.leased() {
-		n.log.Warn("meshcache: no snapshot: this node does not hold its lease (it may have missed writes)")
-		return
-	}
 	var groups []snapshotGroup
 	entries := 0
 	for _, g := range n.Groups() {
