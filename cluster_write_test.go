@@ -460,8 +460,15 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 			time.Sleep(budget / 3)
 			leaving.Close()
 			time.Sleep(budget / 3)
-			joined := startNode(t, testClusterConfig("n4", nodes[0].GossipAddr()))
-			newClusterGroups(t, []*Node{joined}, "stress", s, opts...)
+			// The joiner is a member before its code creates the group:
+			// OnUnknownGroup creates it for the writes that reach it first
+			// (a Set to a member without the group is not acknowledged).
+			cfg := testClusterConfig("n4", nodes[0].GossipAddr())
+			cfg.OnUnknownGroup = func(n *Node, name string) (*Group, error) { return NewGroup(n, name, s, opts...) }
+			joined := startNode(t, cfg)
+			if _, err := NewGroup(joined, "stress", s, opts...); err != nil && !errors.Is(err, ErrGroupExists) {
+				t.Errorf("NewGroup on the joiner: %v", err)
+			}
 		})
 	}
 	for _, g := range gs {

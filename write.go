@@ -348,12 +348,12 @@ func (w *writeRun) result() map[string]error {
 		if w.ackedLocked(name, inc) {
 			continue
 		}
+		// A member that said it leaves serves nothing any more.
 		if dinc, ok := w.departed[name]; ok {
-			// A member that said it leaves serves nothing any more.
 			if !w.n.hasLeft(name, dinc) {
 				out[name] = errDeparted
 			}
-		} else {
+		} else if !w.n.hasLeft(name, inc) {
 			out[name] = errUnreached
 		}
 	}
