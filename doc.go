@@ -101,6 +101,29 @@
 // members come back; [Config.MinorityServes] trades the guarantee for
 // availability in that case.
 //
+// # Failure semantics
+//
+// A cache may serve an old value only when the application said it may,
+// never a value that a write removed, and must not multiply the load on a
+// database in trouble. [WithStaleIfError] serves an expired value when its
+// load fails (retried about once a second per key at its owner);
+// [WithStaleWhileRevalidate] serves it at once while one background
+// refresh runs ([SourceStale]). A peer that sends nothing at all for
+// [Config.FetchTimeout] (paused, dead, cut off) is suspect on the node that
+// waited: its keys are loaded by one stand-in, the key's owner in the ring
+// without the suspects, which keeps them in a tier of its own (written by
+// every write, kept at most the hot TTL, dropped when the owner answers a
+// heartbeat again). A loader panic is [ErrLoaderPanic] on every node; stacks
+// stay in the owner's log. See the README, "When things fail".
+//
+// # Restarts
+//
+// [Node.Close] hands the entries the node owns over to their next owners
+// ([Config.HandOverTimeout], [Config.HandOverBytes]); a joining node takes
+// keys over from their previous owner. With [Config.SnapshotDir], Close
+// also writes a snapshot that a node starting a new cluster restores. See
+// the README, "Restarts and storage".
+//
 // # Fences
 //
 // Each group keeps a monotonic sequence. A load notes it before it starts;
