@@ -486,12 +486,3 @@ func viewDigest(members []transport.Member) uint64 {
 	}
 	return d.Sum64() | 1
 }
-
-// memberNames returns the names of ms.
-func memberNames(ms []transport.Member) []string {
-	out := make([]string, len(ms))
-	for i, m := range ms {
-		out[i] = m.Name
-	}
-	return out
-}

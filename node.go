@@ -242,11 +242,9 @@ func NewNode(cfg Config) (*Node, error) {
 	n.keepSnapshot()
 	if n.hasPending() {
 		// The restored entries are adopted by NewGroup once the node holds
-		// its lease (alone, at once): its first lease would flush them.
-		deadline := time.Now().Add(2 * n.ccfg.lease.lease)
-		for !n.leased() && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-		}
+		// its lease: its first lease would flush them. Alone, it is its own
+		// quorum: one renewal, here, gives it the lease.
+		n.renewLease()
 	}
 	return n, nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/meshcache/meshcache/internal/seedcorpus"
 )
 
 var updateSnapshotCorpus = flag.Bool("update-snapshot-corpus", false, "rewrite testdata/fuzz/FuzzDecodeSnapshot")
@@ -538,27 +539,8 @@ func snapshotSeeds(tb testing.TB) [][]byte {
 // every seed (so that plain `go test` runs them), and rewrites them with
 // -update-snapshot-corpus after a format change.
 func TestSnapshotFileSeedCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeSnapshot")
-	for i, seed := range snapshotSeeds(t) {
-		path := filepath.Join(dir, fmt.Sprintf("seed-%02d", i))
-		content := "go test fuzz v1\n[]byte(" + strconv.Quote(string(seed)) + ")\n"
-		if *updateSnapshotCorpus {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatalf("%v (run go test -run TestSnapshotFileSeedCorpus -update-snapshot-corpus)", err)
-		}
-		if string(got) != content {
-			t.Errorf("%s is stale (run go test -run TestSnapshotFileSeedCorpus -update-snapshot-corpus)", path)
-		}
-	}
+	seedcorpus.Check(t, "FuzzDecodeSnapshot", snapshotSeeds(t), *updateSnapshotCorpus,
+		"go test -run TestSnapshotFileSeedCorpus . -update-snapshot-corpus")
 }
 
 // FuzzDecodeSnapshot decodes arbitrary bytes, as they are and with their

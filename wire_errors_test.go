@@ -38,10 +38,10 @@ func (b *logBuffer) String() string {
 // owner's log.
 const panicSecret = "s3cr3t-token"
 
-// weLoadErr is the long error of weLoader for keys starting with "fail".
-var weLoadErr = errors.New("db down: " + strings.Repeat("x", 10_000))
+// errWeLoad is the long error of weLoader for keys starting with "fail".
+var errWeLoad = errors.New("db down: " + strings.Repeat("x", 10_000))
 
-// weLoader panics for keys starting with "panic", fails with weLoadErr for
+// weLoader panics for keys starting with "panic", fails with errWeLoad for
 // keys starting with "fail", and answers key@node for the others.
 func weLoader(node string) LoaderFunc {
 	return func(ctx context.Context, key string) (Item, error) {
@@ -49,7 +49,7 @@ func weLoader(node string) LoaderFunc {
 		case strings.HasPrefix(key, "panic"):
 			panic(fmt.Sprintf("%s while loading %s", panicSecret, key))
 		case strings.HasPrefix(key, "fail"):
-			return Item{}, weLoadErr
+			return Item{}, errWeLoad
 		}
 		return Item{Value: []byte(key + "@" + node)}, nil
 	}

@@ -480,6 +480,17 @@ func (c *cluster) alive(n *node) ([]string, error) {
 // members, for up to memberTimeout, and returns how long it took.
 func (c *cluster) waitMembers(nodes []*node, want []string) time.Duration {
 	c.t.Helper()
+	took, ok := c.tryWaitMembers(nodes, want)
+	if !ok {
+		c.t.Fatalf("members want %v: not within %v", want, memberTimeout)
+	}
+	return took
+}
+
+// tryWaitMembers is waitMembers that logs what it saw and reports a
+// timeout instead of failing.
+func (c *cluster) tryWaitMembers(nodes []*node, want []string) (time.Duration, bool) {
+	c.t.Helper()
 	start := time.Now()
 	deadline := start.Add(memberTimeout)
 	for _, n := range nodes {
@@ -489,16 +500,18 @@ func (c *cluster) waitMembers(nodes []*node, want []string) time.Duration {
 				break
 			}
 			if time.Now().After(deadline) {
-				c.t.Fatalf("members on %s = %v (err %v), want %v after %v", n.name, got, err, want, memberTimeout)
+				c.t.Logf("members on %s = %v (err %v), want %v", n.name, got, err, want)
+				return time.Since(start), false
 			}
 			select {
 			case <-time.After(pollEvery):
 			case <-c.t.Context().Done():
-				c.t.Fatal("test ended while waiting for members")
+				c.t.Log("test ended while waiting for members")
+				return time.Since(start), false
 			}
 		}
 	}
-	return time.Since(start)
+	return time.Since(start), true
 }
 
 // partitionOwners returns n's ring: the owner of each partition (GET

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -277,27 +276,6 @@ func (c *cluster) readAll(n *node, group string, keys []string, oldValues, newVa
 		tally.first = fmt.Sprintf("statuses and X-Cache %v", tally.sources)
 	}
 	return tally
-}
-
-// tryWaitMembers is waitMembers that reports a timeout instead of failing.
-func (c *cluster) tryWaitMembers(nodes []*node, want []string) (time.Duration, bool) {
-	c.t.Helper()
-	start := time.Now()
-	deadline := start.Add(memberTimeout)
-	for _, n := range nodes {
-		for {
-			got, err := c.alive(n)
-			if err == nil && slices.Equal(got, want) {
-				break
-			}
-			if time.Now().After(deadline) {
-				c.t.Logf("members on %s = %v (err %v), want %v", n.name, got, err, want)
-				return time.Since(start), false
-			}
-			time.Sleep(pollEvery)
-		}
-	}
-	return time.Since(start), true
 }
 
 // readyStatus returns the status of GET /readyz on n (0 on a failed

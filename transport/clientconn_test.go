@@ -197,17 +197,13 @@ func TestDeadPeerConnectionRetired(t *testing.T) {
 				if err != nil {
 					return
 				}
-				for {
-					env, err := nextEnvelope(fr)
-					if err != nil {
-						return
-					}
+				serveEnvelopes(fr, func(env *wirepb.Envelope) {
 					if string(env.GetGetRequest().GetKey()) == "fast" {
 						nc.Write(peerGetResponse(env.Id))
 					} else {
 						slowSeen <- struct{}{}
 					}
-				}
+				})
 			})
 			c, _ := newTestClient(t, ClientConfig{})
 			c.deadGrace = tt.grace

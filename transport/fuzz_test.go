@@ -4,17 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"reflect"
-	"strconv"
 	"testing"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/meshcache/meshcache/internal/seedcorpus"
 	"github.com/meshcache/meshcache/transport/internal/wirepb"
 )
 
@@ -243,23 +240,6 @@ func TestSeedCorpus(t *testing.T) {
 		"FuzzDecodeEnvelope": envelopeSeeds(t),
 		"FuzzDecodeWrite":    writeSeeds(t),
 	} {
-		dir := filepath.Join("testdata", "fuzz", name)
-		for i, seed := range seeds {
-			path := filepath.Join(dir, fmt.Sprintf("seed-%02d", i))
-			content := "go test fuzz v1\n[]byte(" + strconv.Quote(string(seed)) + ")\n"
-			if *updateCorpus {
-				if err := os.MkdirAll(dir, 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				continue
-			}
-			got, err := os.ReadFile(path)
-			if err != nil || string(got) != content {
-				t.Errorf("%s is missing or stale (err %v); run go test -run TestSeedCorpus -update-corpus", path, err)
-			}
-		}
+		seedcorpus.Check(t, name, seeds, *updateCorpus, "go test -run TestSeedCorpus ./transport/ -update-corpus")
 	}
 }

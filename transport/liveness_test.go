@@ -178,11 +178,7 @@ func TestSlowReaderKeptAlive(t *testing.T) {
 			return
 		}
 		fr := newFrameReader(&slowReader{r: nc, n: 64 << 10, every: 5 * time.Millisecond, slowFor: 2 * silence}, 4096, DefaultMaxFrameBytes)
-		for {
-			env, err := nextEnvelope(fr)
-			if err != nil {
-				return
-			}
+		serveEnvelopes(fr, func(env *wirepb.Envelope) {
 			switch {
 			case env.GetGetRequest() != nil:
 				nc.Write(peerGetResponse(env.Id))
@@ -191,7 +187,7 @@ func TestSlowReaderKeptAlive(t *testing.T) {
 			case env.GetPing() != nil:
 				nc.Write(appendPongFrame(nil, env.Id))
 			}
-		}
+		})
 	})
 	c, _ := newTestClient(t, ClientConfig{SilenceTimeout: silence})
 	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "k"}); err != nil {
@@ -246,11 +242,7 @@ func TestNoPingOnIdleConnection(t *testing.T) {
 		if err != nil {
 			return
 		}
-		for {
-			env, err := nextEnvelope(fr)
-			if err != nil {
-				return
-			}
+		serveEnvelopes(fr, func(env *wirepb.Envelope) {
 			switch {
 			case env.GetGetRequest() != nil:
 				nc.Write(peerGetResponse(env.Id))
@@ -258,7 +250,7 @@ func TestNoPingOnIdleConnection(t *testing.T) {
 				pinged.Add(1)
 				nc.Write(appendPongFrame(nil, env.Id))
 			}
-		}
+		})
 	})
 	c, _ := newTestClient(t, ClientConfig{SilenceTimeout: testSilence})
 	for range 3 {
@@ -351,15 +343,11 @@ func TestClientOnBadPong(t *testing.T) {
 				if err != nil {
 					return
 				}
-				for {
-					env, err := nextEnvelope(fr)
-					if err != nil {
-						return
-					}
+				serveEnvelopes(fr, func(env *wirepb.Envelope) {
 					if env.GetPing() != nil {
 						nc.Write(tt.pong(env.Id))
 					}
-				}
+				})
 			})
 			c, _ := newTestClient(t, ClientConfig{SilenceTimeout: testSilence})
 			ctx, cancel := context.WithTimeout(t.Context(), 4*testSilence)

@@ -295,6 +295,18 @@ func nextEnvelope(fr *frameReader) (*wirepb.Envelope, error) {
 	return env, unmarshalEnvelope(body, env)
 }
 
+// serveEnvelopes calls handle with every frame a fake peer receives on fr,
+// in order, until the connection fails.
+func serveEnvelopes(fr *frameReader, handle func(env *wirepb.Envelope)) {
+	for {
+		env, err := nextEnvelope(fr)
+		if err != nil {
+			return
+		}
+		handle(env)
+	}
+}
+
 // readRequestID reads one request frame and returns its id (0 on error).
 func readRequestID(fr *frameReader) uint64 {
 	body, err := fr.next()
