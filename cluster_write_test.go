@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -408,6 +409,11 @@ func TestClusterFenceStress(t *testing.T) {
 	for _, mode := range stressModes {
 		t.Run(mode.name, func(t *testing.T) { clusterFenceStress(t, mode, readersPerNode, reads, writes, budget) })
 	}
+	// The stand-in tier: n0 and n1 suspect n2 throughout (it answers, so
+	// each heartbeat takes it back: they suspect it again at once).
+	t.Run("standin", func(t *testing.T) {
+		clusterFenceStress(t, stressMode{name: "standin", standIn: true}, readersPerNode, reads, writes, budget)
+	})
 	// Membership changes while it runs: a fourth node closes (handing its
 	// entries over) and a fifth joins (taking keys over by hand-off).
 	t.Run("churn", func(t *testing.T) {
@@ -432,6 +438,20 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	stop := time.Now().Add(budget)
 
 	var wg sync.WaitGroup
+	var standInItems atomic.Int64 // the most any stand-in tier held
+	if mode.standIn {
+		wg.Go(func() {
+			for time.Now().Before(stop) {
+				for i, n := range nodes[:2] {
+					n.suspect("n2")
+					if items := gs[i].store.Stats().StandInItems; items > standInItems.Load() {
+						standInItems.Store(items)
+					}
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
 	if mode.churn {
 		// The member that leaves is the one (not the seed) owning the most
 		// keys that no write touches: those are what it hands over.
@@ -511,6 +531,12 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	}
 	if mode.failEvery == 0 && (sum.Hits == 0 || sum.HotHits == 0) {
 		t.Fatalf("the stress test exercised too little: %+v", sum)
+	}
+	if mode.standIn {
+		t.Logf("stand-in tiers held up to %d entries", standInItems.Load())
+		if standInItems.Load() == 0 {
+			t.Fatal("the stand-in mode loaded nothing into a stand-in tier")
+		}
 	}
 	if mode.churn {
 		t.Logf("hand-overs and hand-offs received by the members that stayed: %d", sum.Handoffs)

@@ -107,6 +107,9 @@ type stressMode struct {
 	// churn: a member leaves (handing over) and another joins while the
 	// cluster stress test runs.
 	churn bool
+	// standIn: two members keep suspecting the third, so its keys are
+	// loaded and served by stand-ins while the cluster stress test runs.
+	standIn bool
 }
 
 var stressModes = []stressMode{
