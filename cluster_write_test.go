@@ -432,7 +432,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 		size = 4
 	}
 	nodes := startCluster(t, size, nil)
-	opts := append([]GroupOption{WithJitter(0)}, mode.opts...)
+	opts := append([]GroupOption{WithJitter(0)}, mode.groupOptions(t)...)
 	gs := newClusterGroups(t, nodes, "stress", s, opts...)
 	ctx := t.Context()
 	stop := time.Now().Add(budget)
@@ -519,6 +519,8 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 		sum.StaleServed += st.StaleServed
 		sum.Revalidations += st.Revalidations
 		sum.Handoffs += st.Handoffs
+		sum.L2Hits += st.L2Hits
+		sum.L2Stores += st.L2Stores
 	}
 	t.Logf("%d reads, writes: %d Set, %d Invalidate, %d InvalidateTags, %d Clear; loads %d, hits %d, hot hits %d, peer fetches %d, fallbacks %d, stale %d, revalidations %d, failed %d",
 		s.reads.Load(), s.writes[0].Load(), s.writes[1].Load(), s.writes[2].Load(), s.writes[3].Load(),
@@ -547,6 +549,8 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	if mode.failEvery > 0 && sum.StaleServed == 0 {
 		t.Fatalf("the stale mode served nothing stale: %+v", sum)
 	}
+	t.Logf("L2 hits %d, stores %d", sum.L2Hits, sum.L2Stores)
+	mode.checkL2(t, sum)
 }
 
 // wtOwners returns each key's owner in n's current ring.

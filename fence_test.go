@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,25 @@ type stressMode struct {
 	// standIn: two members keep suspecting the third, so its keys are
 	// loaded and served by stand-ins while the cluster stress test runs.
 	standIn bool
+	// l2: the group has a second level on a real Redis (WithL2).
+	l2 bool
+}
+
+// groupOptions returns the mode's options, with a second level on a Redis
+// started for t in the l2 mode.
+func (m stressMode) groupOptions(t testing.TB) []GroupOption {
+	opts := slices.Clone(m.opts)
+	if m.l2 {
+		opts = append(opts, WithL2(newTestL2(t)))
+	}
+	return opts
+}
+
+// checkL2 fails t when the l2 mode did not use its second level.
+func (m stressMode) checkL2(t testing.TB, st Stats) {
+	if m.l2 && (st.L2Hits == 0 || st.L2Stores == 0) {
+		t.Fatalf("the l2 mode found or stored nothing in L2: %+v", st)
+	}
 }
 
 var stressModes = []stressMode{
@@ -119,12 +139,16 @@ var stressModes = []stressMode{
 	// race with the writes.
 	{name: "stale", opts: []GroupOption{WithTTL(2 * time.Millisecond), WithHotTTL(2 * time.Millisecond),
 		WithStaleIfError(time.Minute), WithStaleWhileRevalidate(3 * time.Millisecond)}, failEvery: 4},
+	// A second level on a real Redis, under caches that hold a few entries
+	// each: keys evicted here are found in L2, loads write back to it, and
+	// writes delete from it while loads are in flight.
+	{name: "l2", l2: true, opts: []GroupOption{WithMainBytes(3 * 200), WithHotBytes(3 * 200)}},
 }
 
 func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, writes int) {
 	s := newFenceStress(t)
 	s.failEvery = mode.failEvery
-	g := mustGroup(t, newTestNode(t), "g", s, mode.opts...)
+	g := mustGroup(t, newTestNode(t), "g", s, mode.groupOptions(t)...)
 	ctx := t.Context()
 	var wg sync.WaitGroup
 	for range readers {
@@ -155,6 +179,7 @@ func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, 
 	if mode.failEvery > 0 && st.StaleServed == 0 {
 		t.Fatalf("the stale mode served nothing stale: %+v", st)
 	}
+	mode.checkL2(t, st)
 }
 
 // Keys and tags of a fenceStress.

@@ -13,6 +13,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/meshcache/meshcache/l2"
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
 )
@@ -44,6 +45,10 @@ type Group struct {
 	// (Unix nanoseconds), so that its loads are spaced (see staleRetry).
 	failures *lru.Cache[string, int64]
 
+	// l2SkipUntil is when reads of the second level resume after a
+	// failure (Unix nanoseconds; see l2Backoff).
+	l2SkipUntil atomic.Int64
+
 	stats counters
 	// lastClear is the last clear of the main cache, for hand-off.
 	lastClear atomic.Pointer[clearMark]
@@ -71,6 +76,8 @@ type counters struct {
 	peerFetches, peerErrors, fallbacks  atomic.Uint64
 	handoffs, peerServed                atomic.Uint64
 	staleServed, revalidations          atomic.Uint64
+	l2Hits, l2Misses, l2Errors          atomic.Uint64
+	l2Bypassed, l2Stores                atomic.Uint64
 	loadLatency, fetchLatency           histogram
 }
 
@@ -414,6 +421,15 @@ func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) (
 			return v, nil
 		}
 	}
+	var version *l2.Version // what the second level saw, for the write-back
+	if rs, ok := g.l2Read(ctx, []string{key}); ok {
+		if rs[0].Found {
+			if v, ok := g.l2Found(ctx, key, rs[0], since, tier); ok {
+				return v, nil
+			}
+		}
+		version = &rs[0].Version
+	}
 	g.stats.loads.Add(1)
 	start := time.Now()
 	it, err := g.callLoader(ctx, key)
@@ -425,7 +441,9 @@ func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) (
 		g.stats.loadErrors.Add(1)
 		return nil, err
 	}
-	g.storeLoaded(ctx, key, it, since, tier)
+	if ttl, ok := g.storeLoaded(ctx, key, it, since, tier); ok && version != nil {
+		g.l2WriteBack(ctx, []l2.Item{{Key: key, Value: it.Value, TTL: ttl, Tags: it.Tags, Version: *version}})
+	}
 	return it.Value, nil
 }
 
@@ -525,14 +543,16 @@ func (g *Group) checkItem(key string, it Item) error {
 //	t=load timeout + 1m   the tombstone is pruned
 //	later   the load returns version 0: it must not be stored
 //
-// ctx is the load's context (see loadContext).
-func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint64, tier local.Tier) {
+// ctx is the load's context (see loadContext). storeLoaded returns the TTL
+// the item was given, and whether the item may be cached at all (stored
+// here or not): then a second level may keep it for that TTL.
+func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint64, tier local.Tier) (time.Duration, bool) {
 	if ctx.Err() != nil {
 		g.log.Warn("meshcache: loader returned after its context ended; value not cached", "key", key)
-		return
+		return 0, false
 	}
 	if it.NoStore || (g.cfg.storeIf != nil && !g.cfg.storeIf(key, it)) {
-		return
+		return 0, false
 	}
 	ttl := it.TTL
 	if ttl <= 0 {
@@ -542,6 +562,7 @@ func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint
 		ttl -= time.Duration(rand.Float64() * f * float64(ttl))
 	}
 	g.store.Add(tier, key, it.Value, cleanTags(it.Tags), g.tierTTL(tier, ttl), false, since)
+	return ttl, true
 }
 
 // cleanTags returns a copy of tags without empty ones, or nil.
@@ -710,6 +731,9 @@ func (g *Group) fenceKeys(keys []string) uint64 {
 // did not acknowledge goes on (they get the invalidation by gossip).
 func (g *Group) fenceRefresh(ctx context.Context, keys []string) error {
 	if g.node.cluster == nil {
+		// The second level first, as a write does; one that failed is
+		// skipped by reads for a while (see l2Failed).
+		g.l2Write(ctx, transport.WriteRequest{Op: transport.OpInvalidate, Keys: keys}, DefaultWriteTimeout)
 		g.fenceKeys(keys)
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/meshcache/meshcache/l2"
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
 )
@@ -300,6 +301,26 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, tier l
 	since := g.store.Seq()
 	lctx, cancel := g.loadContext(ctx)
 	defer cancel()
+	var versions map[string]l2.Version // what the second level saw, for the write-back
+	if store {
+		if rs, ok := g.l2Read(lctx, keys); ok {
+			versions = make(map[string]l2.Version, len(keys))
+			var rest []string
+			for i, k := range keys {
+				if rs[i].Found {
+					if v, ok := g.l2Found(lctx, k, rs[i], since, tier); ok {
+						results[k] = flightResult{value: v}
+						continue
+					}
+				}
+				versions[k] = rs[i].Version
+				rest = append(rest, k)
+			}
+			if keys = rest; len(keys) == 0 {
+				return results
+			}
+		}
+	}
 	g.stats.batchLoads.Add(1)
 	g.stats.loads.Add(uint64(len(keys)))
 	start := time.Now()
@@ -309,6 +330,7 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, tier l
 		g.stats.loadErrors.Add(uint64(len(keys)))
 		return fail(&loadFailure{what: fmt.Sprintf("load %d keys in group %s", len(keys), g.name), cause: err})
 	}
+	var back []l2.Item
 	for _, k := range keys {
 		it, ok := items[k]
 		if !ok {
@@ -324,10 +346,14 @@ func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, tier l
 			continue
 		}
 		if store {
-			g.storeLoaded(lctx, k, it, since, tier)
+			ttl, ok := g.storeLoaded(lctx, k, it, since, tier)
+			if version, known := versions[k]; ok && known {
+				back = append(back, l2.Item{Key: k, Value: it.Value, TTL: ttl, Tags: it.Tags, Version: version})
+			}
 		}
 		results[k] = flightResult{value: it.Value}
 	}
+	g.l2WriteBack(lctx, back)
 	return results
 }
 

@@ -32,6 +32,7 @@ type collector struct {
 	peerFetches, peerErrors, fallbacks, handoffs, peerServed  *prometheus.Desc
 	evictions, expirations, items, bytes                      *prometheus.Desc
 	loadLatency, fetchLatency                                 *prometheus.Desc
+	stale, l2                                                 *prometheus.Desc
 
 	// per node
 	members, writes, writesPartial, writeRequests, writeAcks *prometheus.Desc
@@ -65,6 +66,8 @@ func newCollector(n *Node) *collector {
 		bytes:        desc("cached_bytes", "Bytes cached (keys, values, tags and per-entry overhead), by tier: main or hot.", tier),
 		loadLatency:  desc("load_duration_seconds", "Time loader calls took (one observation per Load or LoadMany call).", group),
 		fetchLatency: desc("fetch_duration_seconds", "Time requests to owners took.", group),
+		stale:        desc("stale_total", "Stale answers (served) and background refreshes (revalidations), by event.", []string{"group", "event"}),
+		l2:           desc("l2_total", "Calls of the second level, by result: hit, miss, error (failed or timed out), bypassed (read skipped after a failure), stored (values written back).", []string{"group", "result"}),
 
 		members:       desc("members", "Alive members this node routes over, itself included.", nil),
 		writes:        desc("writes_total", "Writes (Invalidate, Set, ...) this node fanned out.", nil),
@@ -82,7 +85,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.hits, c.misses, c.loads, c.loadErrors, c.batchLoads, c.deduplicated,
 		c.peerFetches, c.peerErrors, c.fallbacks, c.handoffs, c.peerServed,
-		c.evictions, c.expirations, c.items, c.bytes, c.loadLatency, c.fetchLatency,
+		c.evictions, c.expirations, c.items, c.bytes, c.loadLatency, c.fetchLatency, c.stale, c.l2,
 		c.members, c.writes, c.writesPartial, c.writeRequests, c.writeAcks,
 		c.gossipSent, c.gossipApplied, c.peerRequests,
 	} {
@@ -135,6 +138,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.items, float64(s.HotItems), name, "hot")
 		gauge(c.bytes, float64(s.Bytes), name, "main")
 		gauge(c.bytes, float64(s.HotBytes), name, "hot")
+		counter(c.stale, s.StaleServed, name, "served")
+		counter(c.stale, s.Revalidations, name, "revalidations")
+		counter(c.l2, s.L2Hits, name, "hit")
+		counter(c.l2, s.L2Misses, name, "miss")
+		counter(c.l2, s.L2Errors, name, "error")
+		counter(c.l2, s.L2Bypassed, name, "bypassed")
+		counter(c.l2, s.L2Stores, name, "stored")
 		ch <- constHistogram(c.loadLatency, s.LoadLatency, name)
 		ch <- constHistogram(c.fetchLatency, s.FetchLatency, name)
 	}

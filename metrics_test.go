@@ -12,9 +12,10 @@ import (
 )
 
 // metricsPerGroup is the number of series a group adds: 3 hit tiers, 12
-// other counters, 2 item and 2 byte tiers, 2 histograms.
+// other counters, 2 item and 2 byte tiers, 2 histograms, 2 stale events, 5
+// second-level results.
 const (
-	metricsPerGroup = 3 + 12 + 2 + 2 + 2
+	metricsPerGroup = 3 + 12 + 2 + 2 + 2 + 2 + 5
 	metricsPerNode  = 8
 )
 

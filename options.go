@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/meshcache/meshcache/l2"
 )
 
 // Defaults for groups, used where an option is not given.
@@ -20,6 +22,8 @@ const (
 	MaxLoadTimeout       = time.Hour
 	DefaultJitter        = 0.05
 	DefaultMaxValueBytes = 4 << 20
+	// DefaultL2Timeout bounds each read of a second level ([WithL2]).
+	DefaultL2Timeout = 100 * time.Millisecond
 )
 
 // A GroupOption configures a [Group] in [NewGroup]. An option given an
@@ -45,7 +49,11 @@ type groupConfig struct {
 	// entry's TTL (WithStaleIfError, WithStaleWhileRevalidate).
 	staleIfError         time.Duration
 	staleWhileRevalidate time.Duration
-	errs                 []error
+	// l2 is the shared second level (WithL2), l2Timeout the bound of each
+	// read of it.
+	l2        l2.Store
+	l2Timeout time.Duration
+	errs      []error
 }
 
 // staleFor is how long entries are kept after their TTL: the longer of the
@@ -62,6 +70,7 @@ func defaultGroupConfig() groupConfig {
 		loadTimeout:   DefaultLoadTimeout,
 		jitter:        DefaultJitter,
 		maxValueBytes: DefaultMaxValueBytes,
+		l2Timeout:     DefaultL2Timeout,
 	}
 }
 
@@ -259,6 +268,42 @@ func WithStaleWhileRevalidate(d time.Duration) GroupOption {
 	return func(c *groupConfig) {
 		if positive(c, "WithStaleWhileRevalidate", d) {
 			c.staleWhileRevalidate = d
+		}
+	}
+}
+
+// WithL2 puts s under the group's owners as a shared second level (see
+// package [l2]). A node that loads a key (its owner, a stand-in, a fallback)
+// reads s after its own cache and before the loader, and writes what the
+// loader returned to s (not a not-found, nor an item the group does not
+// store). Every write (Invalidate, InvalidateTags, Set, SetIfAbsent,
+// Expire, Clear, Refresh) first deletes from s, once, on the node that
+// writes, before any member applies it: a write s did not take is reported
+// in its [*InvalidateError] under the member name "l2", after the members'
+// caches were invalidated as usual. A value a load wrote to s after a write
+// began is refused by s (l2 versions), so the guarantee holds with s on.
+//
+// A slow or failing s never fails a Get: a read that errs or takes longer
+// than [WithL2Timeout] counts in [Stats.L2Errors] and goes to the loader,
+// and reads skip s for a second after ([Stats.L2Bypassed]). Give every
+// node the same s for a group: a node without it would not delete from it.
+func WithL2(s l2.Store) GroupOption {
+	return func(c *groupConfig) {
+		if s == nil {
+			c.fail("meshcache: WithL2(nil): %w", ErrInvalidOption)
+			return
+		}
+		c.l2 = s
+	}
+}
+
+// WithL2Timeout bounds each read (and write-back) of the group's second
+// level (default [DefaultL2Timeout]). Writes are bounded by the write's own
+// deadline instead. d must be positive.
+func WithL2Timeout(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithL2Timeout", d) {
+			c.l2Timeout = d
 		}
 	}
 }

@@ -28,6 +28,12 @@ type Stats struct {
 	StaleServed   uint64 // Gets answered with an expired value (WithStaleIfError, WithStaleWhileRevalidate)
 	Revalidations uint64 // background refreshes started (WithStaleWhileRevalidate)
 
+	// The second level (WithL2): keys found in it instead of loading them,
+	// keys it did not have, failed or timed-out calls to it (reads, write-
+	// backs, deletes of writes), reads skipped after a failure, and loaded
+	// values written back to it.
+	L2Hits, L2Misses, L2Errors, L2Bypassed, L2Stores uint64
+
 	// LoadLatency is the time loader calls took (one observation per Load
 	// or LoadMany call); FetchLatency the time requests to owners took.
 	LoadLatency, FetchLatency Histogram
@@ -68,6 +74,11 @@ func (g *Group) Stats() Stats {
 		PeerServed:        g.stats.peerServed.Load(),
 		StaleServed:       g.stats.staleServed.Load(),
 		Revalidations:     g.stats.revalidations.Load(),
+		L2Hits:            g.stats.l2Hits.Load(),
+		L2Misses:          g.stats.l2Misses.Load(),
+		L2Errors:          g.stats.l2Errors.Load(),
+		L2Bypassed:        g.stats.l2Bypassed.Load(),
+		L2Stores:          g.stats.l2Stores.Load(),
 		LoadLatency:       g.stats.loadLatency.snapshot(),
 		FetchLatency:      g.stats.fetchLatency.snapshot(),
 		Evictions:         ls.Evictions + ls.HotEvictions,

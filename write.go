@@ -20,7 +20,9 @@ import (
 // SetIfAbsent, Expire, Clear) that some alive members did not acknowledge in
 // time. It wraps [ErrPartialInvalidation]. The change was applied on every
 // other member and queued on gossip for the ones named here; until they
-// apply it they may serve what the write replaced.
+// apply it they may serve what the write replaced. A group with a second
+// level ([WithL2]) that did not take the write names it "l2": until a
+// write of the key succeeds, a load may find the old value there.
 type InvalidateError struct {
 	Op      string   // "invalidate", "invalidate-tags", "set", ...
 	Group   string   // the group written to
@@ -58,9 +60,14 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	n := g.node
 	req.Group = g.name
 	if n.ring.Load() == nil {
+		// The second level first (see secondlevel.go).
+		l2err := g.l2Write(ctx, req, DefaultWriteTimeout)
 		applied := g.apply(req, transport.PhaseServing)
 		if req.Op != transport.OpSetIfAbsent || applied > 0 {
 			applied += g.apply(req, transport.PhaseCopies)
+		}
+		if l2err != nil {
+			return applied, &InvalidateError{Op: req.Op.String(), Group: g.name, Unacked: []string{l2Member}, Causes: []error{l2err}}
 		}
 		return applied, nil
 	}
@@ -71,6 +78,10 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 		ctx, cancel = context.WithTimeout(ctx, n.ccfg.writeTimeout)
 		defer cancel()
 	}
+	// The second level first, once for the fleet, before any member
+	// applies the write (see secondlevel.go). A failure is reported with
+	// the members'; the members' caches are invalidated anyway.
+	l2err := g.l2Write(ctx, req, n.ccfg.writeTimeout)
 	start := n.ring.Load()
 	req.View = start.view
 	w := newWriteRun(n, start)
@@ -104,6 +115,12 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, err
 	if len(failed) == 0 && (!n.leased() || n.leaseRegains() != regains) {
 		// Checked last: the lease must have held throughout the write.
 		failed = w.noQuorum()
+	}
+	if l2err != nil {
+		if failed == nil {
+			failed = make(map[string]error)
+		}
+		failed[l2Member] = l2err
 	}
 	if len(failed) == 0 {
 		return applied, nil
