@@ -247,3 +247,56 @@ func TestWithL2Options(t *testing.T) {
 		t.Errorf("WithL2Timeout(0): %v", err)
 	}
 }
+
+// BenchmarkL2 measures, on one node with a real Redis on 127.0.0.1 and
+// 1 KiB values: a Get that finds its key in L2 (src=l2: the main cache
+// holds two entries of the 1024 read in turn, so every Get misses it); one
+// that reads L2, loads from a loader that returns at once and writes the
+// value back (src=load: every key new); and a hit (src=hit).
+//
+//	go test -run '^$' -bench BenchmarkL2 -count 6 . | benchstat -col /src -
+func BenchmarkL2(b *testing.B) {
+	s := newTestL2(b)
+	val := value1K()
+	loader := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
+		return Item{Value: val}, nil
+	})
+	ctx := context.Background()
+	const keys = 1024
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = "key-" + strconv.Itoa(i)
+	}
+	n := newTestNode(b)
+	warm := mustGroup(b, n, "l2", loader, WithL2(s))
+	for _, k := range names {
+		warm.Get(ctx, k)
+	}
+	for _, src := range []string{"hit", "l2", "load"} {
+		b.Run("src="+src, func(b *testing.B) {
+			var g *Group
+			switch src {
+			case "hit":
+				g = warm
+			case "l2":
+				// Another node: a group of the same name, on the same L2.
+				g = mustGroup(b, newTestNode(b), "l2", loader, WithL2(s), WithMainBytes(2600), WithMaxValueBytes(1024))
+			case "load":
+				g = mustGroup(b, n, "load", loader, WithL2(s))
+			}
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				k := names[i%keys]
+				if src == "load" {
+					k = "new-" + strconv.Itoa(i)
+				}
+				if _, err := g.Get(ctx, k); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if st := g.Stats(); src == "l2" && st.Loads > 0 {
+				b.Fatalf("the l2 case loaded: %+v", st)
+			}
+		})
+	}
+}

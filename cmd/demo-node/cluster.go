@@ -173,6 +173,9 @@ func childArgs(o options, name, dir, seed string) []string {
 	if o.staleRevalid > 0 {
 		args = append(args, "-stale-while-revalidate", o.staleRevalid.String())
 	}
+	if o.redis != "" {
+		args = append(args, "-redis", o.redis, "-redis-prefix", o.redisPrefix)
+	}
 	if o.secretKeyFile != "" {
 		args = append(args, "-secret-key-file", o.secretKeyFile)
 	}

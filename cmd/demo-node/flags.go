@@ -36,6 +36,8 @@ type options struct {
 	fetchTimeout  time.Duration
 	staleIfError  time.Duration
 	staleRevalid  time.Duration
+	redis         string
+	redisPrefix   string
 	secretKeyFile string
 	tlsCert       string
 	tlsKey        string
@@ -89,6 +91,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.fetchTimeout, "fetch-timeout", 0, "how long a request waits on a peer that sends nothing at all before it is taken for unreachable (default: the library's, 1s)")
 	fs.DurationVar(&o.staleIfError, "stale-if-error", 0, "serve a value up to this long past its TTL when its load fails (0: off)")
 	fs.DurationVar(&o.staleRevalid, "stale-while-revalidate", 0, "serve a value up to this long past its TTL at once, refreshing it in the background (0: off)")
+	fs.StringVar(&o.redis, "redis", "", "Redis `host:port` to keep a shared second level in (L2, under the owners: what a node loads is written there, and found there by the next owner or after a restart; empty: none)")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", "meshcache-demo:", "prefix of the keys the second level keeps in Redis")
 	fs.BoolVar(&o.minority, "minority-serves", false, "keep serving from the caches when only a minority of the cluster answers (gives up the read-your-invalidation guarantee in a partition)")
 	fs.DurationVar(&o.writeTimeout, "write-timeout", meshcache.DefaultWriteTimeout, "how long a write waits for every member's acknowledgement")
 	fs.StringVar(&o.secretKeyFile, "secret-key-file", "", "file with the gossip encryption key: 16, 24 or 32 raw bytes, or their hex")

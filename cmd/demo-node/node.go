@@ -12,7 +12,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/meshcache/meshcache"
+	"github.com/meshcache/meshcache/l2/redisl2"
 )
 
 // shutdownTimeout bounds how long a stopping node waits for the HTTP
@@ -38,6 +41,16 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 		log.Info("origin directory (removed on exit): put the value of key K in group G in the file DIR/G/K", "dir", dir)
 	} else if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		return &usageError{err: fmt.Errorf("-origin %s: not a directory", dir)}
+	}
+
+	var l2Store *redisl2.Store
+	if o.redis != "" {
+		// ContextTimeoutEnabled: the library's timeouts bound each call,
+		// so that a slow Redis never holds a Get. Closed after the node.
+		rc := redis.NewClient(&redis.Options{Addr: o.redis, ContextTimeoutEnabled: true, MaxRetries: -1})
+		defer rc.Close()
+		l2Store = redisl2.New(rc, o.redisPrefix)
+		log.Info("second level on Redis", "addr", o.redis, "prefix", o.redisPrefix)
 	}
 
 	// Groups are created on first use: also when a peer asks this node,
@@ -73,10 +86,14 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 			err = fmt.Errorf("stop the node: %w", cerr)
 		}
 	}()
-	s, err := newServer(node, &origin{
+	org := &origin{
 		dir: dir, delay: o.loadDelay, ttl: o.ttl, maxBytes: meshcache.DefaultMaxValueBytes,
 		staleIfError: o.staleIfError, staleWhileRevalidate: o.staleRevalid,
-	}, o.hotTTL, log)
+	}
+	if l2Store != nil {
+		org.l2 = l2Store // not a nil *Store in the interface
+	}
+	s, err := newServer(node, org, o.hotTTL, log)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshcache/meshcache"
+	"github.com/meshcache/meshcache/l2"
 )
 
 // origin is the demo's database: a directory with one subdirectory per
@@ -25,6 +26,8 @@ type origin struct {
 	// The groups' stale windows (-stale-if-error, -stale-while-revalidate);
 	// 0: off.
 	staleIfError, staleWhileRevalidate time.Duration
+	// l2 is the groups' second level (-redis); nil: none.
+	l2 l2.Store
 }
 
 // downFile is the file whose presence at the root of the origin directory

@@ -259,6 +259,9 @@ func (s *server) group(name string) (*meshcache.Group, error) {
 	if d := s.origin.staleWhileRevalidate; d > 0 {
 		opts = append(opts, meshcache.WithStaleWhileRevalidate(d))
 	}
+	if s.origin.l2 != nil {
+		opts = append(opts, meshcache.WithL2(s.origin.l2))
+	}
 	g, err := meshcache.NewGroup(s.node, name, s.origin.loader(name), opts...)
 	if err != nil {
 		code := statusOf(err, http.StatusInternalServerError)
@@ -478,6 +481,10 @@ type groupStats struct {
 	PeerServed        uint64  `json:"peer_served"`
 	StaleServed       uint64  `json:"stale_served"`
 	Revalidations     uint64  `json:"revalidations"`
+	L2Hits            uint64  `json:"l2_hits"`
+	L2Misses          uint64  `json:"l2_misses"`
+	L2Errors          uint64  `json:"l2_errors"`
+	L2Stores          uint64  `json:"l2_stores"`
 	Evictions         uint64  `json:"evictions"`
 	Expirations       uint64  `json:"expirations"`
 	Items             int64   `json:"items"`
@@ -527,6 +534,10 @@ func (s *server) stats() statsBody {
 			PeerServed:        st.PeerServed,
 			StaleServed:       st.StaleServed,
 			Revalidations:     st.Revalidations,
+			L2Hits:            st.L2Hits,
+			L2Misses:          st.L2Misses,
+			L2Errors:          st.L2Errors + st.L2Bypassed,
+			L2Stores:          st.L2Stores,
 			Evictions:         st.Evictions,
 			Expirations:       st.Expirations,
 			Items:             st.Items,

@@ -17,6 +17,11 @@ import (
 
 func newStore(t *testing.T) (*redisl2.Store, *redis.Client, *redistest.Server) {
 	t.Helper()
+	return newStoreB(t)
+}
+
+func newStoreB(t testing.TB) (*redisl2.Store, *redis.Client, *redistest.Server) {
+	t.Helper()
 	srv := redistest.Start(t)
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1, DialerRetries: 1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
