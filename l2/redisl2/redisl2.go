@@ -16,6 +16,21 @@
 // keys: one round trip. InvalidateTags and Clear are one MULTI/EXEC. The
 // generation and group keys never expire (one small key per invalidated tag
 // and per group); versions expire [l2.VersionTTL] after the key's last Delete.
+//
+// What the guarantee asks of the Redis:
+//   - maxmemory-policy noeviction (entries expire with their TTL, so
+//     memory stays bounded by what is loaded within a TTL): an eviction
+//     policy may drop a version or a tag generation, and a value deleted
+//     under it could be found again;
+//   - no restore of an older dump: it brings back values deleted since (a
+//     cache needs no persistence; else AOF with appendfsync always);
+//   - acknowledged writes that survive a failover (replication is
+//     asynchronous: a delete acknowledged by a primary that then fails may
+//     be lost).
+//
+// Create the client with ContextTimeoutEnabled, so that the deadlines of
+// meshcache's contexts bound each call; without it go-redis applies its own
+// read and write timeouts (3 s by default) instead.
 package redisl2
 
 import (
