@@ -272,8 +272,10 @@ func BenchmarkL2(b *testing.B) {
 	for _, k := range names {
 		warm.Get(ctx, k)
 	}
+	runs := 0 // b.Run runs each case -count times
 	for _, src := range []string{"hit", "l2", "load"} {
 		b.Run("src="+src, func(b *testing.B) {
+			runs++
 			var g *Group
 			switch src {
 			case "hit":
@@ -282,13 +284,13 @@ func BenchmarkL2(b *testing.B) {
 				// Another node: a group of the same name, on the same L2.
 				g = mustGroup(b, newTestNode(b), "l2", loader, WithL2(s), WithMainBytes(2600), WithMaxValueBytes(1024))
 			case "load":
-				g = mustGroup(b, n, "load", loader, WithL2(s))
+				g = mustGroup(b, newTestNode(b), "load", loader, WithL2(s))
 			}
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
 				k := names[i%keys]
 				if src == "load" {
-					k = "new-" + strconv.Itoa(i)
+					k = "new-" + strconv.Itoa(runs) + "-" + strconv.Itoa(i)
 				}
 				if _, err := g.Get(ctx, k); err != nil {
 					b.Fatal(err)
