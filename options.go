@@ -278,9 +278,10 @@ func WithStaleWhileRevalidate(d time.Duration) GroupOption {
 // loader returned to s (not a not-found, nor an item the group does not
 // store). Every write (Invalidate, InvalidateTags, Set, SetIfAbsent,
 // Expire, Clear, Refresh) first deletes from s, once, on the node that
-// writes, before any member applies it: a write s did not take is reported
-// in its [*InvalidateError] under the member name "l2", after the members'
-// caches were invalidated as usual. A value a load wrote to s after a write
+// writes, before any member applies it (within a quarter of the write's
+// time): a write s did not take is reported in its [*InvalidateError] under
+// the member name "l2", after the members' caches were invalidated as
+// usual. A value a load wrote to s after a write
 // began is refused by s (l2 versions), so the guarantee holds with s on.
 //
 // A slow or failing s never fails a Get: a read that errs or takes longer
@@ -298,8 +299,8 @@ func WithL2(s l2.Store) GroupOption {
 }
 
 // WithL2Timeout bounds each read (and write-back) of the group's second
-// level (default [DefaultL2Timeout]). Writes are bounded by the write's own
-// deadline instead. d must be positive.
+// level (default [DefaultL2Timeout]). A write's delete from it takes at most
+// a quarter of the write's own deadline instead. d must be positive.
 func WithL2Timeout(d time.Duration) GroupOption {
 	return func(c *groupConfig) {
 		if positive(c, "WithL2Timeout", d) {

@@ -108,18 +108,20 @@ func (g *Group) l2WriteBack(ctx context.Context, items []l2.Item) {
 
 // l2Write applies a write to the second level, before any member applies
 // it: keys are deleted (a Set or Expire too: the next load writes the value
-// back), tags and clears bump generations in L2, once for the fleet. ctx
-// bounds it, or timeout when ctx has no deadline.
+// back), tags and clears bump generations in L2, once for the fleet. It
+// takes at most a quarter of the write's time (ctx's deadline, or timeout
+// when ctx has none): an L2 that hangs must leave the phases the time to
+// reach every member, so that the write fails for L2 alone.
 func (g *Group) l2Write(ctx context.Context, req transport.WriteRequest, timeout time.Duration) error {
 	s := g.cfg.l2
 	if s == nil {
 		return nil
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		defer cancel()
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
 	}
+	ctx, cancel := context.WithTimeout(ctx, timeout/4)
+	defer cancel()
 	var err error
 	switch req.Op {
 	case transport.OpInvalidate, transport.OpExpire:

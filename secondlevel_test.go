@@ -302,3 +302,38 @@ func BenchmarkL2(b *testing.B) {
 		})
 	}
 }
+
+// TestClusterL2HungWrite: with Redis hung (SIGSTOP), a write fails for L2
+// alone: its delete takes a quarter of the write's time, and the phases
+// reach every member in the rest, so no member, the writer included, keeps
+// serving the old value.
+func TestClusterL2HungWrite(t *testing.T) {
+	s := newTestL2(t)
+	nodes := startCluster(t, 3, nil)
+	o := newOrigin()
+	gs := newClusterGroups(t, nodes, "g", o, WithL2(s), WithJitter(0))
+	key := keyOwnedBy(t, nodes[0], "n1", "k")
+	for _, g := range gs {
+		if v := mustGet(t, g, key); v != "0" {
+			t.Fatalf("%s: Get = %q", g.node.Name(), v)
+		}
+	}
+	if _, src := getSrc(gs[0], key); src != SourceHot {
+		t.Fatalf("n0 answered from %v, want a hot copy", src)
+	}
+	s.srv.Pause()
+	defer s.srv.Resume()
+	o.bump(key)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := gs[0].Invalidate(ctx, key)
+	cancel()
+	var ie *InvalidateError
+	if !errors.As(err, &ie) || !slices.Equal(ie.Unacked, []string{"l2"}) {
+		t.Fatalf("Invalidate with Redis hung: %v; want an *InvalidateError naming l2 alone", err)
+	}
+	for _, g := range gs {
+		if v := mustGet(t, g, key); v != "1" {
+			t.Errorf("%s: Get after the write = %q, want 1", g.node.Name(), v)
+		}
+	}
+}

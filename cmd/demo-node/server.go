@@ -484,6 +484,7 @@ type groupStats struct {
 	L2Hits            uint64  `json:"l2_hits"`
 	L2Misses          uint64  `json:"l2_misses"`
 	L2Errors          uint64  `json:"l2_errors"`
+	L2Bypassed        uint64  `json:"l2_bypassed"`
 	L2Stores          uint64  `json:"l2_stores"`
 	Evictions         uint64  `json:"evictions"`
 	Expirations       uint64  `json:"expirations"`
@@ -536,7 +537,8 @@ func (s *server) stats() statsBody {
 			Revalidations:     st.Revalidations,
 			L2Hits:            st.L2Hits,
 			L2Misses:          st.L2Misses,
-			L2Errors:          st.L2Errors + st.L2Bypassed,
+			L2Errors:          st.L2Errors,
+			L2Bypassed:        st.L2Bypassed,
 			L2Stores:          st.L2Stores,
 			Evictions:         st.Evictions,
 			Expirations:       st.Expirations,

@@ -326,7 +326,7 @@ func TestAPIStats(t *testing.T) {
 	groups, _ := m["groups"].(map[string]any)
 	users, _ := groups["users"].(map[string]any)
 	wantGroup := []string{"hits", "hot_hits", "negative_hits", "misses", "loads", "batch_loads", "load_errors",
-		"loads_deduplicated", "peer_fetches", "peer_errors", "fallbacks", "handoffs", "peer_served", "stale_served", "revalidations", "l2_hits", "l2_misses", "l2_errors", "l2_stores", "evictions",
+		"loads_deduplicated", "peer_fetches", "peer_errors", "fallbacks", "handoffs", "peer_served", "stale_served", "revalidations", "l2_hits", "l2_misses", "l2_errors", "l2_bypassed", "l2_stores", "evictions",
 		"expirations", "items", "bytes", "hot_items", "hot_bytes", "hit_rate"}
 	if got := slices.Sorted(maps.Keys(users)); !slices.Equal(got, slices.Sorted(slices.Values(wantGroup))) {
 		t.Errorf("group keys = %q, want %q", got, wantGroup)
