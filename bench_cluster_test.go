@@ -372,3 +372,48 @@ func BenchmarkInvalidate(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkConcurrentWrites measures the throughput of Invalidate from one
+// node, with 1 writer and with 16 concurrent writers, in clusters of 3 and
+// 10 nodes (in this process): how well concurrent writes share the fan-out.
+//
+//	go test -run '^$' -bench 'ConcurrentWrites' -count 6 . > writes.txt
+//	benchstat -col /writers writes.txt
+func BenchmarkConcurrentWrites(b *testing.B) {
+	for _, size := range []int{3, 10} {
+		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
+			_, gs := benchCluster(b, size)
+			ctx := context.Background()
+			keys := make([]string, 256)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("item:%04d", i)
+			}
+			for _, writers := range []int{1, 16} {
+				b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+					var next atomic.Int64
+					var wg sync.WaitGroup
+					cpu0 := cpuTime(b)
+					b.ResetTimer()
+					for range writers {
+						wg.Go(func() {
+							for {
+								i := next.Add(1)
+								if i > int64(b.N) {
+									return
+								}
+								if err := gs[0].Invalidate(ctx, keys[i%int64(len(keys))]); err != nil {
+									b.Errorf("Invalidate: %v", err)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+					b.StopTimer()
+					reportCPU(b, cpu0)
+					reportOpsPerSec(b)
+				})
+			}
+		})
+	}
+}

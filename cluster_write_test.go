@@ -414,6 +414,11 @@ func TestClusterFenceStress(t *testing.T) {
 	t.Run("standin", func(t *testing.T) {
 		clusterFenceStress(t, stressMode{name: "standin", standIn: true}, readersPerNode, reads, writes, budget)
 	})
+	// Several writers per node: their requests to each member share
+	// frames (group commits, writelane.go).
+	t.Run("batch", func(t *testing.T) {
+		clusterFenceStress(t, stressMode{name: "batch", writersPerNode: 4}, readersPerNode, reads, writes, budget)
+	})
 	// Membership changes while it runs: a fourth node closes (handing its
 	// entries over) and a fifth joins (taking keys over by hand-off).
 	t.Run("churn", func(t *testing.T) {
@@ -501,11 +506,13 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 				}
 			})
 		}
-		wg.Go(func() {
-			for w := 0; w < writes && time.Now().Before(stop); w++ {
-				s.write(ctx, g)
-			}
-		})
+		for range max(1, mode.writersPerNode) {
+			wg.Go(func() {
+				for w := 0; w < writes && time.Now().Before(stop); w++ {
+					s.write(ctx, g)
+				}
+			})
+		}
 	}
 	wg.Wait()
 	var sum Stats
@@ -551,6 +558,14 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	}
 	t.Logf("L2 hits %d, stores %d", sum.L2Hits, sum.L2Stores)
 	mode.checkL2(t, sum)
+	var batches uint64
+	for _, n := range nodes {
+		batches += n.Stats().WriteBatches
+	}
+	t.Logf("frames carrying several writes: %d", batches)
+	if mode.writersPerNode > 1 && batches == 0 {
+		t.Fatal("the batch mode sent no frame with several writes")
+	}
 }
 
 // wtOwners returns each key's owner in n's current ring.

@@ -113,6 +113,10 @@ type stressMode struct {
 	standIn bool
 	// l2: the group has a second level on a real Redis (WithL2).
 	l2 bool
+	// writersPerNode runs that many writers on each node of the cluster
+	// stress test (0: one), so that their requests to a member share
+	// frames (write lanes).
+	writersPerNode int
 }
 
 // groupOptions returns the mode's options, with a second level on a Redis

@@ -192,6 +192,8 @@ type Node struct {
 	// snapshotDir is Config.SnapshotDir.
 	snapshotDir string
 	wg          sync.WaitGroup // background goroutines: the settle watcher and the lease
+	// lanes carry the write requests to each member (writelane.go).
+	lanes writeLanes
 
 	stats nodeCounters
 }
@@ -310,6 +312,7 @@ func (n *Node) Close() error {
 	if n.client != nil {
 		n.client.Close()
 	}
+	n.lanes.close()
 	for _, g := range groups {
 		g.store.Close()
 	}
@@ -357,6 +360,7 @@ type nodeCounters struct {
 	writesPartial atomic.Uint64 // of those, writes some member did not acknowledge
 	writeRequests atomic.Uint64 // write requests sent to peers (one per member and phase)
 	writeAcks     atomic.Uint64 // of those, acknowledged
+	writeBatches  atomic.Uint64 // frames that carried several write requests to one member
 	gossipSent    atomic.Uint64 // writes queued on gossip for unacknowledged members
 	gossipApplied atomic.Uint64 // writes received by gossip and applied
 	peerRequests  atomic.Uint64 // Get, GetMany and Peek requests served to peers
@@ -369,6 +373,7 @@ type NodeStats struct {
 	WritesPartial uint64 // of those, writes some member did not acknowledge
 	WriteRequests uint64 // write requests sent to members, one per member and phase
 	WriteAcks     uint64 // of those, acknowledged
+	WriteBatches  uint64 // frames that carried several write requests to one member (group commits)
 	GossipSent    uint64 // writes queued on gossip for members that did not acknowledge
 	GossipApplied uint64 // writes received by gossip and applied here
 	PeerRequests  uint64 // requests served to peers (get, get-many, peek)
@@ -386,6 +391,7 @@ func (n *Node) Stats() NodeStats {
 		WritesPartial: n.stats.writesPartial.Load(),
 		WriteRequests: n.stats.writeRequests.Load(),
 		WriteAcks:     n.stats.writeAcks.Load(),
+		WriteBatches:  n.stats.writeBatches.Load(),
 		GossipSent:    n.stats.gossipSent.Load(),
 		GossipApplied: n.stats.gossipApplied.Load(),
 		PeerRequests:  n.stats.peerRequests.Load(),

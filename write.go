@@ -430,36 +430,52 @@ func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets 
 	return applied
 }
 
-// fanOut sends req to every target that has not failed yet, in parallel,
-// and waits for them.
+// fanOut sends req to every target that has not failed yet, through their
+// write lanes (writelane.go), and waits for their answers, ctx's end, or
+// the targets leaving.
 func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.WriteRequest, w *writeRun) int {
 	n := g.node
-	var (
-		mu      sync.Mutex
-		wg      sync.WaitGroup
-		applied int
-	)
+	out := make(chan laneResult, len(targets))
+	var sent []*laneWrite
 	for _, p := range targets {
 		if w.skip(p) {
 			continue
 		}
-		wg.Go(func() {
-			pctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			stop := context.AfterFunc(p.ctx, cancel)
-			defer stop()
-			n.stats.writeRequests.Add(1)
-			resp, err := n.client.Write(pctx, p.addr, req)
-			if err == nil {
-				n.stats.writeAcks.Add(1)
-				mu.Lock()
-				applied += resp.Applied
-				mu.Unlock()
-			}
-			w.done(p, resp, err)
-		})
+		n.stats.writeRequests.Add(1)
+		lw := &laneWrite{ctx: ctx, p: p, req: req, out: out}
+		sent = append(sent, lw)
+		n.lanes.send(n, lw)
 	}
-	wg.Wait()
+	if len(sent) == 0 {
+		return 0
+	}
+	// A write that ends, or a member that leaves, stops the wait for it.
+	stops := make([]func() bool, 0, len(sent)+1)
+	stops = append(stops, context.AfterFunc(ctx, func() {
+		for _, lw := range sent {
+			lw.finish(transport.WriteResponse{}, fmt.Errorf("transport: write to %s: %w: %w", lw.p.addr, transport.ErrUnavailable, ctx.Err()))
+		}
+	}))
+	for _, lw := range sent {
+		p := lw.p
+		stops = append(stops, context.AfterFunc(p.ctx, func() {
+			lw.finish(transport.WriteResponse{}, fmt.Errorf("transport: write to %s: %w: the member left", p.addr, transport.ErrUnavailable))
+		}))
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	applied := 0
+	for range sent {
+		r := <-out
+		if r.err == nil {
+			n.stats.writeAcks.Add(1)
+			applied += r.resp.Applied
+		}
+		w.done(r.p, r.resp, r.err)
+	}
 	return applied
 }
 

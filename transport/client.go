@@ -289,6 +289,42 @@ func (c *Client) Write(ctx context.Context, addr string, req WriteRequest) (Writ
 	return decodeWriteResponse(b.WriteResponse), nil
 }
 
+// WriteBatch sends several writes to the peer at addr in one frame (a group
+// commit). The peer applies them in order, each as if it came alone, and
+// answers each: the results are in the order of reqs, each with its own
+// response or error. The returned error is the batch's (transport, ctx, or
+// a request that does not encode): then there are no results. An empty
+// batch sends nothing.
+func (c *Client) WriteBatch(ctx context.Context, addr string, reqs []WriteRequest) ([]WriteResult, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	cl := getCall()
+	defer cl.release()
+	var m wirepb.WriteBatchRequest
+	if err := encodeWriteBatch(&cl.a, &m, reqs); err != nil {
+		return nil, fmt.Errorf("transport: write batch to %s: %w", addr, err)
+	}
+	cl.env.Body = &wirepb.Envelope_WriteBatchRequest{WriteBatchRequest: &m}
+	if err := c.roundTrip(ctx, addr, "write batch", cl); err != nil {
+		return nil, err
+	}
+	b, ok := cl.resp.Body.(*wirepb.Envelope_WriteBatchResponse)
+	if !ok {
+		return nil, c.mismatch(cl, addr, "write batch")
+	}
+	results, err := decodeWriteResults(b.WriteBatchResponse, len(reqs))
+	if err != nil {
+		return nil, c.mismatch(cl, addr, "write batch")
+	}
+	for i := range results {
+		if results[i].Err != nil {
+			results[i].Err = fmt.Errorf("transport: write from %s: %w", addr, results[i].Err)
+		}
+	}
+	return results, nil
+}
+
 // HandOver offers entries to the peer at addr (see [HandOverRequest]).
 func (c *Client) HandOver(ctx context.Context, addr string, req HandOverRequest) (HandOverResponse, error) {
 	cl := getCall()

@@ -338,3 +338,66 @@ func decodeLeaseResponse(m *wirepb.LeaseResponse) LeaseResponse {
 		Incarnation: m.GetIncarnation(),
 	}
 }
+
+// encodeWriteBatch fills m from reqs; it fails as encodeWriteRequest does.
+func encodeWriteBatch(a *arena, m *wirepb.WriteBatchRequest, reqs []WriteRequest) error {
+	msgs := make([]wirepb.WriteRequest, len(reqs))
+	m.Writes = make([]*wirepb.WriteRequest, len(reqs))
+	for i, req := range reqs {
+		if err := encodeWriteRequest(a, &msgs[i], req); err != nil {
+			return err
+		}
+		m.Writes[i] = &msgs[i]
+	}
+	return nil
+}
+
+// decodeWriteBatch converts m. A write that does not decode fails the whole
+// batch with ErrBadRequest.
+func decodeWriteBatch(m *wirepb.WriteBatchRequest) ([]WriteRequest, error) {
+	reqs := make([]WriteRequest, 0, len(m.GetWrites()))
+	for _, w := range m.GetWrites() {
+		if w == nil {
+			return nil, fmt.Errorf("%w: nil write in a batch", ErrBadRequest)
+		}
+		req, err := decodeWriteRequest(w)
+		if err != nil {
+			return nil, err
+		}
+		reqs = append(reqs, req)
+	}
+	return reqs, nil
+}
+
+// encodeWriteResults fills m with one result per write.
+func encodeWriteResults(a *arena, m *wirepb.WriteBatchResponse, results []WriteResult) {
+	msgs := make([]wirepb.WriteResult, len(results))
+	resps := make([]wirepb.WriteResponse, len(results))
+	m.Results = make([]*wirepb.WriteResult, len(results))
+	for i, r := range results {
+		if r.Err != nil {
+			msgs[i].ErrorCode = codeOf(r.Err)
+			msgs[i].ErrorMessage = a.str(messageOf(r.Err))
+		} else {
+			encodeWriteResponse(a, &resps[i], r.WriteResponse)
+			msgs[i].Response = &resps[i]
+		}
+		m.Results[i] = &msgs[i]
+	}
+}
+
+// decodeWriteResults converts m, which must hold n results.
+func decodeWriteResults(m *wirepb.WriteBatchResponse, n int) ([]WriteResult, error) {
+	if len(m.GetResults()) != n {
+		return nil, fmt.Errorf("%w: %d results for %d writes", ErrMalformed, len(m.GetResults()), n)
+	}
+	out := make([]WriteResult, n)
+	for i, r := range m.GetResults() {
+		if err := errorOf(r.GetErrorCode(), r.GetErrorMessage()); err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].WriteResponse = decodeWriteResponse(r.GetResponse())
+	}
+	return out, nil
+}

@@ -11,7 +11,8 @@ import (
 // refuse each other with [ErrWrongProtocol].
 //
 // 2: lease heartbeats, and writes carry the writer's view of the members.
-const ProtocolVersion = 2
+// 3: write batches (a group commit of several writes for one member).
+const ProtocolVersion = 3
 
 // Handler answers peer requests. The root package implements it; a [Server]
 // calls it.
@@ -199,6 +200,13 @@ type WriteRequest struct {
 	// View is a digest of the alive members as the writer sees them (see
 	// [Member]); 0 when the writer does not ask for the receiver's view.
 	View uint64
+}
+
+// A WriteResult is the answer to one write of a batch ([Client.WriteBatch]):
+// its response, or its error (as [Client.Write] would return it).
+type WriteResult struct {
+	WriteResponse
+	Err error
 }
 
 // WriteResponse answers a [WriteRequest].

@@ -451,3 +451,69 @@ func TestHandOverRoundTrip(t *testing.T) {
 		t.Errorf("HandOver(nogroup) error = %v, want ErrUnknownGroup", err)
 	}
 }
+
+// TestWriteBatchRoundTrip: a batch reaches the handler in order, each write
+// as it was sent, and each gets its own result: a failing write does not
+// fail the others.
+func TestWriteBatchRoundTrip(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		seen []WriteRequest
+	)
+	h := &fakeHandler{write: func(_ context.Context, req WriteRequest) (WriteResponse, error) {
+		mu.Lock()
+		seen = append(seen, req)
+		mu.Unlock()
+		switch req.Group {
+		case "nogroup":
+			return WriteResponse{}, ErrUnknownGroup
+		case "broken":
+			return WriteResponse{}, errors.New("disk on fire")
+		}
+		return WriteResponse{Applied: len(req.Keys), Members: []Member{{Name: "m", RPCAddr: "a:1", Incarnation: 9}}, Settle: time.Second, SettleMember: "x"}, nil
+	}}
+	s, _ := startServer(t, ServerConfig{}, h)
+	c, _ := newTestClient(t, ClientConfig{})
+	reqs := []WriteRequest{
+		{Group: "g", Op: OpInvalidate, Phase: PhaseServing, Keys: []string{"a", "b"}, Origin: "n1", ID: 1, View: 42},
+		{Group: "nogroup", Op: OpClear, Phase: PhaseServing, ID: 2},
+		{Group: "g", Op: OpSet, Phase: PhaseCopies, Items: []SetItem{{Key: "a", Value: []byte("va"), TTL: time.Minute, Tags: []string{"t"}}}, ID: 3},
+		{Group: "broken", Op: OpInvalidateTags, Phase: PhaseServing, Tags: []string{"t"}, ID: 4},
+		{Group: "g", Op: OpInvalidate, Phase: PhaseCopies, Keys: []string{"c"}, ID: 5},
+	}
+	results, err := c.WriteBatch(t.Context(), s.Addr(), reqs)
+	if err != nil {
+		t.Fatalf("WriteBatch: %v", err)
+	}
+	if len(results) != len(reqs) {
+		t.Fatalf("%d results for %d writes", len(results), len(reqs))
+	}
+	mu.Lock()
+	if !reflect.DeepEqual(seen, reqs) {
+		t.Errorf("handler saw %+v, want %+v", seen, reqs)
+	}
+	mu.Unlock()
+	for i, r := range results {
+		switch reqs[i].Group {
+		case "nogroup":
+			if !errors.Is(r.Err, ErrUnknownGroup) {
+				t.Errorf("result %d: %v, want ErrUnknownGroup", i, r.Err)
+			}
+		case "broken":
+			if !errors.Is(r.Err, ErrLoader) {
+				t.Errorf("result %d: %v, want ErrLoader (an internal error)", i, r.Err)
+			}
+		default:
+			want := WriteResponse{Applied: len(reqs[i].Keys), Members: []Member{{Name: "m", RPCAddr: "a:1", Incarnation: 9}}, Settle: time.Second, SettleMember: "x"}
+			if r.Err != nil || !reflect.DeepEqual(r.WriteResponse, want) {
+				t.Errorf("result %d: %+v, %v; want %+v", i, r.WriteResponse, r.Err, want)
+			}
+		}
+	}
+	if _, err := c.WriteBatch(t.Context(), s.Addr(), []WriteRequest{reqs[0], {Group: "g", Op: 99}}); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("WriteBatch with an undefined op: %v, want ErrBadRequest", err)
+	}
+	if rs, err := c.WriteBatch(t.Context(), s.Addr(), nil); rs != nil || err != nil {
+		t.Errorf("empty WriteBatch = %v, %v", rs, err)
+	}
+}

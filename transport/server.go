@@ -325,6 +325,7 @@ type serverRequest struct {
 	getMany GetManyRequest
 	peek    PeekRequest
 	write   WriteRequest
+	writes  []WriteRequest // a batch
 	lease   LeaseRequest
 	hand    HandOverRequest
 }
@@ -337,6 +338,7 @@ const (
 	kindLease
 	kindPing // answered on the read loop, never handled
 	kindHandOver
+	kindWriteBatch
 )
 
 var serverRequestPool = sync.Pool{New: func() any { return new(serverRequest) }}
@@ -365,6 +367,9 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 		case *wirepb.Envelope_WriteRequest:
 			r.kind = kindWrite
 			r.write, err = decodeWriteRequest(b.WriteRequest)
+		case *wirepb.Envelope_WriteBatchRequest:
+			r.kind = kindWriteBatch
+			r.writes, err = decodeWriteBatch(b.WriteBatchRequest)
 		case *wirepb.Envelope_LeaseRequest:
 			r.kind, r.lease = kindLease, decodeLeaseRequest(b.LeaseRequest)
 		case *wirepb.Envelope_HandOverRequest:
@@ -525,6 +530,16 @@ func (s *Server) call(ctx context.Context, r *serverRequest, out *serverResponse
 		}
 		encodeWriteResponse(&out.a, &out.wrMsg, resp)
 		out.env.Body = &out.write
+	case kindWriteBatch:
+		// In order, each as if it came alone: one write's error is its
+		// own result, not the batch's.
+		results := make([]WriteResult, len(r.writes))
+		for i, req := range r.writes {
+			results[i].WriteResponse, results[i].Err = s.h.Write(ctx, req)
+		}
+		var m wirepb.WriteBatchResponse
+		encodeWriteResults(&out.a, &m, results)
+		out.env.Body = &wirepb.Envelope_WriteBatchResponse{WriteBatchResponse: &m}
 	case kindHandOver:
 		resp, err := s.h.HandOver(ctx, r.hand)
 		if err != nil {

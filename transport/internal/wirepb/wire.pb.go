@@ -256,6 +256,8 @@ type Envelope struct {
 	//	*Envelope_Pong
 	//	*Envelope_HandOverRequest
 	//	*Envelope_HandOverResponse
+	//	*Envelope_WriteBatchRequest
+	//	*Envelope_WriteBatchResponse
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -452,6 +454,24 @@ func (x *Envelope) GetHandOverResponse() *HandOverResponse {
 	return nil
 }
 
+func (x *Envelope) GetWriteBatchRequest() *WriteBatchRequest {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_WriteBatchRequest); ok {
+			return x.WriteBatchRequest
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetWriteBatchResponse() *WriteBatchResponse {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_WriteBatchResponse); ok {
+			return x.WriteBatchResponse
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -512,6 +532,14 @@ type Envelope_HandOverResponse struct {
 	HandOverResponse *HandOverResponse `protobuf:"bytes,23,opt,name=hand_over_response,json=handOverResponse,proto3,oneof"`
 }
 
+type Envelope_WriteBatchRequest struct {
+	WriteBatchRequest *WriteBatchRequest `protobuf:"bytes,24,opt,name=write_batch_request,json=writeBatchRequest,proto3,oneof"`
+}
+
+type Envelope_WriteBatchResponse struct {
+	WriteBatchResponse *WriteBatchResponse `protobuf:"bytes,25,opt,name=write_batch_response,json=writeBatchResponse,proto3,oneof"`
+}
+
 func (*Envelope_GetRequest) isEnvelope_Body() {}
 
 func (*Envelope_GetResponse) isEnvelope_Body() {}
@@ -539,6 +567,10 @@ func (*Envelope_Pong) isEnvelope_Body() {}
 func (*Envelope_HandOverRequest) isEnvelope_Body() {}
 
 func (*Envelope_HandOverResponse) isEnvelope_Body() {}
+
+func (*Envelope_WriteBatchRequest) isEnvelope_Body() {}
+
+func (*Envelope_WriteBatchResponse) isEnvelope_Body() {}
 
 type GetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1236,6 +1268,160 @@ func (x *WriteResponse) GetSettleMember() []byte {
 	return nil
 }
 
+// WriteBatchRequest carries several writes for one member (a group
+// commit): the member applies them in order, each as if it came alone.
+type WriteBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Writes        []*WriteRequest        `protobuf:"bytes,1,rep,name=writes,proto3" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchRequest) Reset() {
+	*x = WriteBatchRequest{}
+	mi := &file_wire_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchRequest) ProtoMessage() {}
+
+func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchRequest.ProtoReflect.Descriptor instead.
+func (*WriteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WriteBatchRequest) GetWrites() []*WriteRequest {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+// WriteResult is the answer to one write of a batch: its response, or its
+// error (a code other than CODE_OK, and at most 256 bytes of text).
+type WriteResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Response      *WriteResponse         `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	ErrorCode     Code                   `protobuf:"varint,2,opt,name=error_code,json=errorCode,proto3,enum=meshcache.transport.v1.Code" json:"error_code,omitempty"`
+	ErrorMessage  []byte                 `protobuf:"bytes,3,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResult) Reset() {
+	*x = WriteResult{}
+	mi := &file_wire_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResult) ProtoMessage() {}
+
+func (x *WriteResult) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
+func (*WriteResult) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WriteResult) GetResponse() *WriteResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *WriteResult) GetErrorCode() Code {
+	if x != nil {
+		return x.ErrorCode
+	}
+	return Code_CODE_OK
+}
+
+func (x *WriteResult) GetErrorMessage() []byte {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return nil
+}
+
+// WriteBatchResponse answers a WriteBatchRequest: one result per write, in
+// order.
+type WriteBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*WriteResult         `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchResponse) Reset() {
+	*x = WriteBatchResponse{}
+	mi := &file_wire_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchResponse) ProtoMessage() {}
+
+func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wire_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchResponse.ProtoReflect.Descriptor instead.
+func (*WriteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_wire_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WriteBatchResponse) GetResults() []*WriteResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // Member is one alive member as a node sees it.
 type Member struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1248,7 +1434,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1446,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[11]
+	mi := &file_wire_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1459,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{11}
+	return file_wire_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Member) GetName() []byte {
@@ -1313,7 +1499,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1325,7 +1511,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[12]
+	mi := &file_wire_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1338,7 +1524,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{12}
+	return file_wire_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *LeaseRequest) GetFrom() []byte {
@@ -1387,7 +1573,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1585,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[13]
+	mi := &file_wire_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1598,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{13}
+	return file_wire_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LeaseResponse) GetMember() bool {
@@ -1462,7 +1648,7 @@ type Ping struct {
 
 func (x *Ping) Reset() {
 	*x = Ping{}
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +1660,7 @@ func (x *Ping) String() string {
 func (*Ping) ProtoMessage() {}
 
 func (x *Ping) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[14]
+	mi := &file_wire_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +1673,7 @@ func (x *Ping) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ping.ProtoReflect.Descriptor instead.
 func (*Ping) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{14}
+	return file_wire_proto_rawDescGZIP(), []int{17}
 }
 
 // Pong answers the Ping with the same envelope id.
@@ -1499,7 +1685,7 @@ type Pong struct {
 
 func (x *Pong) Reset() {
 	*x = Pong{}
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1697,7 @@ func (x *Pong) String() string {
 func (*Pong) ProtoMessage() {}
 
 func (x *Pong) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[15]
+	mi := &file_wire_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1710,7 @@ func (x *Pong) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pong.ProtoReflect.Descriptor instead.
 func (*Pong) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{15}
+	return file_wire_proto_rawDescGZIP(), []int{18}
 }
 
 // HandOverRequest offers entries a leaving member owns to the member that
@@ -1542,7 +1728,7 @@ type HandOverRequest struct {
 
 func (x *HandOverRequest) Reset() {
 	*x = HandOverRequest{}
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1554,7 +1740,7 @@ func (x *HandOverRequest) String() string {
 func (*HandOverRequest) ProtoMessage() {}
 
 func (x *HandOverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[16]
+	mi := &file_wire_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1567,7 +1753,7 @@ func (x *HandOverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOverRequest.ProtoReflect.Descriptor instead.
 func (*HandOverRequest) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{16}
+	return file_wire_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HandOverRequest) GetGroup() []byte {
@@ -1600,7 +1786,7 @@ type HandOverResponse struct {
 
 func (x *HandOverResponse) Reset() {
 	*x = HandOverResponse{}
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1798,7 @@ func (x *HandOverResponse) String() string {
 func (*HandOverResponse) ProtoMessage() {}
 
 func (x *HandOverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[17]
+	mi := &file_wire_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1811,7 @@ func (x *HandOverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandOverResponse.ProtoReflect.Descriptor instead.
 func (*HandOverResponse) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{17}
+	return file_wire_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HandOverResponse) GetStored() int64 {
@@ -1640,7 +1826,7 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x16meshcache.transport.v1\"\xcf\t\n" +
+	"wire.proto\x12\x16meshcache.transport.v1\"\x8c\v\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
 	"\rtimeout_nanos\x18\x02 \x01(\x03R\ftimeoutNanos\x12;\n" +
@@ -1662,7 +1848,9 @@ const file_wire_proto_rawDesc = "" +
 	"\x04ping\x18\x14 \x01(\v2\x1c.meshcache.transport.v1.PingH\x00R\x04ping\x122\n" +
 	"\x04pong\x18\x15 \x01(\v2\x1c.meshcache.transport.v1.PongH\x00R\x04pong\x12U\n" +
 	"\x11hand_over_request\x18\x16 \x01(\v2'.meshcache.transport.v1.HandOverRequestH\x00R\x0fhandOverRequest\x12X\n" +
-	"\x12hand_over_response\x18\x17 \x01(\v2(.meshcache.transport.v1.HandOverResponseH\x00R\x10handOverResponseB\x06\n" +
+	"\x12hand_over_response\x18\x17 \x01(\v2(.meshcache.transport.v1.HandOverResponseH\x00R\x10handOverResponse\x12[\n" +
+	"\x13write_batch_request\x18\x18 \x01(\v2).meshcache.transport.v1.WriteBatchRequestH\x00R\x11writeBatchRequest\x12^\n" +
+	"\x14write_batch_response\x18\x19 \x01(\v2*.meshcache.transport.v1.WriteBatchResponseH\x00R\x12writeBatchResponseB\x06\n" +
 	"\x04body\"4\n" +
 	"\n" +
 	"GetRequest\x12\x14\n" +
@@ -1717,7 +1905,16 @@ const file_wire_proto_rawDesc = "" +
 	"\aapplied\x18\x01 \x01(\x03R\aapplied\x128\n" +
 	"\amembers\x18\x02 \x03(\v2\x1e.meshcache.transport.v1.MemberR\amembers\x12!\n" +
 	"\fsettle_nanos\x18\x03 \x01(\x03R\vsettleNanos\x12#\n" +
-	"\rsettle_member\x18\x04 \x01(\fR\fsettleMember\"Y\n" +
+	"\rsettle_member\x18\x04 \x01(\fR\fsettleMember\"Q\n" +
+	"\x11WriteBatchRequest\x12<\n" +
+	"\x06writes\x18\x01 \x03(\v2$.meshcache.transport.v1.WriteRequestR\x06writes\"\xb2\x01\n" +
+	"\vWriteResult\x12A\n" +
+	"\bresponse\x18\x01 \x01(\v2%.meshcache.transport.v1.WriteResponseR\bresponse\x12;\n" +
+	"\n" +
+	"error_code\x18\x02 \x01(\x0e2\x1c.meshcache.transport.v1.CodeR\terrorCode\x12#\n" +
+	"\rerror_message\x18\x03 \x01(\fR\ferrorMessage\"S\n" +
+	"\x12WriteBatchResponse\x12=\n" +
+	"\aresults\x18\x01 \x03(\v2#.meshcache.transport.v1.WriteResultR\aresults\"Y\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\fR\x04name\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\fR\arpcAddr\x12 \n" +
@@ -1782,29 +1979,32 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_wire_proto_goTypes = []any{
-	(Code)(0),                // 0: meshcache.transport.v1.Code
-	(Op)(0),                  // 1: meshcache.transport.v1.Op
-	(Phase)(0),               // 2: meshcache.transport.v1.Phase
-	(*Envelope)(nil),         // 3: meshcache.transport.v1.Envelope
-	(*GetRequest)(nil),       // 4: meshcache.transport.v1.GetRequest
-	(*GetResponse)(nil),      // 5: meshcache.transport.v1.GetResponse
-	(*GetManyRequest)(nil),   // 6: meshcache.transport.v1.GetManyRequest
-	(*KeyResult)(nil),        // 7: meshcache.transport.v1.KeyResult
-	(*GetManyResponse)(nil),  // 8: meshcache.transport.v1.GetManyResponse
-	(*PeekRequest)(nil),      // 9: meshcache.transport.v1.PeekRequest
-	(*PeekResponse)(nil),     // 10: meshcache.transport.v1.PeekResponse
-	(*SetItem)(nil),          // 11: meshcache.transport.v1.SetItem
-	(*WriteRequest)(nil),     // 12: meshcache.transport.v1.WriteRequest
-	(*WriteResponse)(nil),    // 13: meshcache.transport.v1.WriteResponse
-	(*Member)(nil),           // 14: meshcache.transport.v1.Member
-	(*LeaseRequest)(nil),     // 15: meshcache.transport.v1.LeaseRequest
-	(*LeaseResponse)(nil),    // 16: meshcache.transport.v1.LeaseResponse
-	(*Ping)(nil),             // 17: meshcache.transport.v1.Ping
-	(*Pong)(nil),             // 18: meshcache.transport.v1.Pong
-	(*HandOverRequest)(nil),  // 19: meshcache.transport.v1.HandOverRequest
-	(*HandOverResponse)(nil), // 20: meshcache.transport.v1.HandOverResponse
+	(Code)(0),                  // 0: meshcache.transport.v1.Code
+	(Op)(0),                    // 1: meshcache.transport.v1.Op
+	(Phase)(0),                 // 2: meshcache.transport.v1.Phase
+	(*Envelope)(nil),           // 3: meshcache.transport.v1.Envelope
+	(*GetRequest)(nil),         // 4: meshcache.transport.v1.GetRequest
+	(*GetResponse)(nil),        // 5: meshcache.transport.v1.GetResponse
+	(*GetManyRequest)(nil),     // 6: meshcache.transport.v1.GetManyRequest
+	(*KeyResult)(nil),          // 7: meshcache.transport.v1.KeyResult
+	(*GetManyResponse)(nil),    // 8: meshcache.transport.v1.GetManyResponse
+	(*PeekRequest)(nil),        // 9: meshcache.transport.v1.PeekRequest
+	(*PeekResponse)(nil),       // 10: meshcache.transport.v1.PeekResponse
+	(*SetItem)(nil),            // 11: meshcache.transport.v1.SetItem
+	(*WriteRequest)(nil),       // 12: meshcache.transport.v1.WriteRequest
+	(*WriteResponse)(nil),      // 13: meshcache.transport.v1.WriteResponse
+	(*WriteBatchRequest)(nil),  // 14: meshcache.transport.v1.WriteBatchRequest
+	(*WriteResult)(nil),        // 15: meshcache.transport.v1.WriteResult
+	(*WriteBatchResponse)(nil), // 16: meshcache.transport.v1.WriteBatchResponse
+	(*Member)(nil),             // 17: meshcache.transport.v1.Member
+	(*LeaseRequest)(nil),       // 18: meshcache.transport.v1.LeaseRequest
+	(*LeaseResponse)(nil),      // 19: meshcache.transport.v1.LeaseResponse
+	(*Ping)(nil),               // 20: meshcache.transport.v1.Ping
+	(*Pong)(nil),               // 21: meshcache.transport.v1.Pong
+	(*HandOverRequest)(nil),    // 22: meshcache.transport.v1.HandOverRequest
+	(*HandOverResponse)(nil),   // 23: meshcache.transport.v1.HandOverResponse
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: meshcache.transport.v1.Envelope.error_code:type_name -> meshcache.transport.v1.Code
@@ -1816,24 +2016,30 @@ var file_wire_proto_depIdxs = []int32{
 	10, // 6: meshcache.transport.v1.Envelope.peek_response:type_name -> meshcache.transport.v1.PeekResponse
 	12, // 7: meshcache.transport.v1.Envelope.write_request:type_name -> meshcache.transport.v1.WriteRequest
 	13, // 8: meshcache.transport.v1.Envelope.write_response:type_name -> meshcache.transport.v1.WriteResponse
-	15, // 9: meshcache.transport.v1.Envelope.lease_request:type_name -> meshcache.transport.v1.LeaseRequest
-	16, // 10: meshcache.transport.v1.Envelope.lease_response:type_name -> meshcache.transport.v1.LeaseResponse
-	17, // 11: meshcache.transport.v1.Envelope.ping:type_name -> meshcache.transport.v1.Ping
-	18, // 12: meshcache.transport.v1.Envelope.pong:type_name -> meshcache.transport.v1.Pong
-	19, // 13: meshcache.transport.v1.Envelope.hand_over_request:type_name -> meshcache.transport.v1.HandOverRequest
-	20, // 14: meshcache.transport.v1.Envelope.hand_over_response:type_name -> meshcache.transport.v1.HandOverResponse
-	0,  // 15: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
-	7,  // 16: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
-	1,  // 17: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
-	2,  // 18: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
-	11, // 19: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
-	14, // 20: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
-	11, // 21: meshcache.transport.v1.HandOverRequest.items:type_name -> meshcache.transport.v1.SetItem
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	18, // 9: meshcache.transport.v1.Envelope.lease_request:type_name -> meshcache.transport.v1.LeaseRequest
+	19, // 10: meshcache.transport.v1.Envelope.lease_response:type_name -> meshcache.transport.v1.LeaseResponse
+	20, // 11: meshcache.transport.v1.Envelope.ping:type_name -> meshcache.transport.v1.Ping
+	21, // 12: meshcache.transport.v1.Envelope.pong:type_name -> meshcache.transport.v1.Pong
+	22, // 13: meshcache.transport.v1.Envelope.hand_over_request:type_name -> meshcache.transport.v1.HandOverRequest
+	23, // 14: meshcache.transport.v1.Envelope.hand_over_response:type_name -> meshcache.transport.v1.HandOverResponse
+	14, // 15: meshcache.transport.v1.Envelope.write_batch_request:type_name -> meshcache.transport.v1.WriteBatchRequest
+	16, // 16: meshcache.transport.v1.Envelope.write_batch_response:type_name -> meshcache.transport.v1.WriteBatchResponse
+	0,  // 17: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
+	7,  // 18: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
+	1,  // 19: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
+	2,  // 20: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
+	11, // 21: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
+	17, // 22: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
+	12, // 23: meshcache.transport.v1.WriteBatchRequest.writes:type_name -> meshcache.transport.v1.WriteRequest
+	13, // 24: meshcache.transport.v1.WriteResult.response:type_name -> meshcache.transport.v1.WriteResponse
+	0,  // 25: meshcache.transport.v1.WriteResult.error_code:type_name -> meshcache.transport.v1.Code
+	15, // 26: meshcache.transport.v1.WriteBatchResponse.results:type_name -> meshcache.transport.v1.WriteResult
+	11, // 27: meshcache.transport.v1.HandOverRequest.items:type_name -> meshcache.transport.v1.SetItem
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -1856,6 +2062,8 @@ func file_wire_proto_init() {
 		(*Envelope_Pong)(nil),
 		(*Envelope_HandOverRequest)(nil),
 		(*Envelope_HandOverResponse)(nil),
+		(*Envelope_WriteBatchRequest)(nil),
+		(*Envelope_WriteBatchResponse)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1863,7 +2071,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
