@@ -336,6 +336,18 @@ func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport
 	return transport.PeekResponse{Found: true, Value: wireValue(e)}, nil
 }
 
+// WriteQuick applies a write at once, on the transport's read loop, when
+// its group exists here: then nothing in Write can block. A write for a
+// group this node does not have (Config.OnUnknownGroup may create it) goes
+// to Write, on a goroutine.
+func (h handler) WriteQuick(req transport.WriteRequest) (transport.WriteResponse, bool, error) {
+	if _, ok := h.n.Group(req.Group); !ok {
+		return transport.WriteResponse{}, false, nil
+	}
+	resp, err := h.Write(context.Background(), req)
+	return resp, true, err
+}
+
 func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transport.WriteResponse, error) {
 	// A closing node still applies writes: it stays in its peers' rings
 	// until its leave has spread, and its store works after Close.

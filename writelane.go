@@ -21,25 +21,31 @@ import (
 // keeps its own result. A lone write goes alone at once ([transport.Client.Write]),
 // as it did before lanes existed.
 //
-// A lane's goroutine runs while its queue is not empty, then ends; the lane
-// is dropped when idle, so members that left cost nothing. Close waits for
-// the goroutines.
+// A lane's goroutine stays for laneIdle after its queue emptied (a new
+// goroutine would start with a small stack and grow it again, a cost the
+// profile showed), then ends and the lane is dropped, so members that left
+// cost nothing. Close ends them and waits for them.
 
 // maxLaneBatch bounds the writes one frame carries.
 const maxLaneBatch = 256
 
+// laneIdle is how long a lane's goroutine waits for more writes.
+const laneIdle = time.Second
+
 // writeLanes holds the node's lanes by member address.
 type writeLanes struct {
-	mu     sync.Mutex // guards lanes, closed, and every lane's queue and running
+	mu     sync.Mutex // guards lanes, closed, done, and every lane's queue and running
 	lanes  map[string]*writeLane
 	closed bool
+	done   chan struct{}  // closed by close: idle goroutines end
 	wg     sync.WaitGroup // the lanes' goroutines
 }
 
 type writeLane struct {
 	addr    string
 	queue   []*laneWrite
-	running bool
+	running bool          // its goroutine exists
+	wake    chan struct{} // capacity 1: more writes for an idle goroutine
 }
 
 // A laneWrite is one write phase's request to one member.
@@ -102,10 +108,11 @@ func (ls *writeLanes) send(n *Node, w *laneWrite) {
 	}
 	if ls.lanes == nil {
 		ls.lanes = make(map[string]*writeLane)
+		ls.done = make(chan struct{})
 	}
 	l := ls.lanes[w.p.addr]
 	if l == nil {
-		l = &writeLane{addr: w.p.addr}
+		l = &writeLane{addr: w.p.addr, wake: make(chan struct{}, 1)}
 		ls.lanes[w.p.addr] = l
 	}
 	l.queue = append(l.queue, w)
@@ -114,15 +121,23 @@ func (ls *writeLanes) send(n *Node, w *laneWrite) {
 	if start {
 		ls.wg.Add(1)
 	}
+	done := ls.done
 	ls.mu.Unlock()
 	if start {
-		go ls.run(n, l)
+		go ls.run(n, l, done)
+	} else {
+		select {
+		case l.wake <- struct{}{}:
+		default: // already woken
+		}
 	}
 }
 
-// run sends l's queue, a frame at a time, until it is empty.
-func (ls *writeLanes) run(n *Node, l *writeLane) {
+// run sends l's queue, a frame at a time; when it is empty, it waits up to
+// laneIdle for more, then ends.
+func (ls *writeLanes) run(n *Node, l *writeLane, done <-chan struct{}) {
 	defer ls.wg.Done()
+	var idle *time.Timer
 	for {
 		ls.mu.Lock()
 		batch := l.queue
@@ -131,14 +146,39 @@ func (ls *writeLanes) run(n *Node, l *writeLane) {
 		}
 		l.queue = l.queue[len(batch):]
 		if len(batch) == 0 {
-			l.running = false
 			l.queue = nil
-			delete(ls.lanes, l.addr)
-			ls.mu.Unlock()
-			return
 		}
 		ls.mu.Unlock()
-		ls.sendFrame(n, l.addr, batch)
+		if len(batch) > 0 {
+			ls.sendFrame(n, l.addr, batch)
+			continue
+		}
+		if idle == nil {
+			idle = time.NewTimer(laneIdle)
+			defer idle.Stop()
+		} else {
+			idle.Reset(laneIdle)
+		}
+		select {
+		case <-l.wake:
+			continue
+		case <-idle.C:
+		case <-done:
+		}
+		ls.mu.Lock()
+		if len(l.queue) > 0 && !ls.closed {
+			ls.mu.Unlock()
+			continue // queued just as the wait ended
+		}
+		l.running = false
+		delete(ls.lanes, l.addr)
+		rest := l.queue // only when closed
+		l.queue = nil
+		ls.mu.Unlock()
+		for _, w := range rest {
+			w.finish(transport.WriteResponse{}, fmt.Errorf("meshcache: write to %s: %w", w.p.name, ErrClosed))
+		}
+		return
 	}
 }
 
@@ -202,6 +242,9 @@ func (ls *writeLanes) sendFrame(n *Node, addr string, batch []*laneWrite) {
 func (ls *writeLanes) close() {
 	ls.mu.Lock()
 	ls.closed = true
+	if ls.done != nil {
+		close(ls.done)
+	}
 	ls.mu.Unlock()
 	ls.wg.Wait()
 }

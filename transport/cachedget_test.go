@@ -84,3 +84,61 @@ func TestGetWithin(t *testing.T) {
 		t.Errorf("GetWithin(stuck) with a 50ms ctx = %v, want an error wrapping context.DeadlineExceeded", err)
 	}
 }
+
+// quickHandler applies writes of group "quick" in WriteQuick (panicking for
+// group "panic"), the others in Write, counting both.
+type quickHandler struct {
+	fakeHandler
+	quick, slow atomic.Int64
+}
+
+func (h *quickHandler) WriteQuick(req WriteRequest) (WriteResponse, bool, error) {
+	switch req.Group {
+	case "quick":
+		h.quick.Add(1)
+		if len(req.Keys) == 0 {
+			return WriteResponse{}, true, ErrBadRequest
+		}
+		return WriteResponse{Applied: len(req.Keys)}, true, nil
+	case "panic":
+		panic("quick write exploded")
+	}
+	return WriteResponse{}, false, nil
+}
+
+func (h *quickHandler) Write(ctx context.Context, req WriteRequest) (WriteResponse, error) {
+	h.slow.Add(1)
+	return WriteResponse{Applied: 100}, nil
+}
+
+func TestQuickWriter(t *testing.T) {
+	h := &quickHandler{}
+	s, _ := startServer(t, ServerConfig{}, h)
+	c, _ := newTestClient(t, ClientConfig{})
+	ctx := context.Background()
+	tests := []struct {
+		group       string
+		keys        []string
+		applied     int
+		wantErr     error
+		quick, slow int64 // calls so far
+	}{
+		{"quick", []string{"a", "b"}, 2, nil, 1, 0},
+		{"other", []string{"a"}, 100, nil, 1, 1},
+		{"quick", nil, 0, ErrBadRequest, 2, 1},
+		{"panic", []string{"a"}, 0, ErrLoader, 2, 1}, // a panic is an internal error
+	}
+	for _, tt := range tests {
+		resp, err := c.Write(ctx, s.Addr(), WriteRequest{Group: tt.group, Op: OpInvalidate, Phase: PhaseServing, Keys: tt.keys})
+		if !errors.Is(err, tt.wantErr) || resp.Applied != tt.applied {
+			t.Errorf("Write(%s) = %d, %v; want %d, %v", tt.group, resp.Applied, err, tt.applied, tt.wantErr)
+		}
+		if q, sl := h.quick.Load(), h.slow.Load(); q != tt.quick || sl != tt.slow {
+			t.Errorf("after Write(%s): WriteQuick %d, Write %d calls; want %d, %d", tt.group, q, sl, tt.quick, tt.slow)
+		}
+	}
+	// The connection survived the panic.
+	if _, err := c.Write(ctx, s.Addr(), WriteRequest{Group: "quick", Op: OpInvalidate, Phase: PhaseServing, Keys: []string{"a"}}); err != nil {
+		t.Errorf("Write after a panic: %v", err)
+	}
+}

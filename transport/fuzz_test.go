@@ -118,6 +118,10 @@ func convertEnvelope(env *wirepb.Envelope) {
 		decodePeekResponse(b.PeekResponse)
 	case *wirepb.Envelope_WriteResponse:
 		decodeWriteResponse(b.WriteResponse)
+	case *wirepb.Envelope_WriteBatchRequest:
+		decodeWriteBatch(b.WriteBatchRequest)
+	case *wirepb.Envelope_WriteBatchResponse:
+		decodeWriteResults(b.WriteBatchResponse, len(b.WriteBatchResponse.GetResults()))
 	case *wirepb.Envelope_LeaseRequest:
 		decodeLeaseRequest(b.LeaseRequest)
 	case *wirepb.Envelope_HandOverRequest:
@@ -185,6 +189,15 @@ func seedEnvelopes() []*wirepb.Envelope {
 			Items: []*wirepb.SetItem{{Key: []byte("k"), Value: []byte("v"), TtlNanos: int64(time.Minute), Tags: [][]byte{[]byte("t")}}, {}},
 		}}},
 		{Id: 8, Body: &wirepb.Envelope_HandOverResponse{HandOverResponse: &wirepb.HandOverResponse{Stored: 1}}},
+		{Id: 9, Body: &wirepb.Envelope_WriteBatchRequest{WriteBatchRequest: &wirepb.WriteBatchRequest{Writes: []*wirepb.WriteRequest{
+			{Group: []byte("g"), Op: wirepb.Op_OP_INVALIDATE, Phase: wirepb.Phase_PHASE_SERVING, Keys: [][]byte{[]byte("a")}, Id: 1},
+			{Group: []byte("g"), Op: wirepb.Op_OP_INVALIDATE_TAGS, Phase: wirepb.Phase_PHASE_COPIES, Tags: tags, Id: 2},
+		}}}},
+		{Id: 9, Body: &wirepb.Envelope_WriteBatchResponse{WriteBatchResponse: &wirepb.WriteBatchResponse{Results: []*wirepb.WriteResult{
+			{Response: &wirepb.WriteResponse{Applied: 1}},
+			{ErrorCode: wirepb.Code_CODE_UNKNOWN_GROUP, ErrorMessage: []byte("g")},
+			{},
+		}}}},
 		{Id: 7, Body: &wirepb.Envelope_LeaseRequest{LeaseRequest: &wirepb.LeaseRequest{From: []byte("n1"), Incarnation: 9, Base: 3, Leaving: true}}},
 		{Id: 7, Body: &wirepb.Envelope_LeaseResponse{LeaseResponse: &wirepb.LeaseResponse{
 			Member: true, Leased: true, Base: 4, BaseNames: [][]byte{[]byte("n0"), []byte("n1")}, Incarnation: 10,

@@ -407,6 +407,11 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 			}
 		}
 	}
+	if err == nil && r.kind == kindWrite {
+		if qw, ok := s.h.(QuickWriter); ok && s.quickWrite(w, qw, r) {
+			return nil
+		}
+	}
 	if err == nil && s.active.Add(1) > s.maxActive {
 		s.active.Add(-1)
 		err = fmt.Errorf("%w: %d requests running", ErrOverloaded, s.maxActive)
@@ -421,6 +426,43 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 	s.wg.Add(1)
 	go s.handle(ctx, w, r)
 	return nil
+}
+
+// quickWrite answers write request r on the read loop if qw can apply it
+// at once, and then releases r.
+func (s *Server) quickWrite(w *connWriter, qw QuickWriter, r *serverRequest) (done bool) {
+	out := serverResponsePool.Get().(*serverResponse)
+	out.a.reset()
+	var (
+		resp WriteResponse
+		err  error
+		ok   bool
+	)
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("transport: handler panicked", "panic", p, "stack", string(debug.Stack()))
+				err, ok = fmt.Errorf("transport: handler panicked: %v", p), true
+			}
+		}()
+		resp, ok, err = qw.WriteQuick(r.write)
+	}()
+	if !ok {
+		out.release()
+		return false
+	}
+	id := r.id
+	r.release()
+	if err == nil {
+		encodeWriteResponse(&out.a, &out.wrMsg, resp)
+		out.env.Body = &out.write
+	} else {
+		out.env.Body = nil
+	}
+	if werr := s.reply(w, id, out, err); werr != nil {
+		s.log.Debug("transport: write response", "err", werr)
+	}
+	return true
 }
 
 // pong answers ping id. A write failure closes the connection and is
