@@ -146,7 +146,8 @@ func (g *Group) checkFetched(key string, v transport.Value) error {
 // handoff asks key's previous owner for it, when the last membership change
 // made this node its owner (within the group's TTL of that change), and
 // stores what it gets in the main cache. The value is stored with the
-// oldest possible fence: it is dropped when the key has a live tombstone,
+// oldest possible fence: it is dropped when the key has a live tombstone
+// (rarely, a key sharing its fence bucket does),
 // or one of its tags a live generation, here (the previous owner may not
 // have seen that invalidation yet), and hand-off is skipped while a clear
 // of the group is younger than the tombstone lifetime.

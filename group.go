@@ -536,11 +536,12 @@ func (g *Group) checkItem(key string, it Item) error {
 // The last rule keeps the fences sound: tombstones and tag generations live
 // a minute longer than the load timeout, so a load that returns before its
 // context ended still finds every fence recorded after it started. A loader
-// that ignores its context and returns later could find them pruned:
+// that ignores its context and returns later could find them expired (key
+// fences) or pruned (tag generations):
 //
 //	t=0     load starts (since = 0), reads version 0
 //	t=1s    Invalidate records tombstone 1 and returns
-//	t=load timeout + 1m   the tombstone is pruned
+//	t=load timeout + 1m   the tombstone has expired
 //	later   the load returns version 0: it must not be stored
 //
 // ctx is the load's context (see loadContext). storeLoaded returns the TTL

@@ -18,7 +18,8 @@ import (
 // restart then reloads almost nothing, since every value stays in memory
 // somewhere in the cluster. The receiver stores an entry only if it owns
 // the key in its own ring without the sender, and behind the oldest fence
-// there is, as a hand-off does: a live tombstone of the key or generation
+// there is, as a hand-off does: a live tombstone of the key (rarely, of a
+// key sharing its fence bucket: see package local) or generation
 // of one of its tags (a write the sender may not have seen when it read the
 // entry) refuses it, and so does a clear of the group younger than the
 // tombstone lifetime. A write during the hand-over reaches the receiver

@@ -17,8 +17,9 @@ const (
 	DefaultMainBytes   = 64 << 20
 	DefaultHotTTL      = time.Minute
 	DefaultLoadTimeout = 30 * time.Second
-	// MaxLoadTimeout is the longest load timeout: tombstones live a minute
-	// longer than it, so it bounds the memory invalidations keep.
+	// MaxLoadTimeout is the longest load timeout: fences live a minute
+	// longer than it, so it bounds the memory tag invalidations keep (key
+	// fences are a fixed table, see package local).
 	MaxLoadTimeout       = time.Hour
 	DefaultJitter        = 0.05
 	DefaultMaxValueBytes = 4 << 20

@@ -215,3 +215,75 @@ func heapPerEntry(keys []string, valueSize int) float64 {
 	s.Close()
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)-payload) / float64(len(keys))
 }
+
+// BenchmarkInvalidate measures Invalidate(All) of one key, what every node
+// does for each key a write names. "absent": the key is cached nowhere (the
+// common case: a node holds few of the keys written), cycling through 2^20
+// distinct keys. "present": the key is cached in Main, stored again (Add)
+// before each Invalidate, so the number includes an Add.
+func BenchmarkInvalidate(b *testing.B) {
+	keys := makeBenchKeys(1 << 20)
+	value := make([]byte, 100)
+	b.Run("absent", func(b *testing.B) {
+		s := New(Config{SweepInterval: -1})
+		defer s.Close()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			s.Invalidate(All, keys[i%len(keys)])
+			i++
+		}
+	})
+	b.Run("present", func(b *testing.B) {
+		s := New(Config{SweepInterval: -1})
+		defer s.Close()
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			k := keys[i%benchKeys]
+			s.Add(Main, k, value, nil, 0, false, s.Seq())
+			if _, n := s.Invalidate(All, k); n != 1 {
+				b.Fatalf("Invalidate removed %d entries, want 1", n)
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkAddFenced measures Add of a 1 KiB value into a full Main, as
+// BenchmarkAdd, while the fences of 500,000 invalidated keys are kept
+// ("invalidated=0": none). "stored": the added keys were not invalidated;
+// "refused": they were, after the Add's since, so every Add is refused.
+func BenchmarkAddFenced(b *testing.B) {
+	keys := makeBenchKeys(16 * benchKeys)
+	value := make([]byte, benchValueSize)
+	for _, n := range []int{0, 500_000} {
+		s := New(Config{MainBytes: 1 << 20, SweepInterval: -1})
+		for i := range n {
+			s.Invalidate(All, fmt.Sprint("other:", i))
+		}
+		b.Run(fmt.Sprint("invalidated=", n, "/stored"), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if !s.Add(Main, keys[i%len(keys)], value, nil, time.Hour, false, s.Seq()) {
+					b.Fatal("Add refused")
+				}
+				i++
+			}
+		})
+		since := s.Seq()
+		s.Invalidate(Main, keys...)
+		b.Run(fmt.Sprint("invalidated=", n, "/refused"), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if s.Add(Main, keys[i%len(keys)], value, nil, time.Hour, false, since) {
+					b.Fatal("Add stored")
+				}
+				i++
+			}
+		})
+		s.Close()
+	}
+}

@@ -112,20 +112,31 @@ func (g *tagGens) prune(cutoff int64) {
 // count returns the number of tags with a generation.
 func (g *tagGens) count() int { return int(g.n.Load()) }
 
-// Invalidate advances the sequence once, records a tombstone at the new
-// sequence for every key in every tier of t, removes their entries, and
-// returns the new sequence and how many live entries were removed (in Main
-// when t includes Main, else in Hot).
+// Invalidate advances the sequence once, fences every key in every tier of
+// t at the new sequence, removes their entries, and returns the new sequence
+// and how many live entries were removed (in Main when t includes Main, else
+// in Hot). The count is exact: it comes from the entries, not the fences.
 //
-// A tombstone fences Add for its key in its tier: Add(.., since) with since
-// older than the tombstone is refused for [Config.TombstoneTTL]. The
-// tombstone is written and the entry removed under the key's shard lock,
-// which Add holds while it checks tombstones and inserts, so an Add cannot
-// slip its entry in between. A tombstone costs about len(key)+64 bytes until
-// it is pruned, not charged to the tier's bound.
+// A key's fence refuses Add(.., since) of the key in its tier, for
+// [Config.TombstoneTTL], when since is older than the fence. The fence is
+// recorded and the entry removed under the key's shard lock, which Add holds
+// while it checks fences and inserts, so an Add cannot slip its entry in
+// between.
+//
+// Fences are kept in a fixed table per tier ([Config.KeyFenceRecords]: 16
+// bytes per 2 KiB of the tier's bound by default), not one record per key,
+// so their memory does not depend on how many keys are invalidated; the
+// table is exact until more than 4 keys of one of its buckets were
+// invalidated within TombstoneTTL, and then over-fences, never under-fences:
+// an Add of another key of that bucket is refused too when its since is
+// older than the newest such invalidation. For a load that means another
+// key of its bucket was invalidated while it ran; a refused Add is merely
+// not cached. Invalidate does not allocate, except for a shard's table at
+// its first invalidation.
 func (s *Store) Invalidate(t Tier, keys ...string) (seq uint64, removed int) {
 	seq = s.seq.Add(1)
 	now := s.nanos()
+	cutoff := now - s.tombTTL
 	counted := Main
 	if t&Main == 0 {
 		counted = Hot
@@ -136,7 +147,7 @@ func (s *Store) Invalidate(t Tier, keys ...string) (seq uint64, removed int) {
 			continue
 		}
 		for _, key := range keys {
-			if tr.invalidate(key, xxhash.Sum64String(key), seq, now) && tt == counted {
+			if tr.invalidate(key, xxhash.Sum64String(key), seq, now, cutoff) && tt == counted {
 				removed++
 			}
 		}
@@ -144,13 +155,14 @@ func (s *Store) Invalidate(t Tier, keys ...string) (seq uint64, removed int) {
 	return seq, removed
 }
 
-// invalidate records key's tombstone at seq and removes its entry,
-// reporting whether the entry was live.
-func (tr *tier) invalidate(key string, h uint64, seq uint64, now int64) (wasLive bool) {
+// invalidate fences key at seq (recorded at store-clock time now; fences
+// older than cutoff are idle) and removes its entry, reporting whether the
+// entry was live.
+func (tr *tier) invalidate(key string, h uint64, seq uint64, now, cutoff int64) (wasLive bool) {
 	sh := tr.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	sh.tombstoneLocked(strings.Clone(key), seq, now)
+	sh.fenceLocked(h, seq, now, cutoff, tr.fenceLen)
 	it, ok := sh.lru.Peek(h)
 	if !ok || it.key() != key {
 		return false
@@ -181,7 +193,7 @@ func (s *Store) InvalidateTags(t Tier, tags ...string) uint64 {
 // Clear advances the sequence once and makes every entry of every tier of t
 // with an older Seq absent; Add refuses entries with an older since. The
 // entries are dropped at once (O(number of shards)); they are not counted as
-// evictions or expirations. Tombstones and tag generations stay. It returns
+// evictions or expirations. Key fences and tag generations stay. It returns
 // the new sequence.
 func (s *Store) Clear(t Tier) uint64 {
 	seq := s.seq.Add(1)

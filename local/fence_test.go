@@ -198,12 +198,12 @@ func TestNewestFenceWins(t *testing.T) {
 	s := newTestStore(t, Config{})
 	sh := s.main.shard(0)
 	sh.mu.Lock()
-	sh.tombstoneLocked("k", 6, 0)
-	sh.tombstoneLocked("k", 5, 0)
-	got := sh.tombs["k"].seq
+	sh.fenceLocked(0, 6, 0, -1, s.main.fenceLen)
+	sh.fenceLocked(0, 5, 0, -1, s.main.fenceLen)
+	fenced5, fenced6 := sh.fencedLocked(0, 5, -1), sh.fencedLocked(0, 6, -1)
 	sh.mu.Unlock()
-	if got != 6 {
-		t.Errorf("tombstone after 6 then 5 = %d, want 6", got)
+	if !fenced5 || fenced6 {
+		t.Errorf("key fence after 6 then 5: fences since 5 %v, since 6 %v; want true, false", fenced5, fenced6)
 	}
 	s.main.gens.bump("t", 6, 0)
 	s.main.gens.bump("t", 5, 0)

@@ -2,7 +2,9 @@ package local
 
 import (
 	"bytes"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +44,20 @@ func TestItemSize(t *testing.T) {
 	// 32 bytes keep simplelru's list element in the 96-byte size class.
 	if got := unsafe.Sizeof(item{}); got != 32 {
 		t.Errorf("unsafe.Sizeof(item{}) = %d, want 32", got)
+	}
+}
+
+func TestFenceSizes(t *testing.T) {
+	// A shard keeps its lock on a cache line of its own; a key-fence
+	// bucket is one cache line of 16-byte records.
+	if got := unsafe.Sizeof(shard{}); got != 64 {
+		t.Errorf("unsafe.Sizeof(shard{}) = %d, want 64", got)
+	}
+	if got := unsafe.Sizeof(fenceRecord{}); got != 16 {
+		t.Errorf("unsafe.Sizeof(fenceRecord{}) = %d, want 16", got)
+	}
+	if got := unsafe.Sizeof(fenceBucket{}); got != 64 {
+		t.Errorf("unsafe.Sizeof(fenceBucket{}) = %d, want 64", got)
 	}
 }
 
@@ -93,5 +109,34 @@ func TestHotDisabled(t *testing.T) {
 	}
 	if st := s.Stats(); st.HotItems != 0 || st.Items != 1 {
 		t.Errorf("Stats() = %+v, want Items 1, HotItems 0", st)
+	}
+}
+
+// TestKeyFenceMemory measures the heap a store retains after 500,000
+// invalidations of distinct keys that were never cached (what a node keeps
+// for the writes of keys it does not hold), store included. With a
+// tombstone per key it was 154 MiB; it takes a tenth of a second.
+func TestKeyFenceMemory(t *testing.T) {
+	const n = 500_000
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	s := New(Config{SweepInterval: -1})
+	defer s.Close()
+	runtime.GC()
+	var empty runtime.MemStats
+	runtime.ReadMemStats(&empty)
+	for i := range n {
+		s.Invalidate(All, "never-cached:"+strconv.Itoa(i))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(s)
+	retained := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	grown := int64(after.HeapAlloc) - int64(empty.HeapAlloc)
+	t.Logf("heap retained after %d invalidations: %.2f MiB (store included; %.2f MiB of it grown by the invalidations, %.1f B each)",
+		n, float64(retained)/(1<<20), float64(grown)/(1<<20), float64(grown)/n)
+	if retained >= 16<<20 {
+		t.Errorf("heap retained = %.2f MiB, want < 16 MiB", float64(retained)/(1<<20))
 	}
 }

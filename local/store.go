@@ -15,16 +15,25 @@ type Config struct {
 	// HotBytes is the byte bound of Hot. If zero, MainBytes/8. If negative,
 	// Hot is disabled: Add to Hot returns false and Get from Hot misses.
 	HotBytes int64
-	// TombstoneTTL is how long key tombstones (and, see [Store.Sweep], tag
-	// generations) are kept. If zero (or negative), 2 minutes. It must
-	// outlive the longest load or fetch: a load that started before an
-	// invalidation and finishes more than TombstoneTTL later may store its
-	// stale result.
+	// TombstoneTTL is how long the fences of invalidated keys (up to a
+	// second longer) and, see [Store.Sweep], tag generations are kept. If
+	// zero (or negative), 2 minutes. It must outlive the longest load or
+	// fetch: a load that started before an invalidation and finishes more
+	// than TombstoneTTL later may store its stale result.
 	TombstoneTTL time.Duration
+	// KeyFenceRecords is the size of each tier's key-fence table (see
+	// [Store.Invalidate]): its number of 16-byte records, rounded up to a
+	// power of two and to at least 4 per shard, at most 1<<24. If zero (or
+	// negative), one record per 2 KiB of the tier's bound, at least 256 and
+	// at most 1<<20: 0.8% of the bound, between 4 KiB and 16 MiB per tier
+	// (640 KiB for a store with the default bounds). A shard's part of the
+	// table is allocated at its first invalidation. A larger table refuses
+	// fewer Adds needlessly; see Store.Invalidate.
+	KeyFenceRecords int
 	// SweepInterval is the period of the background sweep of expired and
-	// stale entries, old tombstones and old tag generations. If zero, 30
-	// seconds. If negative, no sweeper goroutine runs; expired entries are
-	// then only dropped when read or evicted, and tag generations only by
+	// stale entries and old tag generations. If zero, 30 seconds. If
+	// negative, no sweeper goroutine runs; expired entries are then only
+	// dropped when read or evicted, and tag generations only by
 	// [Store.Sweep].
 	SweepInterval time.Duration
 	// StandInBytes is the byte bound of StandIn. If zero, HotBytes (when
@@ -96,27 +105,28 @@ func newStore(cfg Config, shards int) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	nshards := func(bound int64) int {
-		if shards > 0 {
-			return shards
+	makeTier := func(bound int64) *tier {
+		n := shards
+		if n <= 0 {
+			n = shardCount(bound)
 		}
-		return shardCount(bound)
+		return newTier(bound, n, cfg.KeyFenceRecords)
 	}
 	s := &Store{
-		main:    newTier(cfg.MainBytes, nshards(cfg.MainBytes)),
+		main:    makeTier(cfg.MainBytes),
 		now:     cfg.Now,
 		epoch:   cfg.Now(),
 		tombTTL: int64(cfg.TombstoneTTL),
 		done:    make(chan struct{}),
 	}
 	if cfg.HotBytes > 0 {
-		s.hot = newTier(cfg.HotBytes, nshards(cfg.HotBytes))
+		s.hot = makeTier(cfg.HotBytes)
 	}
 	if cfg.StandInBytes == 0 {
 		cfg.StandInBytes = cfg.HotBytes
 	}
 	if cfg.StandInBytes > 0 {
-		s.standin = newTier(cfg.StandInBytes, nshards(cfg.StandInBytes))
+		s.standin = makeTier(cfg.StandInBytes)
 	}
 	if cfg.StaleFor > 0 {
 		s.main.staleFor = int64(cfg.StaleFor)
@@ -225,17 +235,18 @@ func (s *Store) entryOf(it *item, v kvView) Entry {
 }
 
 // Add stores value under key in tier t (exactly one of Main or Hot) with
-// the given ttl (<= 0: no expiry), unless a fence applies: a tombstone for
-// key in t newer than since, a generation of any of tags in t newer than
-// since, or a Clear of t newer than since. The stored Entry's Seq is since
-// (not the current sequence) and Filled is now. The store copies key and
-// value and keeps tags: the caller must not modify tags afterwards. Add
-// replaces a previous entry for key. It returns false when fenced, when t
-// is not exactly one enabled tier, or when the entry alone costs more than
-// the tier's bound (or its key is 1 GiB or longer, or its value 4 GiB or
-// longer). Storing evicts least recently used entries of the tier until it
-// fits (see [EntryOverhead] for what an entry costs). since must be a value
-// [Store.Seq] returned.
+// the given ttl (<= 0: no expiry), unless a fence applies: an invalidation
+// ([Store.Invalidate]) of key in t newer than since and younger than
+// TombstoneTTL (rarely, of another key: see Invalidate), a generation of any
+// of tags in t newer than since, or a Clear of t newer than since. The
+// stored Entry's Seq is since (not the current sequence) and Filled is now.
+// The store copies key and value and keeps tags: the caller must not modify
+// tags afterwards. Add replaces a previous entry for key. It returns false
+// when fenced, when t is not exactly one enabled tier, or when the entry
+// alone costs more than the tier's bound (or its key is 1 GiB or longer, or
+// its value 4 GiB or longer). Storing evicts least recently used entries of
+// the tier until it fits (see [EntryOverhead] for what an entry costs).
+// since must be a value [Store.Seq] returned.
 //
 // An entry that Add stored may be evicted at any time afterwards, and may
 // read as absent if an invalidation ran concurrently with Add.
@@ -280,10 +291,10 @@ func (s *Store) add(t Tier, key string, value []byte, tags []string, ttl time.Du
 	h := xxhash.Sum64String(key)
 	sh := tr.shard(h)
 	sh.mu.Lock()
-	// Tombstones are checked under the shard lock that Invalidate takes to
-	// write them and remove the entry, so Invalidate runs either wholly
+	// Key fences are checked under the shard lock that Invalidate takes to
+	// record them and remove the entry, so Invalidate runs either wholly
 	// before this check (refused) or after the insert (entry removed).
-	if sh.fencedLocked(key, since, now-s.tombTTL) {
+	if sh.fencedLocked(h, since, now-s.tombTTL) {
 		sh.mu.Unlock()
 		return false
 	}
@@ -305,7 +316,7 @@ func (s *Store) add(t Tier, key string, value []byte, tags []string, ttl time.Du
 	return true
 }
 
-// Remove drops key's entry in every tier of t without a tombstone (used
+// Remove drops key's entry in every tier of t without fencing the key (used
 // when a validate predicate rejects an entry). It reports whether a live
 // entry was removed.
 func (s *Store) Remove(t Tier, key string) bool {

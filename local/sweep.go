@@ -16,9 +16,10 @@ func (s *Store) sweepLoop(interval time.Duration) {
 	}
 }
 
-// Sweep drops expired and stale entries and tombstones older than
-// TombstoneTTL in both tiers, then the tag generations that can no longer
-// make any entry stale (see tagGens). The sweeper calls it every
+// Sweep drops expired and stale entries in every tier, then the tag
+// generations that can no longer make any entry stale (see tagGens). Key
+// fences need no sweeping: they live in a fixed table and stop counting
+// after TombstoneTTL (see [Store.Invalidate]). The sweeper calls it every
 // SweepInterval; call it yourself when the sweeper is disabled. It visits
 // every entry, holding one shard lock at a time. Safe for concurrent use.
 func (s *Store) Sweep() {
@@ -30,22 +31,16 @@ func (s *Store) Sweep() {
 			continue
 		}
 		for i := range tr.shards {
-			tr.sweepShard(&tr.shards[i], s.nanos(), cutoff)
+			tr.sweepShard(&tr.shards[i], s.nanos())
 		}
 		tr.gens.prune(cutoff)
 	}
 }
 
-// sweepShard drops sh's tombstones recorded at or before cutoff and its
-// entries that are expired or stale at now.
-func (tr *tier) sweepShard(sh *shard, now, cutoff int64) {
+// sweepShard drops sh's entries that are expired or stale at now.
+func (tr *tier) sweepShard(sh *shard, now int64) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	for key, tb := range sh.tombs {
-		if tb.at <= cutoff {
-			delete(sh.tombs, key)
-		}
-	}
 	for _, h := range sh.lru.Keys() {
 		it, ok := sh.lru.Peek(h)
 		if !ok {

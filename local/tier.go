@@ -33,17 +33,11 @@ func shardCount(bound int64) int {
 
 // shard is one lock's worth of a tier.
 type shard struct {
-	mu    sync.Mutex                   // guards lru, bytes, tombs
-	lru   *simplelru.LRU[uint64, item] // keyed by the key's hash; item.key() tells colliding keys apart
-	bytes int64                        // sum of the costs of the entries in lru
-	tombs map[string]tomb              // key tombstones; a key's tombstone lives in the key's shard
-	_     [32]byte                     // keeps neighbouring shards' locks on separate cache lines
-}
-
-// tomb is a key tombstone: Add refuses the key when since < seq.
-type tomb struct {
-	seq uint64 // sequence of the newest Invalidate of the key
-	at  int64  // store clock when it was recorded
+	mu     sync.Mutex                   // guards lru, bytes, fences
+	lru    *simplelru.LRU[uint64, item] // keyed by the key's hash; item.key() tells colliding keys apart
+	bytes  int64                        // sum of the costs of the entries in lru
+	fences []fenceBucket                // key fences of the shard's keys (see keyfence.go); nil until the first invalidation
+	_      [16]byte                     // keeps neighbouring shards' locks on separate cache lines
 }
 
 // tier is one of a store's caches.
@@ -52,6 +46,7 @@ type tier struct {
 	staleFor int64  // Config.StaleFor, nanoseconds
 	mask     uint64 // len(shards)-1
 	shards   []shard
+	fenceLen int // key-fence buckets per shard, allocated at its first invalidation
 
 	gens     tagGens       // tag generations
 	clearSeq atomic.Uint64 // sequence of the newest Clear; entries with an older Seq are absent
@@ -63,15 +58,17 @@ type tier struct {
 	victim      atomic.Uint64 // rotates the first shard evictOthers tries
 }
 
-func newTier(bound int64, nshards int) *tier {
+// newTier returns a tier of the given bound and number of shards (a power
+// of two) with fenceRecords key-fence records (0: by bound).
+func newTier(bound int64, nshards, fenceRecords int) *tier {
 	tr := &tier{
-		bound:  bound,
-		mask:   uint64(nshards - 1),
-		shards: make([]shard, nshards),
+		bound:    bound,
+		mask:     uint64(nshards - 1),
+		shards:   make([]shard, nshards),
+		fenceLen: fenceBuckets(bound, nshards, fenceRecords),
 	}
 	for i := range tr.shards {
 		tr.shards[i].lru = newLRU()
-		tr.shards[i].tombs = make(map[string]tomb)
 	}
 	tr.gens.init()
 	return tr
@@ -214,32 +211,9 @@ func (tr *tier) evictOthers(own *shard) {
 	}
 }
 
-// tombstoneLocked records a tombstone for key at seq unless a newer one exists.
-func (sh *shard) tombstoneLocked(key string, seq uint64, now int64) {
-	if tb, ok := sh.tombs[key]; ok && tb.seq >= seq {
-		return
-	}
-	sh.tombs[key] = tomb{seq: seq, at: now}
-}
-
-// fencedLocked reports whether a tombstone for key newer than since exists.
-// A tombstone recorded at or before cutoff has outlived TombstoneTTL and is
-// dropped instead.
-func (sh *shard) fencedLocked(key string, since uint64, cutoff int64) bool {
-	tb, ok := sh.tombs[key]
-	if !ok {
-		return false
-	}
-	if tb.at <= cutoff {
-		delete(sh.tombs, key)
-		return false
-	}
-	return tb.seq > since
-}
-
 // clear drops every entry of the tier (their Seq is older than the Clear
 // that calls this, or they are fresh enough that dropping them is merely a
-// miss). Tombstones stay.
+// miss). Key fences stay.
 func (tr *tier) clear() {
 	for i := range tr.shards {
 		sh := &tr.shards[i]
