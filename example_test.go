@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/meshcache/meshcache"
@@ -182,4 +186,22 @@ func ExampleItem_noStore() {
 	fmt.Println("loads:", loads)
 	// Output:
 	// loads: 2
+}
+
+// A service mounts the node's admin pages on an internal port, under a
+// prefix of its choice.
+func ExampleNode_AdminHandler() {
+	node, err := meshcache.NewNode(meshcache.Config{NodeName: "api-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer node.Close()
+	internal := http.NewServeMux()
+	internal.Handle("/debug/meshcache/", http.StripPrefix("/debug/meshcache", node.AdminHandler()))
+	// In a service: go http.ListenAndServe("10.0.0.5:9090", internal)
+
+	rec := httptest.NewRecorder()
+	internal.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/meshcache/readyz", nil))
+	fmt.Println(rec.Code, strings.TrimSpace(rec.Body.String()))
+	// Output: 200 {"status":"ready"}
 }

@@ -15,10 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-
 	"github.com/meshcache/meshcache"
 )
 
@@ -39,14 +35,12 @@ var defaultGroups = []string{"users", "pages"}
 
 // server is the HTTP API of one node.
 type server struct {
-	node    *meshcache.Node
-	readyCh <-chan struct{} // closed once the node is ready: node.Ready()
-	isReady func() bool     // whether it is ready now: node.IsReady
-	origin  *origin
-	hotTTL  time.Duration
-	log     *slog.Logger
-	mux     *http.ServeMux
-	metrics http.Handler
+	node   *meshcache.Node
+	origin *origin
+	hotTTL time.Duration
+	log    *slog.Logger
+	mux    *http.ServeMux
+	admin  http.Handler // the node's read-only pages: node.AdminHandler()
 
 	mu sync.Mutex // serialises the creation of groups
 }
@@ -54,25 +48,13 @@ type server struct {
 // newServer returns the HTTP API of node, loading from o, with the groups
 // defaultGroups and one per subdirectory of o.dir already created.
 func newServer(node *meshcache.Node, o *origin, hotTTL time.Duration, log *slog.Logger) (*server, error) {
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(node.Collector()); err != nil {
-		return nil, fmt.Errorf("register the node's metrics: %w", err)
-	}
-	if err := reg.Register(collectors.NewGoCollector()); err != nil {
-		return nil, fmt.Errorf("register the Go metrics: %w", err)
-	}
 	s := &server{
-		node:    node,
-		readyCh: node.Ready(),
-		isReady: node.IsReady,
-		origin:  o,
-		hotTTL:  hotTTL,
-		log:     log,
-		mux:     http.NewServeMux(),
-		metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-			ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-			ErrorHandling: promhttp.ContinueOnError,
-		}),
+		node:   node,
+		origin: o,
+		hotTTL: hotTTL,
+		log:    log,
+		mux:    http.NewServeMux(),
+		admin:  node.AdminHandler(),
 	}
 	for _, name := range append(slices.Clone(defaultGroups), originGroups(o.dir, maxGroups-len(defaultGroups))...) {
 		if _, err := s.group(name); err != nil {
@@ -84,13 +66,11 @@ func newServer(node *meshcache.Node, o *origin, hotTTL time.Duration, log *slog.
 }
 
 func (s *server) routes() {
-	s.mux.HandleFunc("GET /{$}", s.handleStatus)
-	s.mux.HandleFunc("GET /healthz", s.handleHealth)
-	s.mux.HandleFunc("GET /readyz", s.handleReady)
-	s.mux.Handle("GET /metrics", s.metrics)
-	s.mux.HandleFunc("GET /v1/stats", s.handleStats)
-	s.mux.HandleFunc("GET /v1/members", s.handleMembers)
-	s.mux.HandleFunc("GET /v1/ring", s.handleRing)
+	// The status page, health, metrics and the node's state come from the
+	// library's admin handler.
+	for _, path := range []string{"/{$}", "/healthz", "/readyz", "/metrics", "/v1/stats", "/v1/members", "/v1/ring"} {
+		s.mux.Handle("GET "+path, s.admin)
+	}
 	s.mux.HandleFunc("GET /v1/{group}/{key}", s.handleGet)
 	s.mux.HandleFunc("PUT /v1/{group}/{key}", s.handlePut)
 	s.mux.HandleFunc("DELETE /v1/{group}/{key}", s.handleDelete)
@@ -417,177 +397,4 @@ func (s *server) handleClear(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// ready reports whether the node is ready now: joined, settled, and
-// holding its lease (it can become unready again, see Node.IsReady).
-func (s *server) ready() bool { return s.joined() && s.isReady() }
-
-// joined reports whether the node was ready once.
-func (s *server) joined() bool {
-	select {
-	case <-s.readyCh:
-		return true
-	default:
-		return false
-	}
-}
-
-func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
-	switch {
-	case !s.joined():
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "joining"})
-		return
-	case !s.isReady():
-		// Cut off from a majority of the cluster, or paused: it loads for
-		// its callers directly until it holds its lease again.
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no-lease"})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-// nodeStats is the "node" object of /v1/stats.
-type nodeStats struct {
-	Name          string `json:"name"`
-	Members       int    `json:"members"`
-	Writes        uint64 `json:"writes"`
-	WritesPartial uint64 `json:"writes_partial"`
-	WriteRequests uint64 `json:"write_requests"`
-	WriteAcks     uint64 `json:"write_acks"`
-	GossipSent    uint64 `json:"gossip_sent"`
-	GossipApplied uint64 `json:"gossip_applied"`
-	PeerRequests  uint64 `json:"peer_requests"`
-}
-
-// groupStats is one group's object in /v1/stats.
-type groupStats struct {
-	Hits              uint64  `json:"hits"`
-	HotHits           uint64  `json:"hot_hits"`
-	NegativeHits      uint64  `json:"negative_hits"`
-	Misses            uint64  `json:"misses"`
-	Loads             uint64  `json:"loads"`
-	BatchLoads        uint64  `json:"batch_loads"`
-	LoadErrors        uint64  `json:"load_errors"`
-	LoadsDeduplicated uint64  `json:"loads_deduplicated"`
-	PeerFetches       uint64  `json:"peer_fetches"`
-	PeerErrors        uint64  `json:"peer_errors"`
-	Fallbacks         uint64  `json:"fallbacks"`
-	Handoffs          uint64  `json:"handoffs"`
-	PeerServed        uint64  `json:"peer_served"`
-	StaleServed       uint64  `json:"stale_served"`
-	Revalidations     uint64  `json:"revalidations"`
-	L2Hits            uint64  `json:"l2_hits"`
-	L2Misses          uint64  `json:"l2_misses"`
-	L2Errors          uint64  `json:"l2_errors"`
-	L2Bypassed        uint64  `json:"l2_bypassed"`
-	L2Stores          uint64  `json:"l2_stores"`
-	Evictions         uint64  `json:"evictions"`
-	Expirations       uint64  `json:"expirations"`
-	Items             int64   `json:"items"`
-	Bytes             int64   `json:"bytes"`
-	HotItems          int64   `json:"hot_items"`
-	HotBytes          int64   `json:"hot_bytes"`
-	HitRate           float64 `json:"hit_rate"`
-}
-
-// statsBody is the body of /v1/stats.
-type statsBody struct {
-	Node   nodeStats             `json:"node"`
-	Groups map[string]groupStats `json:"groups"`
-}
-
-func (s *server) stats() statsBody {
-	ns := s.node.Stats()
-	body := statsBody{
-		Node: nodeStats{
-			Name:          s.node.Name(),
-			Members:       ns.Members,
-			Writes:        ns.Writes,
-			WritesPartial: ns.WritesPartial,
-			WriteRequests: ns.WriteRequests,
-			WriteAcks:     ns.WriteAcks,
-			GossipSent:    ns.GossipSent,
-			GossipApplied: ns.GossipApplied,
-			PeerRequests:  ns.PeerRequests,
-		},
-		Groups: make(map[string]groupStats),
-	}
-	for _, g := range s.node.Groups() {
-		st := g.Stats()
-		body.Groups[g.Name()] = groupStats{
-			Hits:              st.Hits,
-			HotHits:           st.HotHits,
-			NegativeHits:      st.NegativeHits,
-			Misses:            st.Misses,
-			Loads:             st.Loads,
-			BatchLoads:        st.BatchLoads,
-			LoadErrors:        st.LoadErrors,
-			LoadsDeduplicated: st.LoadsDeduplicated,
-			PeerFetches:       st.PeerFetches,
-			PeerErrors:        st.PeerErrors,
-			Fallbacks:         st.Fallbacks,
-			Handoffs:          st.Handoffs,
-			PeerServed:        st.PeerServed,
-			StaleServed:       st.StaleServed,
-			Revalidations:     st.Revalidations,
-			L2Hits:            st.L2Hits,
-			L2Misses:          st.L2Misses,
-			L2Errors:          st.L2Errors,
-			L2Bypassed:        st.L2Bypassed,
-			L2Stores:          st.L2Stores,
-			Evictions:         st.Evictions,
-			Expirations:       st.Expirations,
-			Items:             st.Items,
-			Bytes:             st.Bytes,
-			HotItems:          st.HotItems,
-			HotBytes:          st.HotBytes,
-			HitRate:           st.HitRate(),
-		}
-	}
-	return body
-}
-
-func (s *server) handleStats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.stats())
-}
-
-// memberJSON is one member in /v1/members.
-type memberJSON struct {
-	Name   string `json:"name"`
-	Gossip string `json:"gossip"`
-	RPC    string `json:"rpc"`
-	State  string `json:"state"`
-}
-
-func (s *server) members() []memberJSON {
-	ms := s.node.Members()
-	out := make([]memberJSON, len(ms))
-	for i, m := range ms {
-		out[i] = memberJSON{Name: m.Name, Gossip: m.GossipAddr, RPC: m.RPCAddr, State: m.State.String()}
-	}
-	slices.SortFunc(out, func(a, b memberJSON) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-func (s *server) handleMembers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string][]memberJSON{"members": s.members()})
-}
-
-// partitions returns the owner of each ring partition: empty for a
-// standalone node.
-func (s *server) partitions() []string {
-	owners := s.node.PartitionOwners()
-	if owners == nil {
-		owners = []string{}
-	}
-	return owners
-}
-
-func (s *server) handleRing(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string][]string{"partitions": s.partitions()})
 }

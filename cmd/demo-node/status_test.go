@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -48,49 +47,6 @@ func TestStatusPageStandalone(t *testing.T) {
 	}
 }
 
-func TestStatusPageCluster(t *testing.T) {
-	nodes := startTestCluster(t, 2)
-	s, ts := newTestAPI(t, nodes[0], t.TempDir())
-	r := do(t, ts, "GET", "/", nil)
-	if r.code != 200 {
-		t.Fatalf("GET / = %d", r.code)
-	}
-	for _, n := range nodes {
-		if !strings.Contains(r.body, n.GossipAddr()) {
-			t.Errorf("status page lacks %s's gossip address %s", n.Name(), n.GossipAddr())
-		}
-	}
-	// One arc per run of partitions, the runs adding up to the ring.
-	d := s.pageData()
-	total := 0
-	for _, seg := range d.Ring.Segments {
-		total += seg.Len
-		if seg.Gap != 271-seg.Len {
-			t.Errorf("segment %+v: gap %d, want %d", seg, seg.Gap, 271-seg.Len)
-		}
-	}
-	if total != 271 || d.Ring.Total != 271 {
-		t.Errorf("segments cover %d partitions of %d, want 271", total, d.Ring.Total)
-	}
-	arcs := regexp.MustCompile(`<circle class="segment" data-owner="(n1|n2)"`).FindAllString(r.body, -1)
-	if len(arcs) != len(d.Ring.Segments) {
-		t.Errorf("page has %d arcs, want %d", len(arcs), len(d.Ring.Segments))
-	}
-	if len(d.Legend) != 2 || d.Legend[0].Partitions+d.Legend[1].Partitions != 271 || d.Legend[0].Color == d.Legend[1].Color {
-		t.Errorf("legend = %+v, want two members with their own colours and 271 partitions in all", d.Legend)
-	}
-}
-
-func TestHumanBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 5 << 20: "5.0 MiB", 3 << 30: "3.0 GiB"} {
-		if got := humanBytes(n); got != want {
-			t.Errorf("humanBytes(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
-// TestStatusPageInChromium loads the status page of a two-node cluster in
-// headless Chromium and checks the DOM after the page's script ran.
 func TestStatusPageInChromium(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
