@@ -205,3 +205,39 @@ func ExampleNode_AdminHandler() {
 	fmt.Println(rec.Code, strings.TrimSpace(rec.Body.String()))
 	// Output: 200 {"status":"ready"}
 }
+
+// NewFunc memoizes a function for the whole fleet: the node that owns an
+// argument runs it once, every node shares the result.
+func ExampleNewFunc() {
+	node, err := meshcache.NewNode(meshcache.Config{NodeName: "api-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer node.Close()
+
+	type Query struct {
+		Org  string
+		Page int
+	}
+	runs := 0
+	search, err := meshcache.NewFunc(node, "search", codec.JSON[Query](), codec.JSON[[]string](),
+		func(ctx context.Context, q Query) ([]string, error) {
+			runs++ // a database query in real life
+			return []string{fmt.Sprintf("%s result %d", q.Org, q.Page)}, nil
+		},
+		meshcache.WithTTL(time.Minute),
+		meshcache.FuncTags(func(q Query, _ []string) []string { return []string{"org:" + q.Org} }))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	hits, _ := search.Call(ctx, Query{Org: "acme", Page: 2})
+	hits, _ = search.Call(ctx, Query{Org: "acme", Page: 2}) // cached
+	fmt.Println(hits, runs)
+	_ = search.InvalidateTags(ctx, "org:acme") // every result for acme, fleet-wide
+	hits, _ = search.Call(ctx, Query{Org: "acme", Page: 2})
+	fmt.Println(hits, runs)
+	// Output:
+	// [acme result 2] 1
+	// [acme result 2] 2
+}

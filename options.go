@@ -37,6 +37,7 @@ type groupConfig struct {
 	mainBytes     int64
 	hotBytes      int64 // 0: mainBytes/8
 	hotTTL        time.Duration
+	hotAdmitAll   bool // WithHotAdmission(false)
 	batch         BatchLoader
 	loadTimeout   time.Duration
 	negativeTTL   time.Duration
@@ -54,7 +55,9 @@ type groupConfig struct {
 	// read of it.
 	l2        l2.Store
 	l2Timeout time.Duration
-	errs      []error
+	// funcTags is FuncTags' function, a func(A, V) []string for NewFunc.
+	funcTags any
+	errs     []error
 }
 
 // staleFor is how long entries are kept after their TTL: the longer of the
@@ -131,6 +134,19 @@ func WithHotTTL(d time.Duration) GroupOption {
 			c.hotTTL = d
 		}
 	}
+}
+
+// WithHotAdmission sets the hot cache's admission policy. By default (on),
+// a value fetched from its owner is copied into the hot cache only when its
+// key was fetched before within a recent window (about as many fetches as
+// the hot cache holds entries of the smallest size, or more): a key read
+// once, as most keys of a long-tailed workload are, costs no copy and
+// evicts no hotter key, and a key read often is copied at its second fetch.
+// The policy's memory is fixed, 0.8% of the hot bytes (see
+// [WithHotBytes]). Off (false), every fetched value is copied.
+// [Stats.HotSkipped] counts the values not copied.
+func WithHotAdmission(on bool) GroupOption {
+	return func(c *groupConfig) { c.hotAdmitAll = !on }
 }
 
 // WithBatchLoader makes [Group.GetMany] and [Group.Warm] load missing keys
