@@ -181,6 +181,9 @@ func childArgs(o options, name, dir, seed string) []string {
 	}
 	if o.tlsCert != "" {
 		args = append(args, "-tls-cert", o.tlsCert, "-tls-key", o.tlsKey, "-tls-ca", o.tlsCA)
+		if o.tlsServerName != "" {
+			args = append(args, "-tls-server-name", o.tlsServerName)
+		}
 	}
 	if seed != "" {
 		args = append(args, "-join", seed)

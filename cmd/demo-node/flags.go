@@ -42,6 +42,7 @@ type options struct {
 	tlsCert       string
 	tlsKey        string
 	tlsCA         string
+	tlsServerName string
 	gossipProfile meshcache.GossipConfig
 	logLevel      slog.Level
 	cluster       int
@@ -99,6 +100,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate of this node for the peer transport (with -tls-key and -tls-ca: mutual TLS)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM certificates of the CA that signs every member's certificate")
+	fs.StringVar(&o.tlsServerName, "tls-server-name", "", "name to verify in every peer's certificate (a DNS name the certificates carry) instead of the peer's IP address, for addresses not known in advance (pods)")
 	profile := fs.String("gossip-profile", "", "gossip timings: lan, local or wan (default lan; local with -cluster)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&o.cluster, "cluster", 0, fmt.Sprintf("run a local cluster of `N` nodes (1 to %d) as child processes", maxClusterSize))
@@ -167,6 +169,9 @@ func (o *options) check() error {
 	if tlsFlags := btoi(o.tlsCert != "") + btoi(o.tlsKey != "") + btoi(o.tlsCA != ""); tlsFlags != 0 && tlsFlags != 3 {
 		return usagef("-tls-cert, -tls-key and -tls-ca go together: give all three or none")
 	}
+	if o.tlsServerName != "" && o.tlsCert == "" {
+		return usagef("-tls-server-name needs -tls-cert, -tls-key and -tls-ca")
+	}
 	if o.tlsCert != "" && o.secretKeyFile == "" {
 		return usagef("-tls-cert needs -secret-key-file: gossip carries membership and writes, so a TLS cluster encrypts and authenticates it too")
 	}
@@ -205,6 +210,7 @@ func (o *options) loadFiles() error {
 		if err != nil {
 			return err
 		}
+		tc.ServerName = o.tlsServerName // empty: each peer's address
 		o.tls = tc
 	}
 	return nil

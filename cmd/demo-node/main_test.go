@@ -116,6 +116,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"cluster with http", []string{"-cluster", "2", "-http", ":0"}, "-http cannot be used with -cluster"},
 		{"cluster with join", []string{"-cluster", "2", "-join", "h:1"}, "-join cannot"},
 		{"tls incomplete", []string{"-tls-cert", "c.pem"}, "give all three"},
+		{"tls server name alone", []string{"-tls-server-name", "meshcache-peers"}, "-tls-server-name needs"},
 		{"join standalone", []string{"-gossip", "", "-join", "h:1"}, "need a -gossip"},
 		{"key missing", []string{"-secret-key-file", filepath.Join(dir, "none")}, "no such file"},
 		{"key short", []string{"-secret-key-file", shortKey}, "want 16, 24 or 32"},
@@ -214,6 +215,13 @@ func TestLoadTLS(t *testing.T) {
 	tc := o.tls
 	if tc == nil || len(tc.Certificates) != 1 || tc.RootCAs == nil || tc.ClientCAs == nil || tc.ClientAuth != tls.RequireAndVerifyClientCert {
 		t.Fatalf("tls config = %+v: want a certificate, both CA pools and required client certificates", tc)
+	}
+	if tc.ServerName != "" {
+		t.Errorf("ServerName = %q without -tls-server-name, want empty (each peer's address)", tc.ServerName)
+	}
+	o, err = parseFlags([]string{"-tls-cert", cert, "-tls-key", key, "-tls-ca", ca, "-secret-key-file", keyFile, "-tls-server-name", "meshcache-peers"}, io.Discard)
+	if err != nil || o.tls.ServerName != "meshcache-peers" {
+		t.Errorf("-tls-server-name: %v, ServerName %q", err, o.tls.ServerName)
 	}
 	if _, err := loadTLS(cert, key, cert+".missing"); err == nil {
 		t.Errorf("loadTLS with a missing CA file: no error")
