@@ -5,6 +5,7 @@ package meshcache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -383,37 +384,70 @@ func BenchmarkConcurrentWrites(b *testing.B) {
 	for _, size := range []int{3, 10} {
 		b.Run(fmt.Sprintf("nodes=%d", size), func(b *testing.B) {
 			_, gs := benchCluster(b, size)
-			ctx := context.Background()
-			keys := make([]string, 256)
-			for i := range keys {
-				keys[i] = fmt.Sprintf("item:%04d", i)
-			}
 			for _, writers := range []int{1, 16} {
 				b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-					var next atomic.Int64
-					var wg sync.WaitGroup
-					cpu0 := cpuTime(b)
-					b.ResetTimer()
-					for range writers {
-						wg.Go(func() {
-							for {
-								i := next.Add(1)
-								if i > int64(b.N) {
-									return
-								}
-								if err := gs[0].Invalidate(ctx, keys[i%int64(len(keys))]); err != nil {
-									b.Errorf("Invalidate: %v", err)
-									return
-								}
-							}
-						})
-					}
-					wg.Wait()
-					b.StopTimer()
-					reportCPU(b, cpu0)
-					reportOpsPerSec(b)
+					benchWriters(b, gs[0], writers, size-1, 0)
 				})
 			}
 		})
+	}
+}
+
+// benchWriters runs b.N Invalidates through g from writers concurrent
+// callers and reports their throughput, latencies and CPU time, also per
+// member written to; restCPU is the process's CPU rate at rest (seconds
+// per second).
+func benchWriters(b *testing.B, g *Group, writers, members int, restCPU float64) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	keys := make([]string, 256)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("item:%04d", i)
+	}
+	lats := make([][]time.Duration, writers)
+	var next, partial atomic.Int64
+	var wg sync.WaitGroup
+	b.ReportAllocs()
+	cpu0 := cpuTime(b)
+	b.ResetTimer()
+	for w := range writers {
+		wg.Go(func() {
+			lat := make([]time.Duration, 0, b.N/writers+1)
+			defer func() { lats[w] = lat }()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				key := keys[i%int64(len(keys))]
+				t0 := time.Now()
+				err := g.Invalidate(ctx, key)
+				lat = append(lat, time.Since(t0))
+				if errors.Is(err, ErrPartialInvalidation) {
+					partial.Add(1) // reported: see BenchmarkScale
+				} else if err != nil {
+					b.Errorf("Invalidate(%q): %v", key, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.StopTimer()
+	cpu := cpuTime(b) - cpu0
+	reportOpsPerSec(b)
+	b.ReportMetric(float64(partial.Load()), "partial-writes")
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	reportLatency(b, all)
+	perOp := cpu.Seconds() * 1e6 / float64(b.N)
+	netPerOp := (cpu.Seconds() - restCPU*b.Elapsed().Seconds()) * 1e6 / float64(b.N)
+	b.ReportMetric(perOp, "cpu-µs/op")
+	b.ReportMetric(netPerOp, "net-cpu-µs/op")
+	if members > 0 {
+		b.ReportMetric(perOp/float64(members), "cpu-µs/member")
+		b.ReportMetric(netPerOp/float64(members), "net-cpu-µs/member")
 	}
 }

@@ -437,7 +437,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 		size = 4
 	}
 	nodes := startCluster(t, size, nil)
-	opts := append([]GroupOption{WithJitter(0)}, mode.groupOptions(t)...)
+	opts := append([]GroupOption{WithJitter(0)}, mode.groupOptions(t, s)...)
 	gs := newClusterGroups(t, nodes, "stress", s, opts...)
 	ctx := t.Context()
 	stop := time.Now().Add(budget)
@@ -528,6 +528,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 		sum.Handoffs += st.Handoffs
 		sum.L2Hits += st.L2Hits
 		sum.L2Stores += st.L2Stores
+		sum.BatchLoads += st.BatchLoads
 	}
 	t.Logf("%d reads, writes: %d Set, %d Invalidate, %d InvalidateTags, %d Clear; loads %d, hits %d, hot hits %d, peer fetches %d, fallbacks %d, stale %d, revalidations %d, failed %d",
 		s.reads.Load(), s.writes[0].Load(), s.writes[1].Load(), s.writes[2].Load(), s.writes[3].Load(),
@@ -558,6 +559,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	}
 	t.Logf("L2 hits %d, stores %d", sum.L2Hits, sum.L2Stores)
 	mode.checkL2(t, sum)
+	mode.checkWindow(t, sum)
 	var batches uint64
 	for _, n := range nodes {
 		batches += n.Stats().WriteBatches

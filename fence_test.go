@@ -113,6 +113,8 @@ type stressMode struct {
 	standIn bool
 	// l2: the group has a second level on a real Redis (WithL2).
 	l2 bool
+	// window: loads go through a batch window (WithBatchWindow).
+	window bool
 	// writersPerNode runs that many writers on each node of the cluster
 	// stress test (0: one), so that their requests to a member share
 	// frames (write lanes).
@@ -120,11 +122,25 @@ type stressMode struct {
 }
 
 // groupOptions returns the mode's options, with a second level on a Redis
-// started for t in the l2 mode.
-func (m stressMode) groupOptions(t testing.TB) []GroupOption {
+// started for t in the l2 mode, and s's batch loader in the window mode.
+func (m stressMode) groupOptions(t testing.TB, s *fenceStress) []GroupOption {
 	opts := slices.Clone(m.opts)
 	if m.l2 {
 		opts = append(opts, WithL2(newTestL2(t)))
+	}
+	if m.window {
+		opts = append(opts, WithBatchWindow(200*time.Microsecond), WithBatchLoader(BatchLoaderFunc(
+			func(ctx context.Context, keys []string) (map[string]Item, error) {
+				items := make(map[string]Item, len(keys))
+				for _, k := range keys {
+					it, err := s.Load(ctx, k)
+					if err != nil {
+						return nil, err
+					}
+					items[k] = it
+				}
+				return items, nil
+			})))
 	}
 	return opts
 }
@@ -147,12 +163,15 @@ var stressModes = []stressMode{
 	// each: keys evicted here are found in L2, loads write back to it, and
 	// writes delete from it while loads are in flight.
 	{name: "l2", l2: true, opts: []GroupOption{WithMainBytes(3 * 200), WithHotBytes(3 * 200)}},
+	// Loads of distinct keys go in batches (WithBatchWindow), the owner's
+	// for its peers too.
+	{name: "window", window: true},
 }
 
 func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, writes int) {
 	s := newFenceStress(t)
 	s.failEvery = mode.failEvery
-	g := mustGroup(t, newTestNode(t), "g", s, mode.groupOptions(t)...)
+	g := mustGroup(t, newTestNode(t), "g", s, mode.groupOptions(t, s)...)
 	ctx := t.Context()
 	var wg sync.WaitGroup
 	for range readers {
@@ -184,6 +203,14 @@ func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, 
 		t.Fatalf("the stale mode served nothing stale: %+v", st)
 	}
 	mode.checkL2(t, st)
+	mode.checkWindow(t, st)
+}
+
+// checkWindow fails t when the window mode batched nothing.
+func (m stressMode) checkWindow(t testing.TB, st Stats) {
+	if m.window && st.BatchLoads == 0 {
+		t.Fatalf("the window mode made no batch: %+v", st)
+	}
 }
 
 // Keys and tags of a fenceStress.

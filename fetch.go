@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net"
+	"sync/atomic"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
@@ -34,7 +39,7 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 		return nil, SourceNone, ErrClosed
 	}
 	defer g.node.loads.Done()
-	v, src, err, reached := g.fetchFrom(key, owner)
+	v, src, err, reached := g.fetchFrom(ctx, key, owner)
 	if reached {
 		return v, src, err
 	}
@@ -56,7 +61,7 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 		r := g.waitFlight(context.WithoutCancel(ctx), key, g.startFlightTo(ctx, key, nil, true))
 		return r.value, SourceFallback, r.err
 	case standIn && alt != owner:
-		if v, src, err, reached := g.fetchFrom(key, alt); reached {
+		if v, src, err, reached := g.fetchFrom(ctx, key, alt); reached {
 			return v, src, err
 		}
 	}
@@ -78,14 +83,22 @@ func unreachable(err error) bool {
 // or could not serve (unknown group, overloaded, other protocol): the
 // caller falls back, and err says why. A not-found or a loader error at p
 // is the callers' answer, with reached set.
-func (g *Group) fetchFrom(key string, p *peer) (v []byte, src Source, err error, reached bool) {
+func (g *Group) fetchFrom(ctx context.Context, key string, p *peer) (v []byte, src Source, err error, reached bool) {
 	since := g.store.Seq()
 	g.stats.peerFetches.Add(1)
+	req := transport.GetRequest{Group: g.name, Key: key}
+	if g.node.tracing.on(ctx) {
+		// ctx gives the trace only: the request runs under p.ctx.
+		var span trace.Span
+		ctx, span = g.node.tracing.start(ctx, "meshcache.fetch", trace.SpanKindClient, attrGroup.String(g.name), attrPeer.String(p.name))
+		defer func() { end(span, err) }()
+		req.Trace = g.node.tracing.inject(ctx)
+	}
 	// The request runs under p.ctx, which ends when p leaves or this node
 	// closes, bounded by the load timeout with the transport's pooled
 	// timer: no context to allocate per fetch.
 	start := time.Now()
-	resp, err := g.node.client.GetWithin(p.ctx, p.addr, transport.GetRequest{Group: g.name, Key: key}, g.cfg.loadTimeout)
+	resp, err := g.node.client.GetWithin(p.ctx, p.addr, req, g.cfg.loadTimeout)
 	elapsed := time.Since(start)
 	g.stats.fetchLatency.observe(elapsed)
 	if err == nil {
@@ -100,7 +113,7 @@ func (g *Group) fetchFrom(key string, p *peer) (v []byte, src Source, err error,
 		return resp.Value.Value, SourceStale, nil, true
 	}
 	if err == nil {
-		if resp.TTL > 0 && inTime {
+		if resp.TTL > 0 && inTime && g.admitHot(key) {
 			g.store.Add(local.Hot, key, resp.Value.Value, resp.Tags, min(resp.TTL, g.cfg.hotTTL), false, since)
 		}
 		return resp.Value.Value, SourcePeer, nil, true
@@ -109,6 +122,78 @@ func (g *Group) fetchFrom(key string, p *peer) (v []byte, src Source, err error,
 		return nil, SourcePeer, oerr, true
 	}
 	return nil, SourceNone, err, false
+}
+
+// admitHot reports whether a value of key fetched from its owner is to be
+// copied into the hot cache (see [WithHotAdmission]), counting the values
+// that are not. Skipping a copy is always safe: the next Get fetches again.
+func (g *Group) admitHot(key string) bool {
+	if g.hotAdmit == nil || g.hotAdmit.admit(key) {
+		return true
+	}
+	g.stats.hotSkipped.Add(1)
+	return false
+}
+
+// admitter is the hot cache's admission policy: a value fetched from its
+// owner is copied at the key's second fetch within a window of recent
+// fetches, not at its first. A key read once (most of the keys of a
+// long-tailed workload) then costs no copy and evicts no hotter key; a key
+// read often is copied at its second fetch, and again at once after an
+// eviction while it is remembered.
+//
+// It remembers keys as two bits each in a fixed bit array, indexed by the
+// key's hash, and clears the array after window first fetches: its memory
+// does not grow with the number of keys or the rate of fetches. With
+// window an eighth of the bits, at most a quarter of them are set, so at
+// most about one first fetch in 20 finds both its bits set by other keys
+// and is copied, as it would be without the policy. It is safe for concurrent
+// use; a clear racing with a fetch may forget or keep that one key.
+type admitter struct {
+	bits   []atomic.Uint64
+	mask   uint64 // of a bit index
+	window int64  // first fetches between clears
+	seen   atomic.Int64
+}
+
+// Bounds of an admitter's bit array: 512 bytes to 16 MiB.
+const (
+	minAdmitBits = 1 << 12
+	maxAdmitBits = 1 << 27
+)
+
+// newAdmitter returns the admitter of a hot cache bounded to hotBytes: one
+// bit per 16 bytes of the bound, a power of two within the bounds (0.8% of
+// the bound, 64 KiB for the default 8 MiB). The window, an eighth of the
+// bits (one first fetch per 128 bytes of the bound), is then at least as
+// many fetches as the hot cache holds entries of any size (each is charged
+// [local.EntryOverhead] bytes and more): a key is copied when it comes back
+// before the hot cache could have been filled since its first fetch.
+func newAdmitter(hotBytes int64) *admitter {
+	n := uint64(min(max(hotBytes/16, minAdmitBits), maxAdmitBits))
+	n = 1 << bits.Len64(n-1) // rounded up to a power of two
+	return &admitter{bits: make([]atomic.Uint64, n/64), mask: n - 1, window: int64(n / 8)}
+}
+
+// admit reports whether key was fetched before within the window, and
+// remembers this fetch.
+func (a *admitter) admit(key string) bool {
+	h := xxhash.Sum64String(key)
+	i, j := h&a.mask, (h>>32)&a.mask
+	wi, bi := &a.bits[i/64], uint64(1)<<(i%64)
+	wj, bj := &a.bits[j/64], uint64(1)<<(j%64)
+	if wi.Load()&bi != 0 && wj.Load()&bj != 0 {
+		return true
+	}
+	wi.Or(bi)
+	wj.Or(bj)
+	if a.seen.Add(1) == a.window {
+		for k := range a.bits {
+			a.bits[k].Store(0)
+		}
+		a.seen.Store(0)
+	}
+	return false
 }
 
 // ownerError returns the callers' error for an owner's answer err to a

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshcache/meshcache/l2"
 	"github.com/meshcache/meshcache/local"
@@ -45,6 +46,12 @@ type Group struct {
 	// (Unix nanoseconds), so that its loads are spaced (see staleRetry).
 	failures *lru.Cache[string, int64]
 
+	// window gathers loads into batches (WithBatchWindow); nil: none.
+	window *loadWindow
+	// hotAdmit decides which fetched values get a hot copy; nil copies
+	// every one (no WithHotAdmission(true), or the hot cache is off).
+	hotAdmit *admitter
+
 	// l2SkipUntil is when reads of the second level resume after a
 	// failure (Unix nanoseconds; see l2Backoff).
 	l2SkipUntil atomic.Int64
@@ -76,6 +83,7 @@ type counters struct {
 	peerFetches, peerErrors, fallbacks  atomic.Uint64
 	handoffs, peerServed                atomic.Uint64
 	staleServed, revalidations          atomic.Uint64
+	hotSkipped                          atomic.Uint64
 	l2Hits, l2Misses, l2Errors          atomic.Uint64
 	l2Bypassed, l2Stores                atomic.Uint64
 	loadLatency, fetchLatency           histogram
@@ -119,6 +127,12 @@ func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, erro
 		}),
 	}
 	g.failures, _ = lru.New[string, int64](maxFailures)
+	if cfg.hotAdmission && hot > 0 {
+		g.hotAdmit = newAdmitter(hot)
+	}
+	if cfg.batchWindow > 0 {
+		g.window = &loadWindow{g: g, d: cfg.batchWindow, max: cfg.maxBatch}
+	}
 	// Snapshot entries go in behind every write applied once the group is
 	// visible: they are older than all of them.
 	since := g.store.Seq()
@@ -149,6 +163,9 @@ func newGroupErr(name string, l Loader, opts []GroupOption) error {
 		}
 		o(&cfg)
 	}
+	if cfg.batchWindow > 0 && cfg.batch == nil {
+		cfg.fail("meshcache: WithBatchWindow without WithBatchLoader: %w", ErrInvalidOption)
+	}
 	if cfg.maxValueSet && int64(cfg.maxValueBytes) > cfg.mainBytes/2 {
 		cfg.fail("meshcache: WithMaxValueBytes(%d) over half of the main bytes (%d): such values could never be cached: %w",
 			cfg.maxValueBytes, cfg.mainBytes, ErrInvalidOption)
@@ -172,6 +189,29 @@ func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte
 	if len(opts) > 0 {
 		cc = callOptions(opts)
 	}
+	if g.node.tracing.on(ctx) {
+		return g.getTraced(ctx, key, cc)
+	}
+	return g.get(ctx, key, cc)
+}
+
+// getTraced is get in a span of its own (see tracing.go).
+func (g *Group) getTraced(ctx context.Context, key string, cc callConfig) ([]byte, error) {
+	ctx, span := g.node.tracing.start(ctx, "meshcache.Get", trace.SpanKindInternal, attrGroup.String(g.name))
+	var src Source
+	caller := cc.source
+	cc.source = &src
+	v, err := g.get(ctx, key, cc)
+	if caller != nil {
+		*caller = src
+	}
+	span.SetAttributes(attrSource.String(src.String()))
+	end(span, err)
+	return v, err
+}
+
+// get is Get, once its options are read.
+func (g *Group) get(ctx context.Context, key string, cc callConfig) ([]byte, error) {
 	if cc.bypass || g.cfg.passthrough || !g.node.serving() {
 		// Without its lease the node loads for its callers directly: it
 		// may have missed writes, so it neither serves nor fills its caches.
@@ -406,7 +446,7 @@ func (g *Group) forget(keys []string) {
 // of a flight, so the value is stored before any waiter is released: a Get
 // that starts after the flight ended finds it cached. A load into Main
 // first asks the key's previous owner, if it changed (hand-off).
-func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) ([]byte, error) {
+func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) (_ []byte, err error) {
 	if !g.node.startLoad() {
 		return nil, ErrClosed
 	}
@@ -421,6 +461,11 @@ func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) (
 			return v, nil
 		}
 	}
+	if g.node.tracing.on(ctx) {
+		var span trace.Span
+		ctx, span = g.node.tracing.start(ctx, "meshcache.load", trace.SpanKindInternal, attrGroup.String(g.name))
+		defer func() { end(span, err) }()
+	}
 	var version *l2.Version // what the second level saw, for the write-back
 	if rs, ok := g.l2Read(ctx, []string{key}); ok {
 		if rs[0].Found {
@@ -431,9 +476,14 @@ func (g *Group) loadAndStore(ctx context.Context, key string, tier local.Tier) (
 		version = &rs[0].Version
 	}
 	g.stats.loads.Add(1)
-	start := time.Now()
-	it, err := g.callLoader(ctx, key)
-	g.stats.loadLatency.observe(time.Since(start))
+	var it Item
+	if g.window != nil {
+		it, err = g.window.load(ctx, key) // the batch observes its latency
+	} else {
+		start := time.Now()
+		it, err = g.callLoader(ctx, key)
+		g.stats.loadLatency.observe(time.Since(start))
+	}
 	if err != nil {
 		return nil, g.loadFailed(ctx, key, since, err, tier)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
 )
@@ -78,7 +80,12 @@ func checkPeerKey(key string) error {
 	return nil
 }
 
-func (h handler) Get(ctx context.Context, req transport.GetRequest) (transport.GetResponse, error) {
+func (h handler) Get(ctx context.Context, req transport.GetRequest) (_ transport.GetResponse, err error) {
+	if len(req.Trace) > 0 {
+		var span trace.Span
+		ctx, span = h.n.tracing.serverSpan(ctx, "meshcache.serve", req.Trace, attrGroup.String(req.Group))
+		defer func() { end(span, err) }()
+	}
 	g, err := h.group(req.Group)
 	if err != nil {
 		return transport.GetResponse{}, err
@@ -95,7 +102,8 @@ func (h handler) Get(ctx context.Context, req transport.GetRequest) (transport.G
 // [transport.CachedGetter]). A miss, a cached not-found and anything
 // unusual go to Get.
 func (h handler) GetCached(req transport.GetRequest) (transport.GetResponse, bool) {
-	if h.n.closed.Load() || checkPeerKey(req.Key) != nil {
+	if h.n.closed.Load() || checkPeerKey(req.Key) != nil || len(req.Trace) > 0 {
+		// A traced request goes to Get, which adds the server span.
 		return transport.GetResponse{}, false
 	}
 	g, ok := h.n.Group(req.Group)
@@ -240,7 +248,12 @@ func clip(s string, n int) string {
 	return s[:i] + more
 }
 
-func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (transport.GetManyResponse, error) {
+func (h handler) GetMany(ctx context.Context, req transport.GetManyRequest) (_ transport.GetManyResponse, err error) {
+	if len(req.Trace) > 0 {
+		var span trace.Span
+		ctx, span = h.n.tracing.serverSpan(ctx, "meshcache.serve", req.Trace, attrGroup.String(req.Group), attrKeys.Int(len(req.Keys)))
+		defer func() { end(span, err) }()
+	}
 	g, err := h.group(req.Group)
 	if err != nil {
 		return transport.GetManyResponse{}, err
@@ -348,7 +361,13 @@ func (h handler) WriteQuick(req transport.WriteRequest) (transport.WriteResponse
 	return resp, true, err
 }
 
-func (h handler) Write(ctx context.Context, req transport.WriteRequest) (transport.WriteResponse, error) {
+func (h handler) Write(ctx context.Context, req transport.WriteRequest) (_ transport.WriteResponse, err error) {
+	if len(req.Trace) > 0 {
+		var span trace.Span
+		_, span = h.n.tracing.serverSpan(ctx, "meshcache.apply", req.Trace,
+			attrGroup.String(req.Group), attrOp.String(req.Op.String()), attrPhase.Int(int(req.Phase)))
+		defer func() { end(span, err) }()
+	}
 	// A closing node still applies writes: it stays in its peers' rings
 	// until its leave has spread, and its store works after Close.
 	g, ok := h.n.Group(req.Group)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshcache/meshcache/peers"
 	"github.com/meshcache/meshcache/transport"
@@ -126,6 +128,14 @@ type Config struct {
 	// them. It runs on the peer transport's goroutines, concurrently; it
 	// should bound how many groups it creates (any peer can name one).
 	OnUnknownGroup func(n *Node, name string) (*Group, error)
+	// TracerProvider makes the node's spans (see "Tracing" in the package
+	// doc). If nil, the global provider (otel.GetTracerProvider), as
+	// OpenTelemetry's conventions for libraries say: without an SDK
+	// installed, spans cost nothing.
+	TracerProvider trace.TracerProvider
+	// Propagator carries the trace context to peers, in requests. If nil,
+	// W3C trace context (propagation.TraceContext).
+	Propagator propagation.TextMapPropagator
 }
 
 // DefaultFetchTimeout is [Config.FetchTimeout] when it is zero.
@@ -194,6 +204,8 @@ type Node struct {
 	wg          sync.WaitGroup // background goroutines: the settle watcher and the lease
 	// lanes carry the write requests to each member (writelane.go).
 	lanes writeLanes
+	// tracing makes the node's spans (tracing.go).
+	tracing tracing
 
 	stats nodeCounters
 }
@@ -222,6 +234,7 @@ func NewNode(cfg Config) (*Node, error) {
 		name:    name,
 		log:     log.With("node", name),
 		baseLog: log,
+		tracing: newTracing(cfg),
 		closing: ctx,
 		cancel:  cancel,
 		groups:  make(map[string]*Group),

@@ -37,7 +37,7 @@ type groupConfig struct {
 	mainBytes     int64
 	hotBytes      int64 // 0: mainBytes/8
 	hotTTL        time.Duration
-	hotAdmitAll   bool // WithHotAdmission(false)
+	hotAdmission  bool // WithHotAdmission(true)
 	batch         BatchLoader
 	loadTimeout   time.Duration
 	negativeTTL   time.Duration
@@ -57,7 +57,10 @@ type groupConfig struct {
 	l2Timeout time.Duration
 	// funcTags is FuncTags' function, a func(A, V) []string for NewFunc.
 	funcTags any
-	errs     []error
+	// batchWindow and maxBatch configure the batch window (batchwindow.go).
+	batchWindow time.Duration
+	maxBatch    int
+	errs        []error
 }
 
 // staleFor is how long entries are kept after their TTL: the longer of the
@@ -75,6 +78,7 @@ func defaultGroupConfig() groupConfig {
 		jitter:        DefaultJitter,
 		maxValueBytes: DefaultMaxValueBytes,
 		l2Timeout:     DefaultL2Timeout,
+		maxBatch:      DefaultMaxBatch,
 	}
 }
 
@@ -136,17 +140,18 @@ func WithHotTTL(d time.Duration) GroupOption {
 	}
 }
 
-// WithHotAdmission sets the hot cache's admission policy. By default (on),
-// a value fetched from its owner is copied into the hot cache only when its
-// key was fetched before within a recent window (about as many fetches as
-// the hot cache holds entries of the smallest size, or more): a key read
-// once, as most keys of a long-tailed workload are, costs no copy and
-// evicts no hotter key, and a key read often is copied at its second fetch.
-// The policy's memory is fixed, 0.8% of the hot bytes (see
-// [WithHotBytes]). Off (false), every fetched value is copied.
-// [Stats.HotSkipped] counts the values not copied.
+// WithHotAdmission(true) copies a value fetched from its owner (by Get or
+// GetMany) into the hot cache only when its key was fetched before within a
+// recent window, instead of at every fetch: a key read once, as most keys
+// of a long-tailed workload are, then costs no copy and evicts no hotter
+// key, and a key read
+// again is copied at its second fetch (its third Get is a hot hit). The
+// window is at least as many fetches as the hot cache holds entries of any
+// size (one fetch per 128 bytes of [WithHotBytes]), and the policy's memory
+// is fixed: 0.8% of the hot bytes. [Stats.HotSkipped] counts the values
+// not copied. If not given, or false, every fetched value is copied.
 func WithHotAdmission(on bool) GroupOption {
-	return func(c *groupConfig) { c.hotAdmitAll = !on }
+	return func(c *groupConfig) { c.hotAdmission = on }
 }
 
 // WithBatchLoader makes [Group.GetMany] and [Group.Warm] load missing keys
@@ -158,6 +163,37 @@ func WithBatchLoader(b BatchLoader) GroupOption {
 			return
 		}
 		c.batch = b
+	}
+}
+
+// WithBatchWindow gathers loads into batches, as a DataLoader does: a
+// window opens at a miss that this node loads (as a key's owner, a
+// stand-in or a fallback, for its callers or a peer's), and the loads of
+// other keys that miss within d join it; when d has passed, or
+// [WithMaxBatch] keys joined, one LoadMany call of the group's
+// [BatchLoader] (which the option requires) loads them all. Each caller
+// gets its own key's item, or not-found if the batch's map lacks the key,
+// or the batch's error. Each key keeps its flight (concurrent Gets of one
+// key share one place in the batch) and its fence: a write after a key's
+// load began refuses what the batch returns for it. A load waits up to d
+// longer; d must be positive.
+func WithBatchWindow(d time.Duration) GroupOption {
+	return func(c *groupConfig) {
+		if positive(c, "WithBatchWindow", d) {
+			c.batchWindow = d
+		}
+	}
+}
+
+// WithMaxBatch closes a batch window ([WithBatchWindow]) early once n keys
+// joined it (default [DefaultMaxBatch]). n must be positive.
+func WithMaxBatch(n int) GroupOption {
+	return func(c *groupConfig) {
+		if n <= 0 {
+			c.fail("meshcache: WithMaxBatch(%d): %w", n, ErrInvalidOption)
+			return
+		}
+		c.maxBatch = n
 	}
 }
 

@@ -24,6 +24,7 @@ type Stats struct {
 	Fallbacks   uint64 // keys loaded here because their owner could not serve them
 	Handoffs    uint64 // keys this node took over from their previous owner instead of loading them
 	PeerServed  uint64 // keys other nodes asked this node for (as their owner)
+	HotSkipped  uint64 // values fetched from owners not copied into the hot cache (see WithHotAdmission)
 
 	StaleServed   uint64 // Gets answered with an expired value (WithStaleIfError, WithStaleWhileRevalidate)
 	Revalidations uint64 // background refreshes started (WithStaleWhileRevalidate)
@@ -72,6 +73,7 @@ func (g *Group) Stats() Stats {
 		Fallbacks:         g.stats.fallbacks.Load(),
 		Handoffs:          g.stats.handoffs.Load(),
 		PeerServed:        g.stats.peerServed.Load(),
+		HotSkipped:        g.stats.hotSkipped.Load(),
 		StaleServed:       g.stats.staleServed.Load(),
 		Revalidations:     g.stats.revalidations.Load(),
 		L2Hits:            g.stats.l2Hits.Load(),

@@ -12,6 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
 )
@@ -56,9 +59,14 @@ func (e *InvalidateError) Unwrap() error { return ErrPartialInvalidation }
 // (main cache, load fences), then every member drops its copies (hot cache,
 // fetch fences). It returns the number of entries the write applied to,
 // summed over the members.
-func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, error) {
+func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, err error) {
 	n := g.node
 	req.Group = g.name
+	if n.tracing.on(ctx) {
+		var span trace.Span
+		ctx, span = n.tracing.start(ctx, "meshcache.write", trace.SpanKindInternal, attrGroup.String(g.name), attrOp.String(req.Op.String()))
+		defer func() { end(span, err) }()
+	}
 	if n.ring.Load() == nil {
 		// The second level first (see secondlevel.go).
 		l2err := g.l2Write(ctx, req, DefaultWriteTimeout)
@@ -421,10 +429,19 @@ func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets 
 			d, _ := ctx.Deadline()
 			pctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
 		}
+		var span trace.Span
+		if g.node.tracing.on(pctx) {
+			pctx, span = g.node.tracing.start(pctx, "meshcache.write.phase", trace.SpanKindClient,
+				attrPhase.Int(int(phase)), attribute.Int("meshcache.members", len(to)))
+			req.Trace = g.node.tracing.inject(pctx)
+		}
 		if local {
 			applied += g.apply(req, phase)
 		}
 		applied += g.fanOut(pctx, to, req, w)
+		if span != nil {
+			span.End()
+		}
 		cancel()
 	}
 	return applied

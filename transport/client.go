@@ -219,6 +219,12 @@ func (c *Client) GetWithin(ctx context.Context, addr string, req GetRequest, tim
 	cl := getCall()
 	defer cl.release()
 	cl.fastGet, cl.getReq, cl.timeout = true, req, timeout
+	if len(req.Trace) > 0 {
+		// A traced request takes the generic encoding, which carries it.
+		cl.fastGet = false
+		cl.env.Trace = req.Trace
+		cl.env.Body = &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Group: []byte(req.Group), Key: []byte(req.Key)}}
+	}
 	if err := c.exchange(ctx, addr, "get", cl); err != nil {
 		return GetResponse{}, err
 	}
@@ -243,6 +249,7 @@ func (c *Client) GetMany(ctx context.Context, addr string, req GetManyRequest) (
 	defer cl.release()
 	encodeGetManyRequest(&cl.a, &cl.manyMsg, req)
 	cl.env.Body = &cl.many
+	cl.env.Trace = req.Trace
 	if err := c.roundTrip(ctx, addr, "get-many", cl); err != nil {
 		return GetManyResponse{}, err
 	}
@@ -279,6 +286,7 @@ func (c *Client) Write(ctx context.Context, addr string, req WriteRequest) (Writ
 		return WriteResponse{}, fmt.Errorf("transport: write to %s: %w", addr, err)
 	}
 	cl.env.Body = &cl.write
+	cl.env.Trace = req.Trace
 	if err := c.roundTrip(ctx, addr, "write", cl); err != nil {
 		return WriteResponse{}, err
 	}

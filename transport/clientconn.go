@@ -315,7 +315,7 @@ func (cl *call) release() {
 	cl.err, cl.cc = nil, nil
 	cl.sent, cl.readsAtSend, cl.sentAt = false, 0, 0
 	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
-	cl.env.Body = nil
+	cl.env.Body, cl.env.Trace = nil, nil
 	cl.manyMsg.Keys = nil
 	proto.Reset(&cl.writeMsg)
 	proto.Reset(&cl.leaseMsg)

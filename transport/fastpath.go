@@ -24,6 +24,7 @@ const (
 	fieldEnvID          = 1
 	fieldEnvTimeout     = 2
 	fieldEnvErrorCode   = 3
+	fieldEnvTrace       = 5
 	fieldEnvGetRequest  = 10
 	fieldEnvGetResponse = 11
 	// Every Envelope field from 10 on is a body of the oneof: a later body
@@ -71,7 +72,8 @@ func fastGetRequest(b []byte) (id uint64, timeout time.Duration, req GetRequest,
 			sawBody = true
 			b = b[m:]
 		case num >= fieldEnvFirstBody,
-			num == fieldEnvID, num == fieldEnvTimeout:
+			num == fieldEnvID, num == fieldEnvTimeout,
+			num == fieldEnvTrace: // a traced request: the generic path keeps its trace
 			return 0, 0, req, false // another body, or an odd wire type
 		default:
 			m := protowire.ConsumeFieldValue(num, typ, b)

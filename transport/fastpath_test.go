@@ -32,7 +32,7 @@ func TestFastEncodersMatchProto(t *testing.T) {
 			t.Errorf("appendGetRequestFrame(%d, %d, %.20q) = %x, want %x", tt.id, tt.timeout, tt.req, got, want)
 		}
 		id, timeout, req, ok := fastGetRequest(want[frameHeaderLen:])
-		if !ok || id != tt.id || int64(timeout) != tt.timeout || req != tt.req {
+		if !ok || id != tt.id || int64(timeout) != tt.timeout || !reflect.DeepEqual(req, tt.req) {
 			t.Errorf("fastGetRequest(encoded %d) = %d, %d, %.20q, %v", tt.id, id, timeout, req, ok)
 		}
 	}

@@ -69,7 +69,7 @@ func FuzzDecodeEnvelope(f *testing.F) {
 		}
 		if reqOK {
 			b, ok := env.Body.(*wirepb.Envelope_GetRequest)
-			if !ok || reqID != env.Id || int64(reqTimeout) != env.TimeoutNanos || decodeGetRequest(b.GetRequest) != req {
+			if !ok || reqID != env.Id || int64(reqTimeout) != env.TimeoutNanos || !reflect.DeepEqual(decodeGetRequest(b.GetRequest), req) {
 				t.Fatalf("fastGetRequest = %d, %v, %+v; generic decode = %v", reqID, reqTimeout, req, &env)
 			}
 		}
@@ -163,6 +163,7 @@ func seedEnvelopes() []*wirepb.Envelope {
 	tags := [][]byte{[]byte("org:acme"), []byte("\xff")}
 	return []*wirepb.Envelope{
 		{Id: 1, TimeoutNanos: int64(time.Second), Body: &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Group: []byte("users"), Key: []byte("42")}}},
+		{Id: 10, Trace: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, Body: &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Group: []byte("users"), Key: []byte("43")}}},
 		{Id: 1, Body: &wirepb.Envelope_GetResponse{GetResponse: &wirepb.GetResponse{Value: bytes.Repeat([]byte("v"), 100), TtlNanos: int64(time.Minute), AgeNanos: 5, Tags: tags}}},
 		{Id: 2, ErrorCode: wirepb.Code_CODE_NOT_FOUND, ErrorMessage: []byte("transport: not found")},
 		{Id: 3, Body: &wirepb.Envelope_GetManyRequest{GetManyRequest: &wirepb.GetManyRequest{Group: []byte("g"), Keys: [][]byte{[]byte("a"), []byte("b")}}}},

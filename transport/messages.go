@@ -64,6 +64,9 @@ type QuickWriter interface {
 // needed.
 type GetRequest struct {
 	Group, Key string
+	// Trace is the caller's trace context (a propagator's carrier), or
+	// nil: it travels in the request's envelope.
+	Trace map[string]string
 }
 
 // Value is a cached value as it crosses the wire.
@@ -89,6 +92,7 @@ type GetResponse struct {
 type GetManyRequest struct {
 	Group string
 	Keys  []string
+	Trace map[string]string // as in GetRequest
 }
 
 // KeyResult is one key's outcome in a [GetManyResponse].
@@ -211,6 +215,9 @@ type WriteRequest struct {
 	// View is a digest of the alive members as the writer sees them (see
 	// [Member]); 0 when the writer does not ask for the receiver's view.
 	View uint64
+	// Trace is the writer's trace context, as in GetRequest. It travels in
+	// the request's envelope (not in gossip, nor in a batch's writes).
+	Trace map[string]string
 }
 
 // A WriteResult is the answer to one write of a batch ([Client.WriteBatch]):

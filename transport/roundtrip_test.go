@@ -517,3 +517,54 @@ func TestWriteBatchRoundTrip(t *testing.T) {
 		t.Errorf("empty WriteBatch = %v, %v", rs, err)
 	}
 }
+
+// TestTraceRoundTrip: a request's trace context reaches the handler (Get
+// takes the generic encoding then), and an untraced Get still takes the
+// fast path.
+func TestTraceRoundTrip(t *testing.T) {
+	trace := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "tracestate": "v=1"}
+	var (
+		mu   sync.Mutex
+		seen []map[string]string
+	)
+	note := func(m map[string]string) {
+		mu.Lock()
+		seen = append(seen, m)
+		mu.Unlock()
+	}
+	h := &fakeHandler{
+		get: func(_ context.Context, req GetRequest) (GetResponse, error) {
+			note(req.Trace)
+			return GetResponse{Value: valueFor(req.Group, req.Key)}, nil
+		},
+		getMany: func(_ context.Context, req GetManyRequest) (GetManyResponse, error) {
+			note(req.Trace)
+			return GetManyResponse{}, nil
+		},
+		write: func(_ context.Context, req WriteRequest) (WriteResponse, error) {
+			note(req.Trace)
+			return WriteResponse{}, nil
+		},
+	}
+	s, _ := startServer(t, ServerConfig{}, h)
+	c, _ := newTestClient(t, ClientConfig{})
+	ctx := t.Context()
+	if resp, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: "k", Trace: trace}); err != nil || string(resp.Value.Value) != "g/k" {
+		t.Fatalf("traced Get = %q, %v", resp.Value.Value, err)
+	}
+	if _, err := c.GetMany(ctx, s.Addr(), GetManyRequest{Group: "g", Keys: []string{"k"}, Trace: trace}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(ctx, s.Addr(), WriteRequest{Group: "g", Op: OpClear, Trace: trace}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Get(ctx, s.Addr(), GetRequest{Group: "g", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []map[string]string{trace, trace, trace, nil}
+	if !reflect.DeepEqual(seen, want) {
+		t.Errorf("handlers saw traces %v, want %v", seen, want)
+	}
+}

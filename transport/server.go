@@ -360,13 +360,16 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 		switch b := env.Body.(type) {
 		case *wirepb.Envelope_GetRequest:
 			r.kind, r.get = kindGet, decodeGetRequest(b.GetRequest)
+			r.get.Trace = env.Trace
 		case *wirepb.Envelope_GetManyRequest:
 			r.kind, r.getMany = kindGetMany, decodeGetManyRequest(b.GetManyRequest)
+			r.getMany.Trace = env.Trace
 		case *wirepb.Envelope_PeekRequest:
 			r.kind, r.peek = kindPeek, decodePeekRequest(b.PeekRequest)
 		case *wirepb.Envelope_WriteRequest:
 			r.kind = kindWrite
 			r.write, err = decodeWriteRequest(b.WriteRequest)
+			r.write.Trace = env.Trace
 		case *wirepb.Envelope_WriteBatchRequest:
 			r.kind = kindWriteBatch
 			r.writes, err = decodeWriteBatch(b.WriteBatchRequest)

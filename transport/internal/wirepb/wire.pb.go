@@ -237,6 +237,10 @@ type Envelope struct {
 	ErrorCode Code `protobuf:"varint,3,opt,name=error_code,json=errorCode,proto3,enum=meshcache.transport.v1.Code" json:"error_code,omitempty"`
 	// Responses: the remote error text when error_code is not CODE_OK.
 	ErrorMessage []byte `protobuf:"bytes,4,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	// Requests: the caller's trace context (W3C traceparent and tracestate,
+	// or what the sender's propagator writes), so that the peer's work joins
+	// the caller's trace. Absent when the caller is not traced.
+	Trace map[string]string `protobuf:"bytes,5,rep,name=trace,proto3" json:"trace,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Every field from 10 on belongs to the body: the hand-written parsers
 	// of package transport (fastpath.go) rely on it.
 	//
@@ -317,6 +321,13 @@ func (x *Envelope) GetErrorCode() Code {
 func (x *Envelope) GetErrorMessage() []byte {
 	if x != nil {
 		return x.ErrorMessage
+	}
+	return nil
+}
+
+func (x *Envelope) GetTrace() map[string]string {
+	if x != nil {
+		return x.Trace
 	}
 	return nil
 }
@@ -1826,13 +1837,14 @@ var File_wire_proto protoreflect.FileDescriptor
 const file_wire_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"wire.proto\x12\x16meshcache.transport.v1\"\x8c\v\n" +
+	"wire.proto\x12\x16meshcache.transport.v1\"\x89\f\n" +
 	"\bEnvelope\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12#\n" +
 	"\rtimeout_nanos\x18\x02 \x01(\x03R\ftimeoutNanos\x12;\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x0e2\x1c.meshcache.transport.v1.CodeR\terrorCode\x12#\n" +
-	"\rerror_message\x18\x04 \x01(\fR\ferrorMessage\x12E\n" +
+	"\rerror_message\x18\x04 \x01(\fR\ferrorMessage\x12A\n" +
+	"\x05trace\x18\x05 \x03(\v2+.meshcache.transport.v1.Envelope.TraceEntryR\x05trace\x12E\n" +
 	"\vget_request\x18\n" +
 	" \x01(\v2\".meshcache.transport.v1.GetRequestH\x00R\n" +
 	"getRequest\x12H\n" +
@@ -1850,7 +1862,11 @@ const file_wire_proto_rawDesc = "" +
 	"\x11hand_over_request\x18\x16 \x01(\v2'.meshcache.transport.v1.HandOverRequestH\x00R\x0fhandOverRequest\x12X\n" +
 	"\x12hand_over_response\x18\x17 \x01(\v2(.meshcache.transport.v1.HandOverResponseH\x00R\x10handOverResponse\x12[\n" +
 	"\x13write_batch_request\x18\x18 \x01(\v2).meshcache.transport.v1.WriteBatchRequestH\x00R\x11writeBatchRequest\x12^\n" +
-	"\x14write_batch_response\x18\x19 \x01(\v2*.meshcache.transport.v1.WriteBatchResponseH\x00R\x12writeBatchResponseB\x06\n" +
+	"\x14write_batch_response\x18\x19 \x01(\v2*.meshcache.transport.v1.WriteBatchResponseH\x00R\x12writeBatchResponse\x1a8\n" +
+	"\n" +
+	"TraceEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
 	"\x04body\"4\n" +
 	"\n" +
 	"GetRequest\x12\x14\n" +
@@ -1979,7 +1995,7 @@ func file_wire_proto_rawDescGZIP() []byte {
 }
 
 var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_wire_proto_goTypes = []any{
 	(Code)(0),                  // 0: meshcache.transport.v1.Code
 	(Op)(0),                    // 1: meshcache.transport.v1.Op
@@ -2005,41 +2021,43 @@ var file_wire_proto_goTypes = []any{
 	(*Pong)(nil),               // 21: meshcache.transport.v1.Pong
 	(*HandOverRequest)(nil),    // 22: meshcache.transport.v1.HandOverRequest
 	(*HandOverResponse)(nil),   // 23: meshcache.transport.v1.HandOverResponse
+	nil,                        // 24: meshcache.transport.v1.Envelope.TraceEntry
 }
 var file_wire_proto_depIdxs = []int32{
 	0,  // 0: meshcache.transport.v1.Envelope.error_code:type_name -> meshcache.transport.v1.Code
-	4,  // 1: meshcache.transport.v1.Envelope.get_request:type_name -> meshcache.transport.v1.GetRequest
-	5,  // 2: meshcache.transport.v1.Envelope.get_response:type_name -> meshcache.transport.v1.GetResponse
-	6,  // 3: meshcache.transport.v1.Envelope.get_many_request:type_name -> meshcache.transport.v1.GetManyRequest
-	8,  // 4: meshcache.transport.v1.Envelope.get_many_response:type_name -> meshcache.transport.v1.GetManyResponse
-	9,  // 5: meshcache.transport.v1.Envelope.peek_request:type_name -> meshcache.transport.v1.PeekRequest
-	10, // 6: meshcache.transport.v1.Envelope.peek_response:type_name -> meshcache.transport.v1.PeekResponse
-	12, // 7: meshcache.transport.v1.Envelope.write_request:type_name -> meshcache.transport.v1.WriteRequest
-	13, // 8: meshcache.transport.v1.Envelope.write_response:type_name -> meshcache.transport.v1.WriteResponse
-	18, // 9: meshcache.transport.v1.Envelope.lease_request:type_name -> meshcache.transport.v1.LeaseRequest
-	19, // 10: meshcache.transport.v1.Envelope.lease_response:type_name -> meshcache.transport.v1.LeaseResponse
-	20, // 11: meshcache.transport.v1.Envelope.ping:type_name -> meshcache.transport.v1.Ping
-	21, // 12: meshcache.transport.v1.Envelope.pong:type_name -> meshcache.transport.v1.Pong
-	22, // 13: meshcache.transport.v1.Envelope.hand_over_request:type_name -> meshcache.transport.v1.HandOverRequest
-	23, // 14: meshcache.transport.v1.Envelope.hand_over_response:type_name -> meshcache.transport.v1.HandOverResponse
-	14, // 15: meshcache.transport.v1.Envelope.write_batch_request:type_name -> meshcache.transport.v1.WriteBatchRequest
-	16, // 16: meshcache.transport.v1.Envelope.write_batch_response:type_name -> meshcache.transport.v1.WriteBatchResponse
-	0,  // 17: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
-	7,  // 18: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
-	1,  // 19: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
-	2,  // 20: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
-	11, // 21: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
-	17, // 22: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
-	12, // 23: meshcache.transport.v1.WriteBatchRequest.writes:type_name -> meshcache.transport.v1.WriteRequest
-	13, // 24: meshcache.transport.v1.WriteResult.response:type_name -> meshcache.transport.v1.WriteResponse
-	0,  // 25: meshcache.transport.v1.WriteResult.error_code:type_name -> meshcache.transport.v1.Code
-	15, // 26: meshcache.transport.v1.WriteBatchResponse.results:type_name -> meshcache.transport.v1.WriteResult
-	11, // 27: meshcache.transport.v1.HandOverRequest.items:type_name -> meshcache.transport.v1.SetItem
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	24, // 1: meshcache.transport.v1.Envelope.trace:type_name -> meshcache.transport.v1.Envelope.TraceEntry
+	4,  // 2: meshcache.transport.v1.Envelope.get_request:type_name -> meshcache.transport.v1.GetRequest
+	5,  // 3: meshcache.transport.v1.Envelope.get_response:type_name -> meshcache.transport.v1.GetResponse
+	6,  // 4: meshcache.transport.v1.Envelope.get_many_request:type_name -> meshcache.transport.v1.GetManyRequest
+	8,  // 5: meshcache.transport.v1.Envelope.get_many_response:type_name -> meshcache.transport.v1.GetManyResponse
+	9,  // 6: meshcache.transport.v1.Envelope.peek_request:type_name -> meshcache.transport.v1.PeekRequest
+	10, // 7: meshcache.transport.v1.Envelope.peek_response:type_name -> meshcache.transport.v1.PeekResponse
+	12, // 8: meshcache.transport.v1.Envelope.write_request:type_name -> meshcache.transport.v1.WriteRequest
+	13, // 9: meshcache.transport.v1.Envelope.write_response:type_name -> meshcache.transport.v1.WriteResponse
+	18, // 10: meshcache.transport.v1.Envelope.lease_request:type_name -> meshcache.transport.v1.LeaseRequest
+	19, // 11: meshcache.transport.v1.Envelope.lease_response:type_name -> meshcache.transport.v1.LeaseResponse
+	20, // 12: meshcache.transport.v1.Envelope.ping:type_name -> meshcache.transport.v1.Ping
+	21, // 13: meshcache.transport.v1.Envelope.pong:type_name -> meshcache.transport.v1.Pong
+	22, // 14: meshcache.transport.v1.Envelope.hand_over_request:type_name -> meshcache.transport.v1.HandOverRequest
+	23, // 15: meshcache.transport.v1.Envelope.hand_over_response:type_name -> meshcache.transport.v1.HandOverResponse
+	14, // 16: meshcache.transport.v1.Envelope.write_batch_request:type_name -> meshcache.transport.v1.WriteBatchRequest
+	16, // 17: meshcache.transport.v1.Envelope.write_batch_response:type_name -> meshcache.transport.v1.WriteBatchResponse
+	0,  // 18: meshcache.transport.v1.KeyResult.error_code:type_name -> meshcache.transport.v1.Code
+	7,  // 19: meshcache.transport.v1.GetManyResponse.results:type_name -> meshcache.transport.v1.KeyResult
+	1,  // 20: meshcache.transport.v1.WriteRequest.op:type_name -> meshcache.transport.v1.Op
+	2,  // 21: meshcache.transport.v1.WriteRequest.phase:type_name -> meshcache.transport.v1.Phase
+	11, // 22: meshcache.transport.v1.WriteRequest.items:type_name -> meshcache.transport.v1.SetItem
+	17, // 23: meshcache.transport.v1.WriteResponse.members:type_name -> meshcache.transport.v1.Member
+	12, // 24: meshcache.transport.v1.WriteBatchRequest.writes:type_name -> meshcache.transport.v1.WriteRequest
+	13, // 25: meshcache.transport.v1.WriteResult.response:type_name -> meshcache.transport.v1.WriteResponse
+	0,  // 26: meshcache.transport.v1.WriteResult.error_code:type_name -> meshcache.transport.v1.Code
+	15, // 27: meshcache.transport.v1.WriteBatchResponse.results:type_name -> meshcache.transport.v1.WriteResult
+	11, // 28: meshcache.transport.v1.HandOverRequest.items:type_name -> meshcache.transport.v1.SetItem
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_wire_proto_init() }
@@ -2071,7 +2089,7 @@ func file_wire_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
