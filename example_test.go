@@ -8,7 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/meshcache/meshcache"
 	"github.com/meshcache/meshcache/codec"
@@ -240,4 +244,67 @@ func ExampleNewFunc() {
 	// Output:
 	// [acme result 2] 1
 	// [acme result 2] 2
+}
+
+// A batch window turns concurrent Gets of distinct keys into one LoadMany
+// call, as a DataLoader does.
+func ExampleWithBatchWindow() {
+	node, err := meshcache.NewNode(meshcache.Config{NodeName: "api-1"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer node.Close()
+	var mu sync.Mutex
+	var batches [][]string
+	loadMany := meshcache.BatchLoaderFunc(func(ctx context.Context, keys []string) (map[string]meshcache.Item, error) {
+		mu.Lock()
+		batches = append(batches, keys) // one SELECT ... WHERE id IN (...) in real life
+		mu.Unlock()
+		items := make(map[string]meshcache.Item, len(keys))
+		for _, k := range keys {
+			items[k] = meshcache.Item{Value: []byte("user " + k)}
+		}
+		return items, nil
+	})
+	users, err := meshcache.NewGroup(node, "users", meshcache.LoaderFunc(func(ctx context.Context, key string) (meshcache.Item, error) {
+		return meshcache.Item{}, errors.New("not used: the window loads in batches")
+	}), meshcache.WithBatchLoader(loadMany), meshcache.WithBatchWindow(5*time.Millisecond), meshcache.WithMaxBatch(3))
+	if err != nil {
+		log.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, id := range []string{"1", "2", "3"} {
+		wg.Go(func() { users.Get(context.Background(), id) })
+	}
+	wg.Wait()
+	fmt.Println(len(batches), "batch of", len(batches[0]), "keys")
+	// Output: 1 batch of 3 keys
+}
+
+// Spans join the caller's trace, and cross to the key's owner.
+func ExampleConfig_tracing() {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	node, err := meshcache.NewNode(meshcache.Config{NodeName: "api-1", TracerProvider: tp})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer node.Close()
+	users, err := meshcache.NewGroup(node, "users", meshcache.LoaderFunc(func(ctx context.Context, key string) (meshcache.Item, error) {
+		return meshcache.Item{Value: []byte("Ada")}, nil
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, span := tp.Tracer("my-service").Start(context.Background(), "GET /users/42")
+	users.Get(ctx, "42")
+	span.End()
+	for _, s := range rec.Ended() {
+		fmt.Println(s.Name())
+	}
+	// Output:
+	// meshcache.load
+	// meshcache.Get
+	// GET /users/42
 }
