@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshcache/meshcache/local"
@@ -353,21 +355,55 @@ func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport
 // its group exists here: then nothing in Write can block. A write for a
 // group this node does not have (Config.OnUnknownGroup may create it) goes
 // to Write, on a goroutine.
+//
+// A traced write is applied here too (writes from one node must apply in
+// the order they arrive), and its span is made afterwards on a goroutine:
+// the tracing SDK's code (samplers, processors, exporters) never runs on the
+// read loop.
 func (h handler) WriteQuick(req transport.WriteRequest) (transport.WriteResponse, bool, error) {
 	if _, ok := h.n.Group(req.Group); !ok {
 		return transport.WriteResponse{}, false, nil
 	}
-	resp, err := h.Write(context.Background(), req)
+	if len(req.Trace) == 0 {
+		resp, err := h.apply(req)
+		return resp, true, err
+	}
+	start := time.Now()
+	resp, err := h.apply(req)
+	h.n.traceApplied(req, start, time.Now(), err)
 	return resp, true, err
 }
 
 func (h handler) Write(ctx context.Context, req transport.WriteRequest) (_ transport.WriteResponse, err error) {
 	if len(req.Trace) > 0 {
 		var span trace.Span
-		_, span = h.n.tracing.serverSpan(ctx, "meshcache.apply", req.Trace,
-			attrGroup.String(req.Group), attrOp.String(req.Op.String()), attrPhase.Int(int(req.Phase)))
+		_, span = h.n.tracing.serverSpan(ctx, "meshcache.apply", req.Trace, applyAttrs(req)...)
 		defer func() { end(span, err) }()
 	}
+	return h.apply(req)
+}
+
+// applyAttrs are the attributes of a meshcache.apply span.
+func applyAttrs(req transport.WriteRequest) []attribute.KeyValue {
+	return []attribute.KeyValue{attrGroup.String(req.Group), attrOp.String(req.Op.String()), attrPhase.Int(int(req.Phase))}
+}
+
+// traceApplied makes the meshcache.apply span of a write applied from start
+// to end, on a goroutine of its own (Close waits for it).
+func (n *Node) traceApplied(req transport.WriteRequest, start, end time.Time, err error) {
+	n.wg.Go(func() {
+		_, span := n.tracing.tracer.Start(n.tracing.extract(context.Background(), req.Trace), "meshcache.apply",
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(start), trace.WithAttributes(applyAttrs(req)...))
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End(trace.WithTimestamp(end))
+	})
+}
+
+// apply applies a peer's write.
+func (h handler) apply(req transport.WriteRequest) (transport.WriteResponse, error) {
 	// A closing node still applies writes: it stays in its peers' rings
 	// until its leave has spread, and its store works after Close.
 	g, ok := h.n.Group(req.Group)

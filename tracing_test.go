@@ -3,6 +3,7 @@ package meshcache
 import (
 	"context"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -78,12 +79,18 @@ func TestTracingAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	root.End()
-	counts := map[string]int{}
-	for _, s := range rec.Ended() {
-		if s.SpanContext().TraceID() == root.SpanContext().TraceID() {
-			counts[s.Name()]++
+	// The members' apply spans are made after the write was applied, on
+	// goroutines of their own.
+	var counts map[string]int
+	waitFor(t, 10*time.Second, "the apply spans", func() bool {
+		counts = map[string]int{}
+		for _, s := range rec.Ended() {
+			if s.SpanContext().TraceID() == root.SpanContext().TraceID() {
+				counts[s.Name()]++
+			}
 		}
-	}
+		return counts["meshcache.apply"] >= 2
+	})
 	if counts["meshcache.write"] != 1 || counts["meshcache.write.phase"] != 2 || counts["meshcache.apply"] != 2 {
 		t.Errorf("write spans %v, want 1 write, 2 phases, 2 applies (one per phase on n1)", counts)
 	}

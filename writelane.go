@@ -26,8 +26,31 @@ import (
 // profile showed), then ends and the lane is dropped, so members that left
 // cost nothing. Close ends them and waits for them.
 
-// maxLaneBatch bounds the writes one frame carries.
-const maxLaneBatch = 256
+// maxLaneBatch bounds the writes one frame carries, and maxLaneBytes their
+// keys, tags and values (a write larger than that goes alone), so that a
+// batch never makes a frame too large where its writes alone would not.
+const (
+	maxLaneBatch = 256
+	maxLaneBytes = 1 << 20
+)
+
+// writeBytes is what w adds to a frame, roughly.
+func writeBytes(req transport.WriteRequest) int {
+	n := 64
+	for _, k := range req.Keys {
+		n += len(k)
+	}
+	for _, t := range req.Tags {
+		n += len(t)
+	}
+	for _, it := range req.Items {
+		n += len(it.Key) + len(it.Value)
+		for _, t := range it.Tags {
+			n += len(t)
+		}
+	}
+	return n
+}
 
 // laneIdle is how long a lane's goroutine waits for more writes.
 const laneIdle = time.Second
@@ -141,8 +164,13 @@ func (ls *writeLanes) run(n *Node, l *writeLane, done <-chan struct{}) {
 	for {
 		ls.mu.Lock()
 		batch := l.queue
-		if len(batch) > maxLaneBatch {
-			batch = batch[:maxLaneBatch:maxLaneBatch]
+		size := 0
+		for i, w := range batch {
+			size += writeBytes(w.req)
+			if i > 0 && (i == maxLaneBatch || size > maxLaneBytes) {
+				batch = batch[:i:i]
+				break
+			}
 		}
 		l.queue = l.queue[len(batch):]
 		if len(batch) == 0 {

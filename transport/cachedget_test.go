@@ -142,3 +142,33 @@ func TestQuickWriter(t *testing.T) {
 		t.Errorf("Write after a panic: %v", err)
 	}
 }
+
+// TestQuickWriterBatch: a batch's writes are applied by WriteQuick in order
+// until one needs Write; that one and the rest go to Write, and the answer
+// holds every result in order.
+func TestQuickWriterBatch(t *testing.T) {
+	h := &quickHandler{}
+	s, _ := startServer(t, ServerConfig{}, h)
+	c, _ := newTestClient(t, ClientConfig{})
+	w := func(group string, keys ...string) WriteRequest {
+		return WriteRequest{Group: group, Op: OpInvalidate, Phase: PhaseServing, Keys: keys}
+	}
+	results, err := c.WriteBatch(context.Background(), s.Addr(), []WriteRequest{
+		w("quick", "a"), w("quick", "a", "b"), w("panic", "a"), w("other", "a"), w("quick", "a"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int{1, 2, 0, 100, 100} // the last goes to Write with the one before it
+	for i, r := range results {
+		if r.Applied != want[i] {
+			t.Errorf("result %d: applied %d (%v), want %d", i, r.Applied, r.Err, want[i])
+		}
+	}
+	if !errors.Is(results[2].Err, ErrLoader) {
+		t.Errorf("the panicking write: %v, want ErrLoader", results[2].Err)
+	}
+	if q, sl := h.quick.Load(), h.slow.Load(); q != 2 || sl != 2 {
+		t.Errorf("WriteQuick %d, Write %d calls; want 2, 2", q, sl)
+	}
+}

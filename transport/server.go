@@ -326,6 +326,7 @@ type serverRequest struct {
 	peek    PeekRequest
 	write   WriteRequest
 	writes  []WriteRequest // a batch
+	applied []WriteResult  // of a batch: the results of the writes before writes, applied on the read loop
 	lease   LeaseRequest
 	hand    HandOverRequest
 }
@@ -410,7 +411,10 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 			}
 		}
 	}
-	if err == nil && r.kind == kindWrite {
+	if err == nil && (r.kind == kindWrite || r.kind == kindWriteBatch) {
+		// Writes are applied on the read loop, in the order they arrive,
+		// whenever the handler can: a write that a later one on the same
+		// connection overtook could bring back what that one removed.
 		if qw, ok := s.h.(QuickWriter); ok && s.quickWrite(w, qw, r) {
 			return nil
 		}
@@ -431,29 +435,36 @@ func (s *Server) dispatch(ctx context.Context, w *connWriter, body []byte, env *
 	return nil
 }
 
-// quickWrite answers write request r on the read loop if qw can apply it
-// at once, and then releases r.
+// quickWrite answers write request r (a write or a batch) on the read
+// loop if qw can apply it at once, and then releases r. A batch whose
+// writes qw cannot all apply keeps the results of those before the first
+// it cannot in r.applied, and the rest for a goroutine.
 func (s *Server) quickWrite(w *connWriter, qw QuickWriter, r *serverRequest) (done bool) {
-	out := serverResponsePool.Get().(*serverResponse)
-	out.a.reset()
-	var (
-		resp WriteResponse
-		err  error
-		ok   bool
-	)
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				s.log.Error("transport: handler panicked", "panic", p, "stack", string(debug.Stack()))
-				err, ok = fmt.Errorf("transport: handler panicked: %v", p), true
+	if r.kind == kindWriteBatch {
+		for len(r.writes) > 0 {
+			resp, ok, err := s.writeQuick(qw, r.writes[0])
+			if !ok {
+				return false
 			}
-		}()
-		resp, ok, err = qw.WriteQuick(r.write)
-	}()
+			r.applied = append(r.applied, WriteResult{WriteResponse: resp, Err: err})
+			r.writes = r.writes[1:]
+		}
+		out := serverResponsePool.Get().(*serverResponse)
+		out.a.reset()
+		s.encodeBatch(out, r.applied, nil)
+		id := r.id
+		r.release()
+		if werr := s.reply(w, id, out, nil); werr != nil {
+			s.log.Debug("transport: write response", "err", werr)
+		}
+		return true
+	}
+	resp, ok, err := s.writeQuick(qw, r.write)
 	if !ok {
-		out.release()
 		return false
 	}
+	out := serverResponsePool.Get().(*serverResponse)
+	out.a.reset()
 	id := r.id
 	r.release()
 	if err == nil {
@@ -466,6 +477,24 @@ func (s *Server) quickWrite(w *connWriter, qw QuickWriter, r *serverRequest) (do
 		s.log.Debug("transport: write response", "err", werr)
 	}
 	return true
+}
+
+// writeQuick calls qw.WriteQuick, turning a panic into an internal error.
+func (s *Server) writeQuick(qw QuickWriter, req WriteRequest) (resp WriteResponse, ok bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("transport: handler panicked", "panic", p, "stack", string(debug.Stack()))
+			resp, ok, err = WriteResponse{}, true, fmt.Errorf("transport: handler panicked: %v", p)
+		}
+	}()
+	return qw.WriteQuick(req)
+}
+
+// encodeBatch puts the results of a batch, done and then rest, in out.
+func (s *Server) encodeBatch(out *serverResponse, done, rest []WriteResult) {
+	var m wirepb.WriteBatchResponse
+	encodeWriteResults(&out.a, &m, append(done, rest...))
+	out.env.Body = &wirepb.Envelope_WriteBatchResponse{WriteBatchResponse: &m}
 }
 
 // pong answers ping id. A write failure closes the connection and is
@@ -582,9 +611,7 @@ func (s *Server) call(ctx context.Context, r *serverRequest, out *serverResponse
 		for i, req := range r.writes {
 			results[i].WriteResponse, results[i].Err = s.h.Write(ctx, req)
 		}
-		var m wirepb.WriteBatchResponse
-		encodeWriteResults(&out.a, &m, results)
-		out.env.Body = &wirepb.Envelope_WriteBatchResponse{WriteBatchResponse: &m}
+		s.encodeBatch(out, r.applied, results)
 	case kindHandOver:
 		resp, err := s.h.HandOver(ctx, r.hand)
 		if err != nil {
