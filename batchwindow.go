@@ -34,6 +34,7 @@ type loadWindow struct {
 // items or the batch's error.
 type loadBatch struct {
 	keys  []string
+	has   map[string]bool // the keys, so that a key is asked for once
 	timer *time.Timer
 	done  chan struct{}
 	items map[string]Item
@@ -46,11 +47,16 @@ func (w *loadWindow) load(ctx context.Context, key string) (Item, error) {
 	w.mu.Lock()
 	b := w.open
 	if b == nil {
-		b = &loadBatch{done: make(chan struct{})}
+		b = &loadBatch{done: make(chan struct{}), has: make(map[string]bool)}
 		w.open = b
 		b.timer = time.AfterFunc(w.d, func() { w.close(b) })
 	}
-	b.keys = append(b.keys, key)
+	// A key can be in two flights at once (one cut off by an invalidation,
+	// or a load and a stand-in load): the batch asks for it once.
+	if !b.has[key] {
+		b.has[key] = true
+		b.keys = append(b.keys, key)
+	}
 	full := len(b.keys) >= w.max
 	w.mu.Unlock()
 	if full {
