@@ -298,21 +298,6 @@ func zipfGets(b *testing.B, gs []*Group, n int64, seed *atomic.Uint64) {
 	}
 }
 
-// sumStats adds up the counters and sizes of gs.
-func sumStats(gs []*Group) Stats {
-	var t Stats
-	for _, g := range gs {
-		s := g.Stats()
-		t.Hits += s.Hits
-		t.HotHits += s.HotHits
-		t.PeerFetches += s.PeerFetches
-		t.Loads += s.Loads
-		t.Bytes += s.Bytes
-		t.HotBytes += s.HotBytes
-	}
-	return t
-}
-
 type memMetrics struct{ allocBytes, allocs, gcs uint64 }
 
 // readMetrics reads the cumulative allocation and GC counts.

@@ -83,6 +83,29 @@ func waitMembers(t testing.TB, nodes []*Node, size int) {
 	}
 }
 
+// sumStats adds up the counters and sizes of gs that the cluster tests and
+// benchmarks report.
+func sumStats(gs []*Group) Stats {
+	var t Stats
+	for _, g := range gs {
+		s := g.Stats()
+		t.Loads += s.Loads
+		t.BatchLoads += s.BatchLoads
+		t.Hits += s.Hits
+		t.HotHits += s.HotHits
+		t.PeerFetches += s.PeerFetches
+		t.Fallbacks += s.Fallbacks
+		t.Handoffs += s.Handoffs
+		t.StaleServed += s.StaleServed
+		t.Revalidations += s.Revalidations
+		t.L2Hits += s.L2Hits
+		t.L2Stores += s.L2Stores
+		t.Bytes += s.Bytes
+		t.HotBytes += s.HotBytes
+	}
+	return t
+}
+
 // newClusterGroups creates group name on every node with its own loader.
 func newClusterGroups(t testing.TB, nodes []*Node, name string, l Loader, opts ...GroupOption) []*Group {
 	t.Helper()

@@ -515,21 +515,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 		}
 	}
 	wg.Wait()
-	var sum Stats
-	for _, g := range gs {
-		st := g.Stats()
-		sum.Loads += st.Loads
-		sum.Hits += st.Hits
-		sum.HotHits += st.HotHits
-		sum.PeerFetches += st.PeerFetches
-		sum.Fallbacks += st.Fallbacks
-		sum.StaleServed += st.StaleServed
-		sum.Revalidations += st.Revalidations
-		sum.Handoffs += st.Handoffs
-		sum.L2Hits += st.L2Hits
-		sum.L2Stores += st.L2Stores
-		sum.BatchLoads += st.BatchLoads
-	}
+	sum := sumStats(gs)
 	t.Logf("%d reads, writes: %d Set, %d Invalidate, %d InvalidateTags, %d Clear; loads %d, hits %d, hot hits %d, peer fetches %d, fallbacks %d, stale %d, revalidations %d, failed %d",
 		s.reads.Load(), s.writes[0].Load(), s.writes[1].Load(), s.writes[2].Load(), s.writes[3].Load(),
 		sum.Loads, sum.Hits, sum.HotHits, sum.PeerFetches, sum.Fallbacks, sum.StaleServed, sum.Revalidations, s.failed.Load())

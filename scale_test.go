@@ -56,15 +56,7 @@ func TestScaleFenceStress(t *testing.T) {
 	}
 	wg.Wait()
 
-	var sum Stats
-	for _, g := range gs {
-		st := g.Stats()
-		sum.Loads += st.Loads
-		sum.Hits += st.Hits
-		sum.HotHits += st.HotHits
-		sum.PeerFetches += st.PeerFetches
-		sum.Fallbacks += st.Fallbacks
-	}
+	sum := sumStats(gs)
 	var ns NodeStats
 	for _, n := range nodes {
 		st := n.Stats()

@@ -44,8 +44,8 @@
 // connection with nothing outstanding sends no ping.
 //
 // The Server runs one reader goroutine per connection and one goroutine
-// per request (except Gets a [CachedGetter] answers from its cache on the
-// read loop), up to ServerConfig.MaxConcurrent requests at once; beyond
+// per request (except Gets a [CachedGetter] answers from its cache, and
+// writes and write batches a [QuickWriter] applies, on the read loop), up to ServerConfig.MaxConcurrent requests at once; beyond
 // that it answers [ErrOverloaded] at once. Its responses are written under
 // a mutex into a buffered writer, flushed by the last of a burst of
 // concurrent writers, each write bounded by ServerConfig.WriteTimeout.

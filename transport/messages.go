@@ -50,9 +50,11 @@ type CachedGetter interface {
 }
 
 // A QuickWriter is a [Handler] that can apply some writes at once. When the
-// server's Handler implements it, the server first calls WriteQuick on the
-// connection's read loop for a lone write, and runs Write on a goroutine of
-// its own only when WriteQuick reports false. WriteQuick must not block
+// server's Handler implements it, the server calls WriteQuick on the
+// connection's read loop for a write, and for each write of a batch in
+// order, so that writes apply in the order they arrive; it runs Write on a
+// goroutine of its own (for the rest of a batch) only when WriteQuick
+// reports false. WriteQuick must not block
 // (no callbacks into application code, no waiting on other nodes): like
 // [CachedGetter], it saves a goroutine, a context and a hand-off per
 // request, which for a write fan-out is most of a member's work.

@@ -88,7 +88,7 @@ func (s *Store) tagPrefix(group string) string {
 func (s *Store) keysFor(group string, n int, key func(int) string) []string {
 	b := s.base(group)
 	out := make([]string, 0, 2+2*n)
-	out = append(out, b+"f", b+"c")
+	out = append(out, s.fence(group), s.clearGen(group))
 	for i := range n {
 		k := key(i)
 		out = append(out, b+"e:"+k, b+"v:"+k)
