@@ -6,26 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 
-	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/peers"
 	"github.com/meshcache/meshcache/ring"
 	"github.com/meshcache/meshcache/transport"
 )
 
-// GossipConfig selects memberlist's timing preset for a node's gossip.
-type GossipConfig uint8
+// GossipProfile selects memberlist's timing preset for a node's gossip.
+type GossipProfile uint8
 
 // Gossip timing presets.
 const (
 	// GossipLAN is memberlist's LAN preset: probes every second, failure
 	// detection in a few seconds. The zero value.
-	GossipLAN GossipConfig = iota
+	GossipLAN GossipProfile = iota
 	// GossipLocal is memberlist's local preset: fast timings for clusters on
 	// one host (tests, demos).
 	GossipLocal
@@ -34,7 +32,7 @@ const (
 )
 
 // String returns "lan", "local", "wan" or "gossip(N)".
-func (c GossipConfig) String() string {
+func (c GossipProfile) String() string {
 	switch c {
 	case GossipLAN:
 		return "lan"
@@ -46,7 +44,7 @@ func (c GossipConfig) String() string {
 	return "gossip(" + strconv.Itoa(int(c)) + ")"
 }
 
-func (c GossipConfig) profile() (peers.Profile, time.Duration, error) {
+func (c GossipProfile) profile() (peers.Profile, time.Duration, error) {
 	switch c {
 	case GossipLAN:
 		return peers.ProfileLAN, time.Second, nil
@@ -55,147 +53,9 @@ func (c GossipConfig) profile() (peers.Profile, time.Duration, error) {
 	case GossipWAN:
 		return peers.ProfileWAN, 5 * time.Second, nil
 	}
-	return 0, 0, fmt.Errorf("meshcache: GossipConfig %v: %w", c, ErrInvalidOption)
+	return 0, 0, fmt.Errorf("meshcache: GossipProfile %v: %w", c, ErrInvalidOption)
 }
 
-// Member is one node of the cluster as this node sees it.
-type Member struct {
-	Name       string
-	GossipAddr string // host:port of its gossip (memberlist) listener
-	RPCAddr    string // host:port of its peer transport
-	State      MemberState
-}
-
-// MemberState is a member's liveness as this node sees it.
-type MemberState uint8
-
-// Member states. [Node.Members] lists the members that are alive.
-const (
-	MemberAlive MemberState = iota
-	MemberSuspect
-	MemberDead
-	MemberLeft
-)
-
-// String returns "alive", "suspect", "dead", "left" or "state(N)".
-func (s MemberState) String() string { return peers.State(s).String() }
-
-// A peer is another alive member this node routes keys to. Its ctx ends
-// when the member leaves the ring or this node closes, so requests in
-// flight to it give up at once instead of waiting out their timeouts.
-type peer struct {
-	name, addr string
-	inc        uint64 // the member's incarnation (see peers.Member)
-	ctx        context.Context
-	cancel     context.CancelFunc
-}
-
-// ringState is an immutable routing snapshot, swapped atomically on every
-// membership change: the read path takes no lock.
-type ringState struct {
-	cur   *ring.Ring
-	prev  *ring.Ring // the ring before the last change of members, for hand-off
-	peers map[string]*peer
-	// members are the alive members, this node included, sorted by name;
-	// view is their digest (see viewDigest), carried by writes.
-	members []transport.Member
-	view    uint64
-}
-
-// route returns the peer owning key, or nil when this node owns it (or
-// runs standalone).
-func (n *Node) route(key string) *peer {
-	rs := n.ring.Load()
-	if rs == nil {
-		return nil
-	}
-	owner := rs.cur.Owner(key)
-	if owner == n.name {
-		return nil
-	}
-	return rs.peers[owner]
-}
-
-// Owner returns the name of the member owning key in this node's current
-// view of the ring: this node's own name when it runs standalone.
-func (n *Node) Owner(key string) string {
-	rs := n.ring.Load()
-	if rs == nil {
-		return n.name
-	}
-	if o := rs.cur.Owner(key); o != "" {
-		return o
-	}
-	return n.name
-}
-
-// Members returns the alive members, this node included, sorted by name.
-// A standalone node lists itself.
-func (n *Node) Members() []Member {
-	if n.cluster == nil {
-		return []Member{{Name: n.name, RPCAddr: "", State: MemberAlive}}
-	}
-	ms := n.cluster.Members()
-	out := make([]Member, len(ms))
-	for i, m := range ms {
-		out[i] = Member{Name: m.Name, GossipAddr: m.GossipAddr, RPCAddr: m.RPCAddr, State: MemberState(m.State)}
-	}
-	return out
-}
-
-// Ready returns a channel closed once the node has joined its cluster, its
-// ring has settled (no membership change for a moment) and it holds its
-// lease (see [Node.IsReady]), or once the node closed. A standalone node is
-// ready at once.
-func (n *Node) Ready() <-chan struct{} { return n.ready }
-
-// IsReady reports whether the node is ready now: Ready has closed, the node
-// is not closed, and it holds its lease, that is, it knows that the
-// cluster's writes still reach it (see "Membership and restarts" in the
-// package doc). Unlike Ready, it can go false again: while a node is cut
-// off from a majority of the cluster, or was paused for longer than its
-// lease, it serves callers by loading directly and reports false.
-func (n *Node) IsReady() bool {
-	return n.isReady() && !n.closed.Load() && n.leased()
-}
-
-// GossipAddr returns the bound gossip address (host:port), or "" for a
-// standalone node.
-func (n *Node) GossipAddr() string {
-	if n.cluster == nil {
-		return ""
-	}
-	return n.cluster.GossipAddr()
-}
-
-// RPCAddr returns the bound peer transport address (host:port), or "" for
-// a standalone node.
-func (n *Node) RPCAddr() string {
-	if n.server == nil {
-		return ""
-	}
-	return n.server.Addr()
-}
-
-// Partitions returns, for each member, how many of the ring's partitions
-// it owns. A standalone node has no ring: it maps its own name to 0.
-func (n *Node) Partitions() map[string]int {
-	rs := n.ring.Load()
-	if rs == nil {
-		return map[string]int{n.name: 0}
-	}
-	return rs.cur.Distribution()
-}
-
-// PartitionOwners returns the owner of each partition of the ring, indexed
-// by partition, or nil for a standalone node.
-func (n *Node) PartitionOwners() []string {
-	rs := n.ring.Load()
-	if rs == nil {
-		return nil
-	}
-	return rs.cur.PartitionOwners()
-}
 
 // clusterConfig is the part of Config a clustered node keeps.
 type clusterConfig struct {
@@ -226,11 +86,11 @@ func fingerprint(rc ring.Config, secure bool) string {
 // startCluster starts the peer transport and joins the cluster. On error
 // it stops what it started.
 func (n *Node) startCluster(cfg Config) (err error) {
-	profile, settle, err := cfg.GossipConfig.profile()
+	profile, settle, err := cfg.GossipProfile.profile()
 	if err != nil {
 		return err
 	}
-	timings := leaseProfiles[cfg.GossipConfig]
+	timings := leaseProfiles[cfg.GossipProfile]
 
 	rc := ring.Config{Partitions: cfg.Partitions, LoadFactor: cfg.LoadFactor}
 	if err := rc.Validate(); err != nil {
@@ -366,146 +226,6 @@ func advertiseRPC(bound, advertise string) (string, error) {
 		return "", fmt.Errorf("meshcache: RPCAddr %q listens on every interface and no private IP was found; set AdvertiseAddr: %w", bound, ErrInvalidOption)
 	}
 	return net.JoinHostPort(ip, port), nil
-}
-
-// onChange rebuilds the routing snapshot from the alive members. peers
-// calls it in order from one goroutine.
-func (n *Node) onChange(members []peers.Member) {
-	n.ringMu.Lock()
-	defer n.ringMu.Unlock()
-	old := n.ring.Load()
-	names := make([]string, len(members))
-	for i, m := range members {
-		names[i] = m.Name
-	}
-	next := &ringState{peers: make(map[string]*peer, len(members))}
-	next.members = make([]transport.Member, len(members))
-	for i, m := range members {
-		next.members[i] = transport.Member{Name: m.Name, RPCAddr: m.RPCAddr, Incarnation: m.Incarnation}
-	}
-	next.view = viewDigest(next.members)
-	switch {
-	case old != nil && slices.Equal(old.cur.Members(), names):
-		next.cur, next.prev = old.cur, old.prev // an address changed, not the members
-	default:
-		r, err := ring.New(names, n.ccfg.ring)
-		if err != nil {
-			n.log.Error("meshcache: cannot build the ring for the new members; routing with the previous one", "members", len(names), "err", err)
-			if old == nil {
-				return
-			}
-			next.cur, next.prev = old.cur, old.prev
-			break
-		}
-		next.cur = r
-		switch {
-		case !n.isReady():
-			// This node is still joining: it hears of the members one by
-			// one, so its own earlier snapshots are partial views that no
-			// one routed by. Before it joined, the cluster routed by the
-			// ring of the others.
-			next.prev = n.ringWithout(names)
-		case old != nil:
-			next.prev = old.cur
-		}
-		n.log.Info("meshcache: ring changed", "members", len(names))
-	}
-	for _, m := range members {
-		if m.Name == n.name || m.RPCAddr == "" {
-			continue
-		}
-		if old != nil {
-			if p := old.peers[m.Name]; p != nil && p.addr == m.RPCAddr && p.inc == m.Incarnation {
-				next.peers[m.Name] = p
-				continue
-			}
-		}
-		ctx, cancel := context.WithCancel(n.closing)
-		next.peers[m.Name] = &peer{name: m.Name, addr: m.RPCAddr, inc: m.Incarnation, ctx: ctx, cancel: cancel}
-	}
-	n.ring.Store(next)
-	n.changed.Store(time.Now().UnixNano())
-	if old != nil {
-		for name, p := range old.peers {
-			if next.peers[name] != p {
-				p.cancel()
-				n.client.Forget(p.addr)
-			}
-		}
-	}
-}
-
-// isReady reports whether n.ready is closed.
-func (n *Node) isReady() bool {
-	select {
-	case <-n.ready:
-		return true
-	default:
-		return false
-	}
-}
-
-// ringWithout returns the ring of names without this node, or nil when
-// that leaves no member or the ring cannot be built.
-func (n *Node) ringWithout(names []string) *ring.Ring {
-	return n.ringExcept(names, n.name)
-}
-
-// ringExcept returns the ring of names without those in drop, or nil when
-// that leaves no member or the ring cannot be built.
-func (n *Node) ringExcept(names []string, drop ...string) *ring.Ring {
-	others := slices.DeleteFunc(slices.Clone(names), func(s string) bool { return slices.Contains(drop, s) })
-	if len(others) == 0 {
-		return nil
-	}
-	r, err := ring.New(others, n.ccfg.ring)
-	if err != nil {
-		return nil
-	}
-	return r
-}
-
-// settle closes n.ready once membership has not changed for a settle
-// period (bounded: a cluster that keeps changing is ready after 20
-// periods anyway) and the node holds its lease.
-func (n *Node) settle() {
-	period := n.ccfg.settle
-	deadline := time.Now().Add(20 * period)
-	t := time.NewTicker(period / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.closing.Done():
-			return
-		case now := <-t.C:
-			quiet := now.Sub(time.Unix(0, n.changed.Load())) >= period
-			if (quiet || now.After(deadline)) && n.ring.Load() != nil && n.leased() {
-				close(n.ready)
-				n.log.Info("meshcache: node ready", "members", n.ring.Load().cur.Len(),
-					"gossip", n.GossipAddr(), "rpc", n.RPCAddr())
-				return
-			}
-		}
-	}
-}
-
-// onCutOff flushes every group: this node may have missed invalidations
-// while it could not reach its peers. The hot copies may be stale, and so
-// may the main cache: while the others took this node for dead, they sent
-// their invalidations to the members left, and another node owned (and
-// reloaded) this node's keys.
-func (n *Node) onCutOff() {
-	n.log.Warn("meshcache: this node was cut off from the cluster; flushing its caches")
-	n.flush()
-}
-
-// flush drops every group's entries, both tiers, and fences what is in
-// flight.
-func (n *Node) flush() {
-	for _, g := range n.Groups() {
-		g.cleared(g.store.Clear(local.All))
-		g.epoch.Add(1)
-	}
 }
 
 // stopPeers cancels the requests in flight to every peer.

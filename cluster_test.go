@@ -29,7 +29,7 @@ func testClusterConfig(name string, seeds ...string) Config {
 		RPCAddr:      "127.0.0.1:0",
 		Join:         seeds,
 		JoinTimeout:  10 * time.Second,
-		GossipConfig: GossipLocal,
+		GossipProfile: GossipLocal,
 	}
 }
 

@@ -58,7 +58,7 @@ type leaseTimings struct {
 	every, lease time.Duration
 }
 
-var leaseProfiles = map[GossipConfig]leaseTimings{
+var leaseProfiles = map[GossipProfile]leaseTimings{
 	GossipLocal: {every: 250 * time.Millisecond, lease: 1500 * time.Millisecond},
 	GossipLAN:   {every: 500 * time.Millisecond, lease: 2 * time.Second},
 	GossipWAN:   {every: 2500 * time.Millisecond, lease: 15 * time.Second},

@@ -68,9 +68,9 @@ type Config struct {
 	// LoadFactor bounds a member's partitions to LoadFactor times the mean;
 	// if zero, 1.25.
 	LoadFactor float64
-	// GossipConfig selects the gossip timing preset; the zero value is
+	// GossipProfile selects the gossip timing preset; the zero value is
 	// [GossipLAN]. Tests and local demos use [GossipLocal].
-	GossipConfig GossipConfig
+	GossipProfile GossipProfile
 	// MaxFrameBytes bounds one message on the peer transport, both ways:
 	// larger frames are refused without reading them, and the connection
 	// closed (failing the other requests on it, which then fall back). It

@@ -1,19 +1,12 @@
 package meshcache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"math/rand/v2"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
-
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meshcache/meshcache/local"
 	"github.com/meshcache/meshcache/transport"
@@ -54,631 +47,189 @@ func (e *InvalidateError) Error() string {
 // a member's timeout is not the caller's.
 func (e *InvalidateError) Unwrap() error { return ErrPartialInvalidation }
 
-// write runs req on every alive member in two phases (DESIGN.md, "The write
-// and invalidation path"): first every member applies it to what it serves
-// (main cache, load fences), then every member drops its copies (hot cache,
-// fetch fences). It returns the number of entries the write applied to,
-// summed over the members.
-func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, err error) {
-	n := g.node
-	req.Group = g.name
-	if n.tracing.on(ctx) {
-		var span trace.Span
-		ctx, span = n.tracing.start(ctx, "meshcache.write", trace.SpanKindInternal, attrGroup.String(g.name), attrOp.String(req.Op.String()))
-		defer func() { end(span, err) }()
-	}
-	if n.ring.Load() == nil {
-		// The second level first (see secondlevel.go).
-		l2err := g.l2Write(ctx, req, DefaultWriteTimeout)
-		applied := g.apply(req, transport.PhaseServing)
-		if req.Op != transport.OpSetIfAbsent || applied > 0 {
-			applied += g.apply(req, transport.PhaseCopies)
-		}
-		if l2err != nil {
-			return applied, &InvalidateError{Op: req.Op.String(), Group: g.name, Unacked: []string{l2Member}, Causes: []error{l2err}}
-		}
-		return applied, nil
-	}
-	n.stats.writes.Add(1)
-	req.Origin, req.ID = n.name, rand.Uint64()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.ccfg.writeTimeout)
-		defer cancel()
-	}
-	// The second level first, once for the fleet, before any member
-	// applies the write (see secondlevel.go). A failure is reported with
-	// the members'; the members' caches are invalidated anyway.
-	l2err := g.l2Write(ctx, req, n.ccfg.writeTimeout)
-	start := n.ring.Load()
-	req.View = start.view
-	w := newWriteRun(n, start)
-	defer w.close()
-	regains := n.leaseRegains()
-	applied := 0
-	// A member that joined (or came back at a new address) while the
-	// phases ran, or that another member sees and this node does not, may
-	// have started a load before this write: it gets the write too, and
-	// then every member drops its copies again, since they may have
-	// fetched from it before its phase 1. Bounded: a cluster that keeps
-	// changing gets gossip.
-	rounds := 0
-	for round := range 3 {
-		rs := start // round 0 writes to the view whose digest req carries
-		if round > 0 {
-			rs = n.ring.Load()
-		}
-		targets := w.newTargets(rs)
-		if round > 0 && len(targets) == 0 {
-			break
-		}
-		rounds++
-		w.all = append(w.all, targets...)
-		applied += g.phases(ctx, req, targets, w, round == 0)
-	}
-	failed := w.result()
-	if len(failed) == 0 {
-		failed = w.settle(ctx)
-	}
-	if len(failed) == 0 && (!n.leased() || n.leaseRegains() != regains) {
-		// Checked last: the lease must have held throughout the write.
-		failed = w.noQuorum()
-	}
-	if l2err != nil {
-		if failed == nil {
-			failed = make(map[string]error)
-		}
-		failed[l2Member] = l2err
-	}
-	if len(failed) == 0 {
-		return applied, nil
-	}
-	n.stats.writesPartial.Add(1)
-	e := &InvalidateError{Op: req.Op.String(), Group: g.name}
-	for name := range failed {
-		e.Unacked = append(e.Unacked, name)
-	}
-	slices.Sort(e.Unacked)
-	for _, name := range e.Unacked {
-		e.Causes = append(e.Causes, failed[name])
-	}
-	g.log.Warn("meshcache: write not acknowledged by every member; queued on gossip", "op", req.Op, "unacked", e.Unacked)
-	if rounds > 1 {
-		// A member that failed a later round may have acknowledged an
-		// earlier one: under the same id it would ignore the gossip copy.
-		req.ID = rand.Uint64()
-	}
-	g.gossip(req)
-	return applied, e
+// Refresh loads key now, stores the result over any cached value, and
+// returns it. Loads of key that were in flight are fenced: they can no longer
+// overwrite the refreshed value.
+func (g *Group) Refresh(ctx context.Context, key string) ([]byte, error) {
+	return g.Get(ctx, key, ForceRefresh())
 }
 
-// errUnreached is the cause reported for a member that another member
-// counts alive and that this write did not reach.
-var errUnreached = errors.New("meshcache: counted alive by another member, not reached")
-
-// errDeparted is the cause reported for a member that left this node's
-// view while a write ran but that other members still count alive.
-var errDeparted = errors.New("meshcache: left this node's view during the write, still alive to other members")
-
-// A writeRun is the state of one write's fan-out.
-type writeRun struct {
-	n     *Node
-	start *ringState
-	// sent holds the members written to, by name and address: a member
-	// that restarted at a new address is another target.
-	sent map[string]bool
-	all  []*peer // every target so far, for phase 2
-
-	mu sync.Mutex // guards the fields below (fanOut's goroutines)
-	// failed holds the targets (by targetKey) that did not acknowledge,
-	// and why, and failedInc their incarnations.
-	failed    map[string]error
-	failedInc map[string]uint64
-	// acked holds the targets (by targetKey) that acknowledged a phase and
-	// failed none, with their incarnations.
-	acked map[string]uint64
-	// reported holds the members that acknowledging members count alive
-	// (their views, when they differ from the writer's).
-	reported map[string]transport.Member
-	// seen holds the names some acknowledging member counts alive.
-	seen map[string]bool
-	// departed holds the members that left this node's ring mid-write,
-	// with their incarnations.
-	departed map[string]uint64
-	// extra holds the peers made for reported members: cancelled at the end.
-	extra []*peer
-	// settleUntil is when the leases of the members that the acknowledging
-	// members (or this node) answered recently and no longer count alive
-	// have run out for sure, and settleWho the last of them.
-	settleUntil time.Time
-	settleWho   string
+// Set stores item under key, replacing any cached value, and fences loads of
+// key that were in flight: once Set returns nil, no Get on any node returns
+// a value loaded before it. In a cluster the key's owner stores the value
+// and every member drops its copies (see [Group.Invalidate] for the
+// errors). A zero item.TTL means the group's default; jitter does not
+// apply. An item with NoStore set only invalidates key.
+func (g *Group) Set(ctx context.Context, key string, item Item) error {
+	_, err := g.set(ctx, key, item, false)
+	return err
 }
 
-// settle waits until no member that left the view may still hold a lease
-// (see Node.departedLease), or ctx ends: then that member is reported as not
-// acknowledging.
-func (w *writeRun) settle(ctx context.Context) map[string]error {
-	if d, who := w.n.departedLease(); d > 0 {
-		w.mu.Lock()
-		w.extendSettleLocked(time.Now().Add(d), who)
-		w.mu.Unlock()
+// SetIfAbsent stores item under key only when the key's owner has no value
+// cached for it, and reports whether it did. Like [Group.Set], a stored
+// value fences the loads of key in flight and drops every member's copies.
+func (g *Group) SetIfAbsent(ctx context.Context, key string, item Item) (bool, error) {
+	return g.set(ctx, key, item, true)
+}
+
+func (g *Group) set(ctx context.Context, key string, item Item, ifAbsent bool) (bool, error) {
+	op := transport.OpSet
+	if ifAbsent {
+		op = transport.OpSetIfAbsent
 	}
-	w.mu.Lock()
-	until, who := w.settleUntil, w.settleWho
-	w.mu.Unlock()
-	d := time.Until(until)
-	if d <= 0 {
+	if err := g.checkKey(op.String(), key); err != nil {
+		return false, err
+	}
+	if err := g.checkSetItem(key, item); err != nil {
+		g.log.Warn("meshcache: rejected call", "op", op, "key", key, "err", err)
+		return false, err
+	}
+	if item.NoStore {
+		return false, g.Invalidate(ctx, key)
+	}
+	applied, err := g.write(ctx, transport.WriteRequest{
+		Op:    op,
+		Items: []transport.SetItem{{Key: key, Value: item.Value, TTL: item.TTL, Tags: item.Tags}},
+	})
+	return applied > 0, err
+}
+
+// storeSet applies a checked Set item on this node: the owner stores it,
+// every node fences the key. It reports whether the value was stored.
+func (g *Group) storeSet(it transport.SetItem, ifAbsent bool) bool {
+	if g.node.route(it.Key) != nil {
+		if !ifAbsent {
+			g.fenceKeys([]string{it.Key})
+		}
+		return false
+	}
+	if ifAbsent {
+		if e, ok := g.store.Get(local.Main, it.Key); ok && !e.Negative {
+			return false
+		}
+	}
+	seq := g.fenceKeys([]string{it.Key})
+	ttl := it.TTL
+	if ttl == 0 {
+		ttl = g.cfg.ttl
+	}
+	value, tags := bytes.Clone(it.Value), cleanTags(it.Tags)
+	if value == nil {
+		value = []byte{}
+	}
+	if ifAbsent {
+		return g.store.AddIfAbsent(local.Main, it.Key, value, tags, ttl, false, seq)
+	}
+	g.store.Add(local.Main, it.Key, value, tags, ttl, false, seq)
+	return true
+}
+
+// fenceKeys drops keys from both caches, fences the loads and fetches of
+// keys in flight, and makes later callers start new flights. It returns the
+// fence's sequence: a load that notes it (or later) is not fenced.
+func (g *Group) fenceKeys(keys []string) uint64 {
+	seq, _ := g.store.Invalidate(local.All, keys...)
+	g.forget(keys)
+	return seq
+}
+
+// fenceRefresh fences keys before a forced refresh: on every member, so
+// that the refreshed value replaces every copy. A refresh that some members
+// did not acknowledge goes on (they get the invalidation by gossip).
+func (g *Group) fenceRefresh(ctx context.Context, keys []string) error {
+	if g.node.cluster == nil {
+		// The second level first, as a write does; one that failed is
+		// skipped by reads for a while (see l2Failed).
+		g.l2Write(ctx, transport.WriteRequest{Op: transport.OpInvalidate, Keys: keys}, DefaultWriteTimeout)
+		g.fenceKeys(keys)
 		return nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
+	err := g.Invalidate(ctx, keys...)
+	if errors.Is(err, ErrPartialInvalidation) {
+		g.log.Warn("meshcache: refresh went on without every member's acknowledgement", "err", err)
 		return nil
-	case <-ctx.Done():
-	case <-w.n.closing.Done():
 	}
-	return map[string]error{who: fmt.Errorf("meshcache: left the view recently and may still hold its lease: %w", context.DeadlineExceeded)}
+	return err
 }
 
-func (w *writeRun) extendSettleLocked(until time.Time, who string) {
-	if until.After(w.settleUntil) {
-		w.settleUntil, w.settleWho = until, who
+// Expire sets the remaining time to live of key's cached value to ttl, which
+// must be positive, on every member (hot copies keep at most the hot TTL).
+// It reports whether a value was cached on some member.
+func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if err := g.checkKey("expire", key); err != nil {
+		return false, err
 	}
+	if ttl <= 0 {
+		err := fmt.Errorf("meshcache: expire %q: TTL %v: %w", key, ttl, ErrInvalidTTL)
+		g.log.Warn("meshcache: rejected call", "op", "expire", "key", key, "err", err)
+		return false, err
+	}
+	applied, err := g.write(ctx, transport.WriteRequest{Op: transport.OpExpire, Keys: []string{key}, TTL: ttl})
+	return applied > 0, err
 }
 
-func newWriteRun(n *Node, start *ringState) *writeRun {
-	return &writeRun{
-		n:         n,
-		start:     start,
-		sent:      make(map[string]bool),
-		failed:    make(map[string]error),
-		failedInc: make(map[string]uint64),
-		acked:     make(map[string]uint64),
-		reported:  make(map[string]transport.Member),
-		seen:      make(map[string]bool),
-		departed:  make(map[string]uint64),
+// expire applies Expire to this node's tier.
+func (g *Group) expire(tier local.Tier, key string, ttl time.Duration) bool {
+	if e, ok := g.store.Get(tier, key); ok && e.Negative {
+		return false // a cached not-found is not a value
 	}
+	return g.store.Expire(tier, key, g.tierTTL(tier, ttl))
 }
 
-// close cancels the requests to the peers made for reported members.
-func (w *writeRun) close() {
-	for _, p := range w.extra {
-		p.cancel()
-	}
-}
-
-// newTargets returns the members not written to yet, sorted by name: the
-// peers of rs, and the members that acknowledging members reported.
-func (w *writeRun) newTargets(rs *ringState) []*peer {
-	var targets []*peer
-	add := func(p *peer) {
-		k := targetKey(p)
-		if !w.sent[k] {
-			w.sent[k] = true
-			targets = append(targets, p)
-		}
-	}
-	for _, p := range rs.peers {
-		add(p)
-	}
-	w.mu.Lock()
-	reported := slices.Collect(maps.Values(w.reported))
-	w.mu.Unlock()
-	for _, m := range reported {
-		if m.Name == w.n.name || m.RPCAddr == "" {
-			continue
-		}
-		if p := rs.peers[m.Name]; p != nil && p.addr == m.RPCAddr && p.inc >= m.Incarnation {
-			continue
-		}
-		p := &peer{name: m.Name, addr: m.RPCAddr, inc: m.Incarnation}
-		if w.sent[targetKey(p)] {
-			continue
-		}
-		p.ctx, p.cancel = context.WithCancel(w.n.closing)
-		w.extra = append(w.extra, p)
-		add(p)
-	}
-	slices.SortFunc(targets, func(a, b *peer) int { return strings.Compare(a.name, b.name) })
-	return targets
-}
-
-// targetKey names a target of a write: a member's process at an address.
-// The same process may be a target twice, under two incarnations (this
-// node's view and another member's): a write applies twice harmlessly.
-func targetKey(p *peer) string {
-	return p.name + "\x00" + p.addr + "\x00" + strconv.FormatUint(p.inc, 16)
-}
-
-// ackedLocked reports whether a target of that name, at incarnation inc or
-// a newer one, acknowledged: a newer process of a name stands for the older
-// ones (the others no longer count those as members), never the reverse.
-// The caller holds w.mu.
-func (w *writeRun) ackedLocked(name string, inc uint64) bool {
-	for k, ackedInc := range w.acked {
-		if n, _, _ := strings.Cut(k, "\x00"); n == name && ackedInc >= inc {
-			return true
-		}
-	}
-	return false
-}
-
-// done records p's answer to one phase.
-func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
-	k := targetKey(p)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch {
-	case err == nil:
-		if _, failed := w.failed[k]; !failed {
-			w.acked[k] = p.inc
-		}
-		if resp.Settle > 0 && resp.SettleMember != "" {
-			w.extendSettleLocked(time.Now().Add(resp.Settle), resp.SettleMember)
-		}
-		if resp.Members == nil {
-			// Its view is the one this write started with.
-			for _, m := range w.start.members {
-				w.seen[m.Name] = true
-			}
-		}
-		for _, m := range resp.Members {
-			w.seen[m.Name] = true
-			if old, ok := w.reported[m.Name]; !ok || m.Incarnation > old.Incarnation {
-				w.reported[m.Name] = m
-			}
-		}
-	case p.ctx.Err() != nil && !w.n.closed.Load():
-		// The member left this node's ring while we waited (not: this
-		// node is closing, which cancels every peer). Whether that counts
-		// as acknowledged depends on the others (see result).
-		w.departed[p.name] = p.inc
-	default:
-		w.failed[k], w.failedInc[k] = err, p.inc
-		delete(w.acked, k)
-	}
-}
-
-// skip reports whether p failed already: it gets no further phase.
-func (w *writeRun) skip(p *peer) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	_, ok := w.failed[targetKey(p)]
-	return ok
-}
-
-// result returns the members that did not acknowledge the write, and why:
-// the targets that failed (unless a newer or the same incarnation of that
-// name acknowledged at another address), and every member that an
-// acknowledging member counts alive (its view, or the writer's when it
-// answered with none) and that no target of its name acknowledged:
-// reported too late for a round of its own, or gone from this node's view
-// during the write while the others still counted it.
-func (w *writeRun) result() map[string]error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string]error)
-	for k, err := range w.failed {
-		name, _, _ := strings.Cut(k, "\x00")
-		if !w.ackedLocked(name, w.failedInc[k]) && !w.n.hasLeft(name, w.failedInc[k]) {
-			out[name] = err
-		}
-	}
-	for name := range w.seen {
-		if _, ok := out[name]; ok || name == w.n.name {
-			continue
-		}
-		inc := w.reported[name].Incarnation // 0 when only the writer's view listed it
-		if w.ackedLocked(name, inc) {
-			continue
-		}
-		// A member that said it leaves serves nothing any more.
-		if dinc, ok := w.departed[name]; ok {
-			if !w.n.hasLeft(name, dinc) {
-				out[name] = errDeparted
-			}
-		} else if !w.n.hasLeft(name, inc) {
-			out[name] = errUnreached
-		}
-	}
-	return out
-}
-
-// noQuorum returns the members to report when this node did not hold its
-// lease throughout the write: every member of its quorum base that did not
-// acknowledge (the write may not have reached members that it no longer
-// sees), or itself.
-func (w *writeRun) noQuorum() map[string]error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := make(map[string]error)
-	if w.n.lease != nil {
-		base, _ := w.n.lease.baseInfo()
-		for _, name := range base {
-			if name != w.n.name && !w.ackedLocked(name, 0) {
-				out[name] = ErrNoQuorum
-			}
-		}
-	}
-	if len(out) == 0 {
-		out[w.n.name] = ErrNoQuorum
-	}
-	return out
-}
-
-// phases runs phase 1 of req on targets (and on this node when first is
-// set), then phase 2 on every member written so far and on this node, and
-// returns the entries applied to. Members that fail are recorded in w and
-// skipped afterwards.
-func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets []*peer, w *writeRun, first bool) int {
-	applied := 0
-	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
-		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 {
-			break // this round stored nothing: there is nothing to drop
-		}
-		local, to := first, targets
-		if phase == transport.PhaseCopies {
-			local, to = true, w.all
-		}
-		req.Phase = phase
-		pctx, cancel := ctx, context.CancelFunc(func() {})
-		if phase == transport.PhaseServing {
-			// Half of the time for each phase, so that one member that
-			// does not answer leaves time for the second phase elsewhere.
-			d, _ := ctx.Deadline()
-			pctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
-		}
-		var span trace.Span
-		if g.node.tracing.on(pctx) {
-			pctx, span = g.node.tracing.start(pctx, "meshcache.write.phase", trace.SpanKindClient,
-				attrPhase.Int(int(phase)), attribute.Int("meshcache.members", len(to)))
-			req.Trace = g.node.tracing.inject(pctx)
-		}
-		if local {
-			applied += g.apply(req, phase)
-		}
-		applied += g.fanOut(pctx, to, req, w)
-		if span != nil {
-			span.End()
-		}
-		cancel()
-	}
-	return applied
-}
-
-// fanOut sends req to every target that has not failed yet, through their
-// write lanes (writelane.go), and waits for their answers, ctx's end, or
-// the targets leaving.
-func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.WriteRequest, w *writeRun) int {
-	n := g.node
-	out := make(chan laneResult, len(targets))
-	var sent []*laneWrite
-	for _, p := range targets {
-		if w.skip(p) {
-			continue
-		}
-		n.stats.writeRequests.Add(1)
-		lw := &laneWrite{ctx: ctx, p: p, req: req, out: out}
-		sent = append(sent, lw)
-		n.lanes.send(n, lw)
-	}
-	if len(sent) == 0 {
-		return 0
-	}
-	// A write that ends, or a member that leaves, stops the wait for it.
-	stops := make([]func() bool, 0, len(sent)+1)
-	stops = append(stops, context.AfterFunc(ctx, func() {
-		for _, lw := range sent {
-			lw.finish(transport.WriteResponse{}, fmt.Errorf("transport: write to %s: %w: %w", lw.p.addr, transport.ErrUnavailable, ctx.Err()))
-		}
-	}))
-	for _, lw := range sent {
-		p := lw.p
-		stops = append(stops, context.AfterFunc(p.ctx, func() {
-			lw.finish(transport.WriteResponse{}, fmt.Errorf("transport: write to %s: %w: the member left", p.addr, transport.ErrUnavailable))
-		}))
-	}
-	defer func() {
-		for _, stop := range stops {
-			stop()
-		}
-	}()
-	applied := 0
-	for range sent {
-		r := <-out
-		if r.err == nil {
-			n.stats.writeAcks.Add(1)
-			applied += r.resp.Applied
-		}
-		w.done(r.p, r.resp, r.err)
-	}
-	return applied
-}
-
-// gossip queues req on the gossip broadcast, both phases at once, for the
-// members that did not acknowledge it. Gossip reaches every member, maybe
-// late, after newer writes: so it only ever drops (see dropOnly), and a
-// message too large for gossip becomes a clear of the group.
-func (g *Group) gossip(req transport.WriteRequest) {
-	n := g.node
-	req.Phase = 0
-	req = dropOnly(req)
-	b, err := transport.EncodeWrite(req)
-	if err == nil && len(b) > n.cluster.MaxPayload() {
-		req.Op, req.Keys, req.Tags = transport.OpClear, nil, nil
-		b, err = transport.EncodeWrite(req)
-	}
-	if err == nil {
-		err = n.cluster.Broadcast(b)
-	}
-	if err != nil {
-		g.log.Error("meshcache: cannot queue a write on gossip", "op", req.Op, "err", err)
-		return
-	}
-	n.stats.gossipSent.Add(1)
-}
-
-// onMessage applies a write another member queued on gossip. peers calls
-// it from one goroutine.
+// Invalidate drops keys from the cache of every member. Once it returns
+// nil, no Get that starts afterwards on any node returns a value loaded
+// before the call.
 //
-// Only a current member's writes apply: its origin must be in this node's
-// ring. Anyone holding the gossip key can put a payload on gossip, also a
-// process the members refused at join (other ring settings or transport
-// security) and never route to; its writes (a Clear) are dropped. A write
-// whose origin left the ring before its payload arrived is dropped too: it
-// was reported unacknowledged to its caller ([*InvalidateError]), as
-// gossip is only ever a fallback.
-func (n *Node) onMessage(payload []byte) {
-	req, err := transport.DecodeWrite(payload)
-	if err != nil {
-		n.log.Warn("meshcache: dropping a gossip message", "err", err)
-		return
+// When some alive member does not acknowledge in time (ctx's deadline, or
+// [Config.WriteTimeout] when ctx has none), Invalidate returns an
+// [*InvalidateError] naming them, which wraps [ErrPartialInvalidation]; the
+// change is then also queued on gossip for them. The same holds for
+// [Group.InvalidateTags], [Group.Set], [Group.SetIfAbsent], [Group.Expire]
+// and [Group.Clear].
+func (g *Group) Invalidate(ctx context.Context, keys ...string) error {
+	if err := g.checkClosed("invalidate"); err != nil {
+		return err
 	}
-	if req.Origin == n.name || n.acked.Contains(writeKey{req.Origin, req.ID}) {
-		return // this node applied the write itself
-	}
-	if rs := n.ring.Load(); rs == nil || rs.peers[req.Origin] == nil {
-		n.log.Warn("meshcache: dropping a gossip write from a non-member", "origin", req.Origin, "op", req.Op, "group", req.Group)
-		return
-	}
-	g, ok := n.Group(req.Group)
-	if !ok {
-		n.pendingWrite(dropOnly(req)) // a snapshot may be waiting for it
-		return
-	}
-	if err := g.checkWrite(req); err != nil {
-		g.log.Warn("meshcache: dropping a gossip write", "origin", req.Origin, "err", err)
-		return
-	}
-	g.applyPhases(dropOnly(req))
-	n.stats.gossipApplied.Add(1)
-}
-
-// dropOnly turns a Set, SetIfAbsent or Expire into an invalidation of its
-// keys. A write that arrives by gossip may arrive after newer writes of the
-// same keys: replaying a value or a TTL then would undo them, dropping
-// never does.
-func dropOnly(req transport.WriteRequest) transport.WriteRequest {
-	switch req.Op {
-	case transport.OpSet, transport.OpSetIfAbsent:
-		req.Op, req.Items, req.Keys = transport.OpInvalidate, nil, itemKeys(req.Items)
-	case transport.OpExpire:
-		req.Op, req.TTL = transport.OpInvalidate, 0
-	}
-	return req
-}
-
-// itemKeys returns the keys of items.
-func itemKeys(items []transport.SetItem) []string {
-	keys := make([]string, len(items))
-	for i, it := range items {
-		keys[i] = it.Key
-	}
-	return keys
-}
-
-// applyPhases applies req's phase, or both in order when it has none.
-func (g *Group) applyPhases(req transport.WriteRequest) int {
-	if req.Phase != 0 {
-		return g.apply(req, req.Phase)
-	}
-	return g.apply(req, transport.PhaseServing) + g.apply(req, transport.PhaseCopies)
-}
-
-// apply applies one phase of a checked write to this node and returns the
-// number of entries it applied to. Phase one changes what this node serves
-// to others (both tiers, load fences; the owner of a Set key stores it);
-// phase two drops the hot copies again and fences the fetches that started
-// between the phases.
-func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
-	tier := local.Hot
-	if phase == transport.PhaseServing {
-		tier = local.All // what it serves (main, stand-in) and its copies
-	}
-	switch req.Op {
-	case transport.OpInvalidate:
-		_, removed := g.store.Invalidate(tier, req.Keys...)
-		g.forget(req.Keys)
-		return removed
-	case transport.OpInvalidateTags:
-		g.store.InvalidateTags(tier, req.Tags...)
-		g.epoch.Add(1)
-	case transport.OpClear:
-		seq := g.store.Clear(tier)
-		if tier&local.Main != 0 {
-			g.cleared(seq)
-		}
-		g.epoch.Add(1)
-	case transport.OpSet, transport.OpSetIfAbsent:
-		if phase == transport.PhaseServing {
-			stored := 0
-			for _, it := range req.Items {
-				if g.storeSet(it, req.Op == transport.OpSetIfAbsent) {
-					stored++
-				}
-			}
-			return stored
-		}
-		// What a non-owner loaded as a stand-in, or fetched, before the
-		// value was stored goes too (SetIfAbsent does not fence non-owners
-		// in phase 1: the owner may keep its value).
-		keys := itemKeys(req.Items)
-		g.store.Invalidate(local.Hot|local.StandIn, keys...)
-		g.forget(keys)
-	case transport.OpExpire:
-		if phase != transport.PhaseServing {
-			// Copies are dropped, not given the new TTL: a fetch in flight
-			// that started before the Expire is fenced by the tombstone
-			// and cannot store the old TTL.
-			g.store.Invalidate(local.Hot, req.Keys...)
-			g.forget(req.Keys)
-			return 0
-		}
-		expired := 0
-		for _, k := range req.Keys {
-			// Each tier on its own: a stand-in value keeps at most the
-			// hot TTL.
-			main := g.expire(local.Main, k, req.TTL)
-			standIn := g.expire(local.StandIn, k, req.TTL)
-			if main || standIn {
-				expired++
-			}
-		}
-		return expired
-	}
-	return 0
-}
-
-// checkWrite reports a write from a peer that a local call would have
-// refused.
-func (g *Group) checkWrite(req transport.WriteRequest) error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("meshcache: %s in group %s: %w: %s", req.Op, g.name, transport.ErrBadRequest, fmt.Sprintf(format, args...))
-	}
-	if !req.Op.Valid() || !req.Phase.Valid() {
-		return bad("undefined op or phase")
-	}
-	for _, k := range req.Keys {
-		if k == "" || len(k) > MaxKeyLen {
-			return bad("key of %d bytes", len(k))
+	for _, k := range keys {
+		if err := g.checkKey("invalidate", k); err != nil {
+			return err
 		}
 	}
-	for _, t := range req.Tags {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := g.write(ctx, transport.WriteRequest{Op: transport.OpInvalidate, Keys: keys})
+	return err
+}
+
+// InvalidateTags drops every entry that carries one of tags, on every
+// member, in time independent of how many entries do. Once it returns nil,
+// no Get that starts afterwards on any node returns a value loaded before
+// the call. Errors are as for [Group.Invalidate].
+func (g *Group) InvalidateTags(ctx context.Context, tags ...string) error {
+	if err := g.checkClosed("invalidate-tags"); err != nil {
+		return err
+	}
+	for _, t := range tags {
 		if err := checkTag(t); err != nil {
-			return bad("%v", err)
+			g.log.Warn("meshcache: rejected call", "op", "invalidate-tags", "err", err)
+			return err
 		}
 	}
-	for _, it := range req.Items {
-		if it.Key == "" || len(it.Key) > MaxKeyLen {
-			return bad("key of %d bytes", len(it.Key))
-		}
-		if err := g.checkSetItem(it.Key, Item{Value: it.Value, TTL: it.TTL, Tags: it.Tags}); err != nil {
-			return bad("%v", err)
-		}
+	if len(tags) == 0 {
+		return nil
 	}
-	if req.Op == transport.OpExpire && req.TTL <= 0 {
-		return bad("TTL %v", req.TTL)
+	_, err := g.write(ctx, transport.WriteRequest{Op: transport.OpInvalidateTags, Tags: tags})
+	return err
+}
+
+// Clear drops every entry of the group on every member. Once it returns
+// nil, no Get that starts afterwards on any node returns a value loaded
+// before the call. Errors are as for [Group.Invalidate].
+func (g *Group) Clear(ctx context.Context) error {
+	if err := g.checkClosed("clear"); err != nil {
+		return err
 	}
-	return nil
+	_, err := g.write(ctx, transport.WriteRequest{Op: transport.OpClear})
+	return err
 }

@@ -43,7 +43,7 @@ type options struct {
 	tlsKey        string
 	tlsCA         string
 	tlsServerName string
-	gossipProfile meshcache.GossipConfig
+	gossipProfile meshcache.GossipProfile
 	logLevel      slog.Level
 	cluster       int
 

@@ -51,7 +51,7 @@ func startTestCluster(t *testing.T, size int) []*meshcache.Node {
 			Logger:       testLogger(),
 			BindAddr:     "127.0.0.1:0",
 			RPCAddr:      "127.0.0.1:0",
-			GossipConfig: meshcache.GossipLocal,
+			GossipProfile: meshcache.GossipLocal,
 		}
 		if i > 0 {
 			cfg.Join = []string{nodes[0].GossipAddr()}

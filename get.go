@@ -1,0 +1,174 @@
+package meshcache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"time"
+
+	"github.com/meshcache/meshcache/local"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Get returns the value of key: from this node's cache, or else by loading
+// it once for all concurrent callers. It returns an error wrapping
+// [ErrNotFound] when the loader says the key has no value, the loader's error
+// when it fails, or ctx's error when ctx ends first (the load goes on for the
+// other callers and is cached).
+func (g *Group) Get(ctx context.Context, key string, opts ...CallOption) ([]byte, error) {
+	if err := g.checkKey("get", key); err != nil {
+		return nil, err
+	}
+	var cc callConfig
+	if len(opts) > 0 {
+		cc = callOptions(opts)
+	}
+	if g.node.tracing.on(ctx) {
+		return g.getTraced(ctx, key, cc)
+	}
+	return g.get(ctx, key, cc)
+}
+
+// getTraced is get in a span of its own (see tracing.go).
+func (g *Group) getTraced(ctx context.Context, key string, cc callConfig) ([]byte, error) {
+	ctx, span := g.node.tracing.start(ctx, "meshcache.Get", trace.SpanKindInternal, attrGroup.String(g.name))
+	var src Source
+	caller := cc.source
+	cc.source = &src
+	v, err := g.get(ctx, key, cc)
+	if caller != nil {
+		*caller = src
+	}
+	span.SetAttributes(attrSource.String(src.String()))
+	end(span, err)
+	return v, err
+}
+
+// get is Get, once its options are read.
+func (g *Group) get(ctx context.Context, key string, cc callConfig) ([]byte, error) {
+	if cc.bypass || g.cfg.passthrough || !g.node.serving() {
+		// Without its lease the node loads for its callers directly: it
+		// may have missed writes, so it neither serves nor fills its caches.
+		v, err := g.loadUncached(ctx, key)
+		cc.report(SourceLoad, err)
+		return v, err
+	}
+	if cc.refresh {
+		if err := g.fenceRefresh(ctx, []string{key}); err != nil {
+			return nil, err
+		}
+	} else if v, err, src := g.lookup(key); src != SourceNone {
+		cc.report(src, err)
+		return v, err
+	} else if v, ok := g.serveStale(ctx, key, &cc, true, nil); ok {
+		return v, nil
+	}
+	g.stats.misses.Add(1)
+	owner, standIn := g.node.routeGet(key)
+	r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, owner, standIn))
+	if r.err != nil {
+		if v, ok := g.serveStale(ctx, key, &cc, false, r.err); ok {
+			return v, nil
+		}
+		if errors.Is(r.err, ErrNotFound) {
+			g.dropExpired(key)
+		}
+	} else if r.src == SourceStale {
+		g.stats.staleServed.Add(1) // the owner answered stale
+	}
+	cc.report(r.src, r.err)
+	if r.err != nil {
+		return nil, r.err
+	}
+	return bytes.Clone(r.value), nil
+}
+
+// report tells a caller that asked with [ReportSource] where its value came
+// from.
+func (cc *callConfig) report(src Source, err error) {
+	if cc.source != nil {
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			src = SourceNone
+		}
+		*cc.source = src
+	}
+}
+
+// lookup returns a copy of key's cached value, or the error of a cached
+// not-found, and the tier it came from: SourceHit or SourceHot, or
+// SourceNone on a miss. It counts the hit.
+func (g *Group) lookup(key string) (v []byte, err error, src Source) {
+	return g.cached(key, local.All, true)
+}
+
+// cached is lookup in tiers (Main, then Hot), counting the hit only when
+// count is set.
+func (g *Group) cached(key string, tiers local.Tier, count bool) (v []byte, err error, src Source) {
+	if !g.node.serving() {
+		return nil, nil, SourceNone
+	}
+	tier, src := local.Main, SourceHit
+	e, ok := g.store.Get(tier, key)
+	if !ok && tiers&local.StandIn != 0 && !g.store.Empty(local.StandIn) {
+		tier = local.StandIn // served like the main cache
+		e, ok = g.store.Get(tier, key)
+	}
+	if !ok {
+		tier, src = local.Hot, SourceHot
+		if tiers&local.Hot == 0 {
+			return nil, nil, SourceNone
+		}
+		if e, ok = g.store.Get(tier, key); !ok {
+			return nil, nil, SourceNone
+		}
+	}
+	if g.cfg.validate != nil && !e.Negative && !g.cfg.validate(g.entry(key, e)) {
+		g.store.Remove(tier, key)
+		return nil, nil, SourceNone
+	}
+	switch {
+	case !count:
+	case e.Negative:
+		g.stats.negativeHits.Add(1)
+	case tier == local.Hot:
+		g.stats.hotHits.Add(1)
+	default:
+		g.stats.hits.Add(1)
+	}
+	if e.Negative {
+		return nil, g.notFound(key), src
+	}
+	return bytes.Clone(e.Value), nil, src
+}
+
+func (g *Group) entry(key string, e local.Entry) Entry {
+	now := time.Now()
+	var ttl time.Duration
+	if !e.Expires.IsZero() {
+		ttl = max(e.Expires.Sub(now), 0)
+	}
+	return Entry{Key: key, Value: e.Value, Tags: e.Tags, Age: max(now.Sub(e.Filled), 0), TTL: ttl}
+}
+
+// Peek returns what is cached for key, without loading it. ok is false when
+// nothing (or a cached not-found) is. Peek does not apply [WithValidate]: it
+// shows the entry as stored.
+func (g *Group) Peek(ctx context.Context, key string) (e Entry, ok bool, err error) {
+	if err := g.checkKey("peek", key); err != nil {
+		return Entry{}, false, err
+	}
+	if !g.node.serving() {
+		return Entry{}, false, nil // nothing this node holds can be trusted now
+	}
+	le, ok := g.store.Get(local.Main, key)
+	if !ok {
+		le, ok = g.store.Get(local.Hot, key)
+	}
+	if !ok || le.Negative {
+		return Entry{}, false, nil
+	}
+	e = g.entry(key, le)
+	e.Value = bytes.Clone(e.Value)
+	e.Tags = append([]string(nil), e.Tags...)
+	return e, true, nil
+}
