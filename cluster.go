@@ -56,7 +56,6 @@ func (c GossipProfile) profile() (peers.Profile, time.Duration, error) {
 	return 0, 0, fmt.Errorf("meshcache: GossipProfile %v: %w", c, ErrInvalidOption)
 }
 
-
 // clusterConfig is the part of Config a clustered node keeps.
 type clusterConfig struct {
 	ring            ring.Config

@@ -23,12 +23,12 @@ func testLogger() *slog.Logger {
 // clusterConfig returns the config of test node i joining seeds.
 func testClusterConfig(name string, seeds ...string) Config {
 	return Config{
-		NodeName:     name,
-		Logger:       testLogger(),
-		BindAddr:     "127.0.0.1:0",
-		RPCAddr:      "127.0.0.1:0",
-		Join:         seeds,
-		JoinTimeout:  10 * time.Second,
+		NodeName:      name,
+		Logger:        testLogger(),
+		BindAddr:      "127.0.0.1:0",
+		RPCAddr:       "127.0.0.1:0",
+		Join:          seeds,
+		JoinTimeout:   10 * time.Second,
 		GossipProfile: GossipLocal,
 	}
 }

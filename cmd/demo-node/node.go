@@ -71,7 +71,7 @@ func runNode(ctx context.Context, o options, stdout, stderr io.Writer) (err erro
 		Join:           o.join,
 		SecretKey:      o.secretKey,
 		TLS:            o.tls,
-		GossipProfile:   o.gossipProfile,
+		GossipProfile:  o.gossipProfile,
 		WriteTimeout:   o.writeTimeout,
 		MinorityServes: o.minority,
 		FetchTimeout:   o.fetchTimeout,

@@ -47,10 +47,10 @@ func startTestCluster(t *testing.T, size int) []*meshcache.Node {
 	nodes := make([]*meshcache.Node, size)
 	for i := range nodes {
 		cfg := meshcache.Config{
-			NodeName:     fmt.Sprintf("n%d", i+1),
-			Logger:       testLogger(),
-			BindAddr:     "127.0.0.1:0",
-			RPCAddr:      "127.0.0.1:0",
+			NodeName:      fmt.Sprintf("n%d", i+1),
+			Logger:        testLogger(),
+			BindAddr:      "127.0.0.1:0",
+			RPCAddr:       "127.0.0.1:0",
 			GossipProfile: meshcache.GossipLocal,
 		}
 		if i > 0 {
