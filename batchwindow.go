@@ -47,6 +47,12 @@ func (w *loadWindow) load(ctx context.Context, key string) (Item, error) {
 	w.mu.Lock()
 	b := w.open
 	if b == nil {
+		// The batch is a load of the node's from now on: Close waits for
+		// the timer's goroutine as for any other load.
+		if !w.g.node.startLoad() {
+			w.mu.Unlock()
+			return Item{}, ErrClosed
+		}
 		b = &loadBatch{done: make(chan struct{}), has: make(map[string]bool)}
 		w.open = b
 		b.timer = time.AfterFunc(w.d, func() { w.close(b) })
@@ -89,12 +95,8 @@ func (w *loadWindow) close(b *loadBatch) {
 	w.mu.Unlock()
 	b.timer.Stop()
 	g := w.g
+	defer g.node.loads.Done() // registered when b opened
 	defer close(b.done)
-	if !g.node.startLoad() {
-		b.err = ErrClosed
-		return
-	}
-	defer g.node.loads.Done()
 	ctx, cancel := g.loadContext(context.Background())
 	defer cancel()
 	g.stats.batchLoads.Add(1)

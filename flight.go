@@ -102,8 +102,8 @@ func (g *Group) startFlightTo(ctx context.Context, key string, owner *peer, stan
 	}
 	id := g.flightID(kind, key)
 	c, leader := g.flights.join(id)
-	if leader {
-		go g.runFlight(ctx, id, c, owner)
+	if leader && !g.node.goLoad(func() { g.runFlight(ctx, id, c, owner) }) {
+		g.flights.finish(id, c, flightResult{err: ErrClosed})
 	}
 	return flight{c: c, leader: leader}
 }
@@ -134,7 +134,7 @@ func (g *Group) runFlight(ctx context.Context, id flightID, c *call, owner *peer
 	case owner == nil:
 		tiers = local.Main
 	}
-	if v, err, src := g.cached(key, tiers, false); src != SourceNone {
+	if v, src, err := g.cached(key, tiers); src != SourceNone {
 		r = flightResult{value: v, err: err, src: src}
 	} else if owner == nil {
 		v, err := g.loadAndStore(ctx, key, tier)
@@ -155,13 +155,13 @@ func (g *Group) waitFlight(ctx context.Context, key string, f flight) flightResu
 		}
 		return f.c.res
 	case <-ctx.Done():
-		return flightResult{err: ctxErr("get", key, ctx)}
+		return flightResult{err: ctxErr(ctx, "get", key)}
 	}
 }
 
 // ctxErr is the error of a call whose ctx ended: it wraps ctx.Err() and, if
 // ctx was cancelled with a cause, the cause too.
-func ctxErr(op, key string, ctx context.Context) error {
+func ctxErr(ctx context.Context, op, key string) error {
 	err, cause := ctx.Err(), context.Cause(ctx)
 	if cause != nil && cause != err {
 		return fmt.Errorf("meshcache: %s %q: %w: %w", op, key, err, cause)

@@ -57,7 +57,7 @@ func (g *Group) get(ctx context.Context, key string, cc callConfig) ([]byte, err
 		if err := g.fenceRefresh(ctx, []string{key}); err != nil {
 			return nil, err
 		}
-	} else if v, err, src := g.lookup(key); src != SourceNone {
+	} else if v, src, err := g.lookup(key); src != SourceNone {
 		cc.report(src, err)
 		return v, err
 	} else if v, ok := g.serveStale(ctx, key, &cc, true, nil); ok {
@@ -97,15 +97,25 @@ func (cc *callConfig) report(src Source, err error) {
 // lookup returns a copy of key's cached value, or the error of a cached
 // not-found, and the tier it came from: SourceHit or SourceHot, or
 // SourceNone on a miss. It counts the hit.
-func (g *Group) lookup(key string) (v []byte, err error, src Source) {
-	return g.cached(key, local.All, true)
+func (g *Group) lookup(key string) (v []byte, src Source, err error) {
+	v, src, err = g.cached(key, local.All)
+	switch {
+	case src == SourceNone:
+	case err != nil:
+		g.stats.negativeHits.Add(1)
+	case src == SourceHot:
+		g.stats.hotHits.Add(1)
+	default:
+		g.stats.hits.Add(1)
+	}
+	return v, src, err
 }
 
-// cached is lookup in tiers (Main, then Hot), counting the hit only when
-// count is set.
-func (g *Group) cached(key string, tiers local.Tier, count bool) (v []byte, err error, src Source) {
+// cached is lookup in tiers (Main or StandIn, then Hot) without counting
+// the hit.
+func (g *Group) cached(key string, tiers local.Tier) (v []byte, src Source, err error) {
 	if !g.node.serving() {
-		return nil, nil, SourceNone
+		return nil, SourceNone, nil
 	}
 	tier, src := local.Main, SourceHit
 	e, ok := g.store.Get(tier, key)
@@ -116,29 +126,20 @@ func (g *Group) cached(key string, tiers local.Tier, count bool) (v []byte, err 
 	if !ok {
 		tier, src = local.Hot, SourceHot
 		if tiers&local.Hot == 0 {
-			return nil, nil, SourceNone
+			return nil, SourceNone, nil
 		}
 		if e, ok = g.store.Get(tier, key); !ok {
-			return nil, nil, SourceNone
+			return nil, SourceNone, nil
 		}
 	}
 	if g.cfg.validate != nil && !e.Negative && !g.cfg.validate(g.entry(key, e)) {
 		g.store.Remove(tier, key)
-		return nil, nil, SourceNone
-	}
-	switch {
-	case !count:
-	case e.Negative:
-		g.stats.negativeHits.Add(1)
-	case tier == local.Hot:
-		g.stats.hotHits.Add(1)
-	default:
-		g.stats.hits.Add(1)
+		return nil, SourceNone, nil
 	}
 	if e.Negative {
-		return nil, g.notFound(key), src
+		return nil, src, g.notFound(key)
 	}
-	return bytes.Clone(e.Value), nil, src
+	return bytes.Clone(e.Value), src, nil
 }
 
 func (g *Group) entry(key string, e local.Entry) Entry {

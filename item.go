@@ -20,8 +20,8 @@ type Item struct {
 	// for example "org:acme". Empty tags are ignored.
 	Tags []string
 
-	// NoStore returns the value to the caller without caching it, as a
-	// conditional cache (cachu's cache_if) would.
+	// NoStore returns the value to the caller without caching it: a
+	// loader decides per key whether its result is worth caching.
 	NoStore bool
 }
 
@@ -34,8 +34,9 @@ type Item struct {
 // per-key lock, though: a Get that starts after an invalidation of the key
 // does not join a load that started before it, so two Loads of one key can
 // overlap; [Bypass] and batch loads run beside them too. A Loader must be
-// safe for concurrent use. It must not call [runtime.Goexit] (t.FailNow in a
-// test): the Gets waiting on it would wait until their contexts end.
+// safe for concurrent use. A Load that panics fails the Gets waiting on it
+// with [ErrLoaderPanic]; one that calls [runtime.Goexit] (t.FailNow in a
+// test), with [ErrLoadFailed].
 type Loader interface {
 	Load(ctx context.Context, key string) (Item, error)
 }
@@ -50,6 +51,11 @@ func (f LoaderFunc) Load(ctx context.Context, key string) (Item, error) { return
 // the returned map has no value ([ErrNotFound]). An error fails every key of
 // the batch. It is used by [Group.GetMany] and [Group.Warm] when the group has
 // one (see [WithBatchLoader]); the map belongs to meshcache after the call.
+//
+// LoadMany is called with a context of its own (the group's load timeout),
+// concurrently with other LoadMany and Load calls, for batches that may
+// share keys: a BatchLoader must be safe for concurrent use. A LoadMany that
+// panics fails every key of its batch with [ErrLoaderPanic].
 type BatchLoader interface {
 	LoadMany(ctx context.Context, keys []string) (map[string]Item, error)
 }

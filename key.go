@@ -6,8 +6,7 @@ import (
 	"strings"
 )
 
-// Key builds a stable key from parts, for keys made of several arguments
-// (cachu's key builder). Parts are joined with ':' after escaping '\' and
+// Key builds a stable key from parts, for keys made of several arguments. Parts are joined with ':' after escaping '\' and
 // ':' in each, so different parts never give the same key:
 // Key("a:b", "c") is `a\:b:c` and Key("a", "b:c") is `a:b\:c`.
 //

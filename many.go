@@ -58,7 +58,7 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 		}
 		seen[k] = true
 		if cached && !cc.refresh {
-			if v, err, src := g.lookup(k); src != SourceNone {
+			if v, src, err := g.lookup(k); src != SourceNone {
 				if err == nil && out != nil {
 					out[k] = v
 				}
@@ -93,7 +93,7 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 		case errors.Is(r.err, ErrNotFound):
 		case ctx.Err() != nil:
 			// The caller gave up: one error, not one per key.
-			return errors.Join(append(errs, ctxErr(op, k, ctx))...)
+			return errors.Join(append(errs, ctxErr(ctx, op, k))...)
 		default:
 			errs = append(errs, r.err)
 		}
@@ -122,7 +122,9 @@ func (g *Group) routeMany(ctx context.Context, keys []string) map[string]flightR
 	}
 	parts := make(chan map[string]flightResult, len(remote))
 	for p, ks := range remote {
-		go func() { parts <- g.fetchMany(ctx, p, ks) }()
+		if !g.node.goLoad(func() { parts <- g.fetchMany(ctx, p, ks) }) {
+			parts <- failAll(ks, ErrClosed)
+		}
 	}
 	results := make(map[string]flightResult, len(keys))
 	if len(mine) > 0 {
@@ -141,14 +143,11 @@ func (g *Group) routeMany(ctx context.Context, keys []string) map[string]flightR
 // hot cache. Keys the owner cannot serve (it is unreachable, or failed
 // other than by its loader) are loaded here into the hot cache.
 func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[string]flightResult {
-	results := make(map[string]flightResult, len(keys))
 	if !g.node.startLoad() {
-		for _, k := range keys {
-			results[k] = flightResult{err: ErrClosed}
-		}
-		return results
+		return failAll(keys, ErrClosed)
 	}
 	defer g.node.loads.Done()
+	results := make(map[string]flightResult, len(keys))
 	since := g.store.Seq()
 	fctx, cancel := g.loadContext(ctx)
 	defer cancel()
@@ -161,7 +160,7 @@ func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[s
 	if err != nil {
 		if ctx.Err() != nil {
 			for _, k := range keys {
-				results[k] = flightResult{err: ctxErr("get-many", k, ctx)}
+				results[k] = flightResult{err: ctxErr(ctx, "get-many", k)}
 			}
 			return results
 		}
@@ -238,20 +237,26 @@ func (g *Group) loadMissing(ctx context.Context, keys []string, tier local.Tier)
 	}
 	ch := make(chan keyResult, len(keys))
 	sem := make(chan struct{}, maxFallbackLoads)
-	go func() {
+	spawn := func() {
 		for _, k := range keys {
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():
 				return // the caller gave up: load no more
 			}
-			go func() {
+			if !g.node.goLoad(func() {
 				defer func() { <-sem }()
 				v, err := g.loadAndStore(ctx, k, tier)
 				ch <- keyResult{k, flightResult{value: v, err: err}}
-			}()
+			}) {
+				<-sem
+				ch <- keyResult{k, flightResult{err: ErrClosed}}
+			}
 		}
-	}()
+	}
+	if !g.node.goLoad(spawn) {
+		return failAll(keys, ErrClosed)
+	}
 	for range keys {
 		select {
 		case r := <-ch:
@@ -259,7 +264,7 @@ func (g *Group) loadMissing(ctx context.Context, keys []string, tier local.Tier)
 		case <-ctx.Done():
 			for _, k := range keys {
 				if _, ok := results[k]; !ok {
-					results[k] = flightResult{err: ctxErr("get-many", k, ctx)}
+					results[k] = flightResult{err: ctxErr(ctx, "get-many", k)}
 				}
 			}
 			return results
@@ -289,9 +294,7 @@ func (g *Group) loadManyUncached(ctx context.Context, keys []string) map[string]
 func (g *Group) loadBatch(ctx context.Context, keys []string, store bool, tier local.Tier) map[string]flightResult {
 	results := make(map[string]flightResult, len(keys))
 	fail := func(err error) map[string]flightResult {
-		for _, k := range keys {
-			results[k] = flightResult{err: err}
-		}
+		maps.Copy(results, failAll(keys, err))
 		return results
 	}
 	if !g.node.startLoad() {
@@ -364,4 +367,13 @@ func (g *Group) callBatchLoader(ctx context.Context, keys []string) (items map[s
 		}
 	}()
 	return g.cfg.batch.LoadMany(ctx, keys)
+}
+
+// failAll is the result of a batch that failed as a whole: err for every key.
+func failAll(keys []string, err error) map[string]flightResult {
+	results := make(map[string]flightResult, len(keys))
+	for _, k := range keys {
+		results[k] = flightResult{err: err}
+	}
+	return results
 }

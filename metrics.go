@@ -155,13 +155,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 // the sum of the buckets, so the two agree even when the snapshot was
 // taken while observations were being added.
 func constHistogram(d *prometheus.Desc, h Histogram, labels ...string) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(LatencyBounds))
+	buckets := make(map[float64]uint64, len(latencyBounds))
 	var cum uint64
-	for i, bound := range LatencyBounds {
+	for i, bound := range latencyBounds {
 		cum += h.Counts[i]
 		buckets[bound.Seconds()] = cum
 	}
-	count := cum + h.Counts[len(LatencyBounds)]
+	count := cum + h.Counts[len(latencyBounds)]
 	return prometheus.MustNewConstHistogram(d, count, h.Sum.Seconds(), buckets, labels...)
 }
 

@@ -127,8 +127,8 @@ func TestConstHistogramCumulative(t *testing.T) {
 	var h Histogram
 	h.Counts[0] = 1                    // <= 100µs
 	h.Counts[3] = 2                    // <= 1ms
-	h.Counts[len(LatencyBounds)-1] = 1 // <= 10s
-	h.Counts[len(LatencyBounds)] = 4   // over 10s
+	h.Counts[len(latencyBounds)-1] = 1 // <= 10s
+	h.Counts[len(latencyBounds)] = 4   // over 10s
 	h.Count = 7                        // a snapshot taken mid-observation: the buckets win
 	h.Sum = 90 * time.Second
 	desc := prometheus.NewDesc("test_seconds", "test", nil, nil)
@@ -144,20 +144,20 @@ func TestConstHistogramCumulative(t *testing.T) {
 		t.Errorf("sample sum = %v, want 90 (seconds)", got)
 	}
 	buckets := hist.GetBucket()
-	if len(buckets) != len(LatencyBounds) {
-		t.Fatalf("%d buckets, want %d", len(buckets), len(LatencyBounds))
+	if len(buckets) != len(latencyBounds) {
+		t.Fatalf("%d buckets, want %d", len(buckets), len(latencyBounds))
 	}
 	wantCum := func(i int) uint64 {
 		switch {
 		case i < 3:
 			return 1
-		case i < len(LatencyBounds)-1:
+		case i < len(latencyBounds)-1:
 			return 3
 		}
 		return 4
 	}
 	for i, b := range buckets {
-		if got, want := b.GetUpperBound(), LatencyBounds[i].Seconds(); got != want {
+		if got, want := b.GetUpperBound(), latencyBounds[i].Seconds(); got != want {
 			t.Errorf("bucket %d upper bound = %v, want %v", i, got, want)
 		}
 		if got := b.GetCumulativeCount(); got != wantCum(i) {

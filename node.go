@@ -352,6 +352,20 @@ func (n *Node) startLoad() bool {
 	return true
 }
 
+// goLoad runs f on a goroutine registered as a load before it starts, so
+// that Close waits for it. Once the node is closing it runs nothing and
+// returns false.
+func (n *Node) goLoad(f func()) bool {
+	if !n.startLoad() {
+		return false
+	}
+	go func() {
+		defer n.loads.Done()
+		f()
+	}()
+	return true
+}
+
 // addGroup makes g visible, and returns the entries a snapshot restored
 // for it (see snapshot.go).
 func (n *Node) addGroup(g *Group) ([]snapshotEntry, error) {

@@ -256,7 +256,7 @@ func WithMaxValueBytes(n int) GroupOption {
 }
 
 // WithValidate checks every cached entry before it is returned; an entry for
-// which valid returns false is dropped and loaded again (cachu's validate).
+// which valid returns false is dropped and loaded again.
 // valid runs on the Get path: it must be fast, safe for concurrent use, and
 // must neither modify nor keep the entry's Value and Tags.
 func WithValidate(valid func(Entry) bool) GroupOption {
@@ -270,7 +270,7 @@ func WithValidate(valid func(Entry) bool) GroupOption {
 }
 
 // WithStoreIf caches a loaded item only when keep returns true; others are
-// returned to their callers without being cached (cachu's cache_if). It is
+// returned to their callers without being cached. It is
 // the group-wide form of [Item.NoStore].
 func WithStoreIf(keep func(key string, it Item) bool) GroupOption {
 	return func(c *groupConfig) {
@@ -363,7 +363,7 @@ func WithL2Timeout(d time.Duration) GroupOption {
 }
 
 // WithPassthrough turns caching off: every Get calls the loader and nothing is
-// stored (cachu's disable() or null backend). Meant for tests.
+// stored. Meant for tests, and for turning a cache off by configuration.
 func WithPassthrough() GroupOption {
 	return func(c *groupConfig) { c.passthrough = true }
 }
@@ -390,12 +390,11 @@ func callOptions(opts []CallOption) callConfig {
 	return cc
 }
 
-// Bypass calls the loader directly, neither reading nor writing the cache
-// (cachu's _skip_cache, or calling .original).
+// Bypass calls the loader directly, neither reading nor writing the cache.
 func Bypass() CallOption { return func(c *callConfig) { c.bypass = true } }
 
-// ForceRefresh ignores a cached value, loads the key and stores the result
-// (cachu's _overwrite_cache). See [Group.Refresh].
+// ForceRefresh ignores a cached value, loads the key and stores the result.
+// See [Group.Refresh].
 func ForceRefresh() CallOption { return func(c *callConfig) { c.refresh = true } }
 
 // Source tells where a Get's value came from (see [ReportSource]).

@@ -79,7 +79,7 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, e
 		}
 		rounds++
 		w.all = append(w.all, targets...)
-		applied += g.phases(ctx, req, targets, w, round == 0)
+		applied += g.phases(ctx, req, targets, w, round)
 	}
 	failed := w.result()
 	if len(failed) == 0 {
@@ -372,17 +372,17 @@ func (w *writeRun) noQuorum() map[string]error {
 	return out
 }
 
-// phases runs phase 1 of req on targets (and on this node when first is
-// set), then phase 2 on every member written so far and on this node, and
+// phases runs one round of req: phase 1 on targets (and, in round 0, on
+// this node), then phase 2 on every member written so far and on this node, and
 // returns the entries applied to. Members that fail are recorded in w and
 // skipped afterwards.
-func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets []*peer, w *writeRun, first bool) int {
+func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets []*peer, w *writeRun, round int) int {
 	applied := 0
 	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
 		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 {
 			break // this round stored nothing: there is nothing to drop
 		}
-		local, to := first, targets
+		local, to := round == 0, targets
 		if phase == transport.PhaseCopies {
 			local, to = true, w.all
 		}

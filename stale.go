@@ -145,7 +145,7 @@ func (g *Group) revalidated(key string, r flightResult) {
 	case r.err != nil, r.src == SourceStale:
 		g.failed(key)
 	default:
-		if _, _, src := g.cached(key, local.All, false); src == SourceNone {
+		if _, src, _ := g.cached(key, local.All); src == SourceNone {
 			g.failed(key)
 		}
 	}

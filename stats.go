@@ -1,6 +1,7 @@
 package meshcache
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -92,9 +93,12 @@ func (g *Group) Stats() Stats {
 	}
 }
 
-// LatencyBounds are the upper bounds of the buckets of a [Histogram]: from
-// 100µs to 10s, about three per decade.
-var LatencyBounds = [...]time.Duration{
+// LatencyBounds returns the upper bounds of the buckets of a [Histogram]:
+// from 100µs to 10s, about three per decade. The slice is the caller's.
+func LatencyBounds() []time.Duration { return slices.Clone(latencyBounds[:]) }
+
+// latencyBounds are the buckets' upper bounds (see [LatencyBounds]).
+var latencyBounds = [...]time.Duration{
 	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
 	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
@@ -104,23 +108,23 @@ var LatencyBounds = [...]time.Duration{
 
 // Histogram is a snapshot of a latency distribution.
 type Histogram struct {
-	// Counts[i] is the number of observations at most LatencyBounds[i] (and
+	// Counts[i] is the number of observations at most LatencyBounds()[i] (and
 	// above the bound before it); the last element counts the rest.
-	Counts [len(LatencyBounds) + 1]uint64
+	Counts [len(latencyBounds) + 1]uint64
 	Count  uint64        // observations
 	Sum    time.Duration // their total
 }
 
-// histogram counts latencies into LatencyBounds without locks.
+// histogram counts latencies into latencyBounds without locks.
 type histogram struct {
-	counts [len(LatencyBounds) + 1]atomic.Uint64
+	counts [len(latencyBounds) + 1]atomic.Uint64
 	count  atomic.Uint64
 	sum    atomic.Int64
 }
 
 func (h *histogram) observe(d time.Duration) {
 	i := 0
-	for i < len(LatencyBounds) && d > LatencyBounds[i] {
+	for i < len(latencyBounds) && d > latencyBounds[i] {
 		i++
 	}
 	h.counts[i].Add(1)

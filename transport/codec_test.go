@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"reflect"
@@ -35,7 +36,7 @@ func TestFrameReader(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fr := newFrameReader(strings.NewReader(tt.in), 16, cmp0(tt.max, DefaultMaxFrameBytes))
+			fr := newFrameReader(strings.NewReader(tt.in), 16, cmp.Or(tt.max, DefaultMaxFrameBytes))
 			var got []string
 			var err error
 			for range 10 {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -114,9 +115,9 @@ func NewServer(cfg ServerConfig, h Handler) (*Server, error) {
 		h:         h,
 		log:       cfg.Logger,
 		maxFrame:  frameLimit(cfg.MaxFrameBytes),
-		maxActive: int64(cmp0(cfg.MaxConcurrent, DefaultMaxConcurrent)),
-		timeout:   cmp0(cfg.DefaultTimeout, DefaultRequestTimeout),
-		wtimeout:  cmp0(cfg.WriteTimeout, DefaultWriteTimeout),
+		maxActive: int64(cmp.Or(cfg.MaxConcurrent, DefaultMaxConcurrent)),
+		timeout:   cmp.Or(cfg.DefaultTimeout, DefaultRequestTimeout),
+		wtimeout:  cmp.Or(cfg.WriteTimeout, DefaultWriteTimeout),
 		conns:     make(map[net.Conn]struct{}),
 	}
 	if s.log == nil {
@@ -155,15 +156,6 @@ func checkServerTLS(tc *tls.Config) error {
 		return fmt.Errorf("%w: server TLS config has neither Certificates nor GetCertificate", ErrBadConfig)
 	}
 	return nil
-}
-
-// cmp0 returns v, or def if v is zero.
-func cmp0[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Addr returns the address the server listens on, with the port it bound.
