@@ -239,7 +239,7 @@ func TestSharedLoadOwnContext(t *testing.T) {
 		if err := loadCtx.Err(); err != nil {
 			t.Errorf("the load's context ended with its callers': %v", err)
 		}
-		if d, ok := loadCtx.Deadline(); !ok || d.Sub(time.Now()) < 59*time.Minute {
+		if d, ok := loadCtx.Deadline(); !ok || time.Until(d) < 59*time.Minute {
 			t.Errorf("load deadline = %v, %v; want the group's load timeout", d, ok)
 		}
 		close(gate)

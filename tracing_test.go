@@ -66,7 +66,7 @@ func TestTracingAcrossNodes(t *testing.T) {
 	if s, ok := byName["meshcache.Get"]; ok {
 		attrs := map[string]string{}
 		for _, kv := range s.Attributes() {
-			attrs[string(kv.Key)] = kv.Value.Emit()
+			attrs[string(kv.Key)] = kv.Value.String()
 		}
 		if attrs["meshcache.group"] != "g" || attrs["meshcache.source"] != "peer" {
 			t.Errorf("meshcache.Get attributes %v, want group g, source peer", attrs)

@@ -54,7 +54,7 @@ func parseReadyLine(line string) (readyInfo, error) {
 		key := []string{"http=", "gossip=", "rpc="}[i]
 		v, ok := strings.CutPrefix(f[4+i], key)
 		if !ok {
-			return readyInfo{}, fmt.Errorf("ready line %q: field %d is not %s...", line, 5+i, key)
+			return readyInfo{}, fmt.Errorf("ready line %q: field %d does not start with %s", line, 5+i, key)
 		}
 		*dst = v
 	}

@@ -225,7 +225,7 @@ func TestErrorsClassified(t *testing.T) {
 	if _, err := s.Get(ctx, "g", "str"); !errors.Is(err, l2.ErrCorrupt) {
 		t.Errorf("Get of an entry of the wrong type: %v; want ErrCorrupt", err)
 	}
-	if get1(t, s, "g", "fine").Version != get1(t, s, "g", "fine").Version {
+	if v1, v2 := get1(t, s, "g", "fine").Version, get1(t, s, "g", "fine").Version; v1 != v2 {
 		t.Error("versions of one key differ between two Gets")
 	}
 
