@@ -402,7 +402,7 @@ func scaleMemory() memFigures {
 
 // settleMemberlist waits, at most d, until no goroutine of a closed
 // memberlist is left (some outlive Shutdown by up to a probe interval or a
-// TCP timeout; see settledMain), so that they do not count as the next
+// TCP timeout; see internal/leaktest), so that they do not count as the next
 // cluster's.
 func settleMemberlist(d time.Duration) {
 	buf := make([]byte, 1<<22)

@@ -1,11 +1,9 @@
 package meshcache
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,32 +11,10 @@ import (
 	"testing/synctest"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/meshcache/meshcache/internal/leaktest"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(settledMain{m})
-}
-
-// settledMain runs the tests, then waits (bounded) for memberlist's own
-// goroutines to notice their shutdown: some (probes, stream handlers)
-// outlive Shutdown by up to a probe interval or a TCP timeout. goleak then
-// reports anything still running.
-type settledMain struct{ m *testing.M }
-
-func (s settledMain) Run() int {
-	code := s.m.Run()
-	deadline := time.Now().Add(15 * time.Second)
-	buf := make([]byte, 1<<20)
-	for time.Now().Before(deadline) {
-		n := runtime.Stack(buf, true)
-		if !bytes.Contains(buf[:n], []byte("hashicorp/memberlist")) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return code
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 // newTestNode returns a node closed when the test ends.
 func newTestNode(t testing.TB) *Node {

@@ -6,40 +6,18 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/meshcache/meshcache/internal/leaktest"
+
 	"github.com/hashicorp/memberlist"
-	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(settledMain{m})
-}
-
-// settledMain runs the tests, then waits (bounded) for memberlist's own
-// goroutines to notice their shutdown: a few of them (stream handlers,
-// suspicion timers) outlive Shutdown by up to a TCP timeout. goleak then
-// reports anything that is still running.
-type settledMain struct{ m *testing.M }
-
-func (s settledMain) Run() int {
-	code := s.m.Run()
-	deadline := time.Now().Add(15 * time.Second)
-	buf := make([]byte, 1<<20)
-	for time.Now().Before(deadline) {
-		n := runtime.Stack(buf, true)
-		if !bytes.Contains(buf[:n], []byte("hashicorp/memberlist")) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return code
-}
+func TestMain(m *testing.M) { leaktest.Main(m) }
 
 // testLogger logs to stderr at Warn (or Debug with PEERS_DEBUG=1).
 func testLogger() *slog.Logger {
