@@ -433,25 +433,6 @@ func (ch *chaos) bump(k *chaosKey) (int, error) {
 	return v, nil
 }
 
-// writeFileAtomic sets the contents of dir/name with a rename.
-func writeFileAtomic(dir, name, value string) error {
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.WriteString(value)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
-}
-
 // failure classifies a request that did not answer want.
 func failure(err error, r response, want int) (kind string, failed bool) {
 	switch {

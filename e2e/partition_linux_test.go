@@ -132,7 +132,7 @@ func testPartition(t *testing.T, size, cut int) {
 	lab.heal(cutIdx...)
 	rejoined := c.waitMembers(c.nodes, names(c.nodes))
 	for _, n := range cutOff {
-		c.waitReady(n)
+		c.waitReadyz(n, memberTimeout)
 	}
 	t.Logf("healed; every node listed all %d after %v, the nodes cut off ready after %v",
 		size, rejoined.Round(time.Millisecond), time.Since(healed).Round(time.Millisecond))
@@ -286,20 +286,4 @@ func (c *cluster) readyStatus(n *node) int {
 		return 0
 	}
 	return r.status
-}
-
-// waitReady polls until n's /readyz answers 200, for up to memberTimeout.
-func (c *cluster) waitReady(n *node) {
-	c.t.Helper()
-	deadline := time.Now().Add(memberTimeout)
-	for {
-		status := c.readyStatus(n)
-		if status == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.t.Fatalf("GET /readyz on %s = %d after %v, want 200", n.name, status, memberTimeout)
-		}
-		time.Sleep(pollEvery)
-	}
 }

@@ -121,23 +121,6 @@ func waveReport(t *testing.T, group string, answers []answer, values map[string]
 	return worst, last, owned, sources
 }
 
-// waitReadyz polls until GET /readyz on n answers 200, for up to bound,
-// and returns how long it took.
-func (c *cluster) waitReadyz(n *node, bound time.Duration) time.Duration {
-	c.t.Helper()
-	start := time.Now()
-	for {
-		r, err := do(c.t.Context(), c.client, http.MethodGet, n, "/readyz", nil)
-		if err == nil && r.status == http.StatusOK {
-			return time.Since(start)
-		}
-		if time.Since(start) > bound {
-			c.t.Fatalf("GET /readyz on %s = %d %q (err %v) after %v, want 200", n.name, r.status, r.body, err, bound)
-		}
-		time.Sleep(pollEvery)
-	}
-}
-
 // TestStopOwnerBounded SIGSTOPs one of three nodes run with -fetch-timeout
 // 300ms, then, under a background load, reads keys it owns and that no node
 // has cached from the two others: each request answers 200 with the right
