@@ -113,18 +113,6 @@ func readGroups(t testing.TB, nodes []*Node, name string, delay, ttl time.Durati
 	return gs, ls
 }
 
-// keyOwnedBy returns the first key prefix+N that node n routes to owner.
-func keyOwnedBy(t testing.TB, n *Node, owner, prefix string) string {
-	t.Helper()
-	for i := range 10000 {
-		if k := fmt.Sprintf("%s%d", prefix, i); n.Owner(k) == owner {
-			return k
-		}
-	}
-	t.Fatalf("no key %s* owned by %s", prefix, owner)
-	return ""
-}
-
 // getSource returns key's value and where it came from.
 func getSource(t testing.TB, g *Group, key string) (string, Source) {
 	t.Helper()

@@ -27,19 +27,6 @@ func wtNodeIndex(nodes []*Node, name string) int {
 	return slices.IndexFunc(nodes, func(n *Node) bool { return n.Name() == name })
 }
 
-// wtKeyOwnedBy returns the first key "prefix0", "prefix1", ... that nodes[0]
-// routes to the node named owner.
-func wtKeyOwnedBy(t testing.TB, nodes []*Node, prefix, owner string) string {
-	t.Helper()
-	for i := range 10000 {
-		if k := prefix + strconv.Itoa(i); nodes[0].Owner(k) == owner {
-			return k
-		}
-	}
-	t.Fatalf("no key %s* is owned by %s", prefix, owner)
-	return ""
-}
-
 // wtWarm gets key on its owner, then on every other node, and checks
 // that the owner holds it in its main cache and every other node a hot copy.
 func wtWarm(t testing.TB, nodes []*Node, gs []*Group, key, want string) {
@@ -230,7 +217,7 @@ func TestClusterWritePartial(t *testing.T) {
 		origins[i] = newOrigin()
 		origins[i].tags = func(key string) []string { return []string{"tag:" + key} }
 		groups[i] = newClusterGroups(t, nodes, "partial-"+c.name, origins[i])
-		keys[i] = wtKeyOwnedBy(t, nodes, "k", cut.Name())
+		keys[i] = keyOwnedBy(t, nodes[0], cut.Name(), "k")
 		wtWarm(t, nodes, groups[i], keys[i], "0")
 	}
 	if err := cut.server.Close(); err != nil {
@@ -312,7 +299,7 @@ func TestClusterCutOffFlushes(t *testing.T) {
 	// entry and two hot copies.
 	var keys []string
 	for _, n := range nodes {
-		k := wtKeyOwnedBy(t, nodes, "k", n.Name())
+		k := keyOwnedBy(t, nodes[0], n.Name(), "k")
 		keys = append(keys, k)
 		wtWarm(t, nodes, gs, k, "0")
 	}

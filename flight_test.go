@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 )
@@ -29,5 +31,39 @@ func TestLoaderGoexit(t *testing.T) {
 	}
 	if got := calls.Load(); got != 2 {
 		t.Errorf("loader calls = %d, want 2", got)
+	}
+}
+
+// Regression: a panic in a flight outside the loader (here a WithStoreIf
+// predicate) fails the Get with ErrLoaderPanic; it must not crash the node.
+func TestFlightPanicOutsideLoader(t *testing.T) {
+	g := mustGroup(t, newTestNode(t), "g", newOrigin(),
+		WithStoreIf(func(string, Item) bool { panic("predicate bug") }))
+	if _, err := g.Get(t.Context(), "k"); !errors.Is(err, ErrLoaderPanic) {
+		t.Fatalf("Get with a panicking predicate = %v, want ErrLoaderPanic", err)
+	}
+}
+
+// A Get that missed must not load again when another caller's flight
+// stored the key and ended between the miss and joining the flight.
+func TestNoSecondLoadAfterFlightEnded(t *testing.T) {
+	n := newTestNode(t)
+	o := newOrigin()
+	g := mustGroup(t, n, "g", o)
+	const keys, callers = 3000, 8
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for i := range keys {
+				if _, err := g.Get(context.Background(), strconv.Itoa(i)); err != nil {
+					t.Errorf("Get: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := o.calls.Load(); got != keys {
+		t.Errorf("loader calls = %d, want %d (one per key)", got, keys)
 	}
 }

@@ -3,7 +3,6 @@ package meshcache
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -109,493 +108,6 @@ func mustGet(t testing.TB, g *Group, key string, opts ...CallOption) string {
 		t.Fatalf("Get(%q): %v", key, err)
 	}
 	return string(v)
-}
-
-func TestGetConcurrentLoadsOnce(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		o := newOrigin()
-		o.gate = make(chan struct{})
-		g := mustGroup(t, newTestNode(t), "g", o)
-		const callers = 20
-		var wg sync.WaitGroup
-		vals := make([]string, callers)
-		for i := range callers {
-			wg.Go(func() {
-				v, err := g.Get(context.Background(), "k")
-				if err != nil {
-					t.Errorf("Get: %v", err)
-				}
-				vals[i] = string(v)
-			})
-		}
-		synctest.Wait() // every caller waits on the one flight
-		close(o.gate)
-		wg.Wait()
-		if got := o.calls.Load(); got != 1 {
-			t.Errorf("loader calls = %d, want 1", got)
-		}
-		for i, v := range vals {
-			if v != "0" {
-				t.Errorf("caller %d got %q, want %q", i, v, "0")
-			}
-		}
-		// A Get after the flight ended hits the stored value.
-		if v := mustGet(t, g, "k"); v != "0" {
-			t.Errorf("Get after load = %q, want %q", v, "0")
-		}
-		st := g.Stats()
-		if st.Loads != 1 || st.LoadsDeduplicated != callers-1 || st.Hits != 1 || st.Misses != callers {
-			t.Errorf("Stats = %+v, want 1 load, %d deduplicated, 1 hit, %d misses", st, callers-1, callers)
-		}
-	})
-}
-
-func TestGetOnceperTTL(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		o := newOrigin()
-		g := mustGroup(t, newTestNode(t), "g", o, WithTTL(time.Minute))
-		for range 5 {
-			mustGet(t, g, "k")
-			time.Sleep(10 * time.Second)
-		}
-		if got := o.calls.Load(); got != 1 {
-			t.Fatalf("loader calls within one TTL = %d, want 1", got)
-		}
-		time.Sleep(time.Minute)
-		mustGet(t, g, "k")
-		if got := o.calls.Load(); got != 2 {
-			t.Fatalf("loader calls after the TTL = %d, want 2", got)
-		}
-	})
-}
-
-func TestGetReturnsCopy(t *testing.T) {
-	g := mustGroup(t, newTestNode(t), "g", newOrigin())
-	v, _ := g.Get(t.Context(), "k")
-	v[0] = 'X'
-	if got := mustGet(t, g, "k"); got != "0" {
-		t.Fatalf("Get after modifying a returned value = %q, want %q", got, "0")
-	}
-}
-
-func TestSharedLoadOwnContext(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var loadCtx context.Context
-		gate := make(chan struct{})
-		l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-			loadCtx = ctx
-			<-gate
-			return Item{Value: []byte("v")}, ctx.Err()
-		})
-		g := mustGroup(t, newTestNode(t), "g", l, WithLoadTimeout(time.Hour))
-		ctx, cancel := context.WithCancel(context.Background())
-		errA := make(chan error, 1)
-		go func() {
-			_, err := g.Get(ctx, "k")
-			errA <- err
-		}()
-		deadlineCtx, cancelB := context.WithTimeout(context.Background(), time.Second)
-		defer cancelB()
-		errB := make(chan error, 1)
-		go func() {
-			_, err := g.Get(deadlineCtx, "k")
-			errB <- err
-		}()
-		resC := make(chan string, 1)
-		go func() { resC <- get(context.Background(), g, "k") }()
-		synctest.Wait()
-
-		cancel()
-		if err := <-errA; !errors.Is(err, context.Canceled) {
-			t.Errorf("Get with a cancelled context = %v, want context.Canceled", err)
-		}
-		if err := <-errB; !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Get past its deadline = %v, want context.DeadlineExceeded", err)
-		}
-		if err := loadCtx.Err(); err != nil {
-			t.Errorf("the load's context ended with its callers': %v", err)
-		}
-		if d, ok := loadCtx.Deadline(); !ok || time.Until(d) < 59*time.Minute {
-			t.Errorf("load deadline = %v, %v; want the group's load timeout", d, ok)
-		}
-		close(gate)
-		if v := <-resC; v != "v" {
-			t.Errorf("remaining caller got %q, want %q", v, "v")
-		}
-	})
-}
-
-func TestLoadTimeout(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-			<-ctx.Done()
-			return Item{}, ctx.Err()
-		})
-		g := mustGroup(t, newTestNode(t), "g", l, WithLoadTimeout(time.Second))
-		start := time.Now()
-		_, err := g.Get(context.Background(), "k")
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("Get = %v, want DeadlineExceeded", err)
-		}
-		if d := time.Since(start); d != time.Second {
-			t.Errorf("load ended after %v, want the 1s load timeout", d)
-		}
-		if st := g.Stats(); st.LoadErrors != 1 {
-			t.Errorf("LoadErrors = %d, want 1", st.LoadErrors)
-		}
-	})
-}
-
-func TestLoaderPanic(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var calls atomic.Int64
-		gate := make(chan struct{})
-		l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-			if calls.Add(1) == 1 {
-				<-gate
-				panic("boom")
-			}
-			return Item{Value: []byte("ok")}, nil
-		})
-		g := mustGroup(t, newTestNode(t), "g", l)
-		errs := make(chan error, 3)
-		for range 3 {
-			go func() {
-				_, err := g.Get(context.Background(), "k")
-				errs <- err
-			}()
-		}
-		synctest.Wait()
-		close(gate)
-		for range 3 {
-			if err := <-errs; !errors.Is(err, ErrLoaderPanic) {
-				t.Errorf("waiter got %v, want ErrLoaderPanic", err)
-			}
-		}
-		if v := mustGet(t, g, "k"); v != "ok" {
-			t.Errorf("Get after a panic = %q, want %q", v, "ok")
-		}
-	})
-}
-
-func TestLoaderErrorNotCached(t *testing.T) {
-	var calls atomic.Int64
-	boom := errors.New("db down")
-	l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-		calls.Add(1)
-		return Item{}, boom
-	})
-	g := mustGroup(t, newTestNode(t), "g", l, WithNegativeTTL(time.Hour))
-	for range 2 {
-		if _, err := g.Get(t.Context(), "k"); !errors.Is(err, boom) {
-			t.Fatalf("Get = %v, want the loader's error", err)
-		}
-	}
-	if calls.Load() != 2 {
-		t.Fatalf("loader calls = %d, want 2 (errors are not cached)", calls.Load())
-	}
-}
-
-func TestTTL(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-			if key == "short" {
-				return Item{Value: []byte(key), TTL: time.Second}, nil
-			}
-			return Item{Value: []byte(key)}, nil
-		})
-		g := mustGroup(t, newTestNode(t), "g", l, WithTTL(time.Minute))
-		mustGet(t, g, "short")
-		mustGet(t, g, "default")
-		peekTTL := func(key string) (time.Duration, bool) {
-			e, ok, err := g.Peek(context.Background(), key)
-			if err != nil {
-				t.Fatalf("Peek(%q): %v", key, err)
-			}
-			return e.TTL, ok
-		}
-		if ttl, _ := peekTTL("short"); ttl != time.Second {
-			t.Errorf("TTL of an item with its own TTL = %v, want 1s", ttl)
-		}
-		if ttl, _ := peekTTL("default"); ttl != time.Minute {
-			t.Errorf("TTL of an item with the group default = %v, want 1m", ttl)
-		}
-		time.Sleep(time.Second)
-		if _, ok := peekTTL("short"); ok {
-			t.Errorf("Peek found an expired entry")
-		}
-		if ok, err := g.Expire(context.Background(), "default", time.Hour); !ok || err != nil {
-			t.Errorf("Expire = %v, %v; want true, nil", ok, err)
-		}
-		if ttl, _ := peekTTL("default"); ttl != time.Hour {
-			t.Errorf("TTL after Expire = %v, want 1h", ttl)
-		}
-		if ok, _ := g.Expire(context.Background(), "absent", time.Hour); ok {
-			t.Errorf("Expire of an absent key = true")
-		}
-		if st := g.Stats(); st.Expirations == 0 {
-			t.Errorf("Expirations = 0 after an entry expired")
-		}
-	})
-}
-
-func TestJitter(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		g, err := NewGroup(newTestNode(t), "g", newOrigin(), WithTTL(100*time.Second), WithJitter(0.5))
-		if err != nil {
-			t.Fatal(err)
-		}
-		distinct := map[time.Duration]bool{}
-		for i := range 50 {
-			key := strconv.Itoa(i)
-			mustGet(t, g, key)
-			e, _, _ := g.Peek(context.Background(), key)
-			if e.TTL > 100*time.Second || e.TTL <= 50*time.Second {
-				t.Errorf("TTL with jitter 0.5 = %v, want in (50s, 100s]", e.TTL)
-			}
-			distinct[e.TTL] = true
-		}
-		if len(distinct) < 10 {
-			t.Errorf("jitter gave %d distinct TTLs in 50 loads", len(distinct))
-		}
-	})
-}
-
-func TestEvictionByBytes(t *testing.T) {
-	l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-		return Item{Value: make([]byte, 1000)}, nil
-	})
-	g := mustGroup(t, newTestNode(t), "g", l, WithMainBytes(10_000))
-	for i := range 30 {
-		mustGet(t, g, strconv.Itoa(i))
-		mustGet(t, g, "0") // keep 0 recently used
-	}
-	st := g.Stats()
-	if st.Bytes > 10_000 || st.Evictions == 0 {
-		t.Errorf("Stats = %+v, want Bytes <= 10000 and some evictions", st)
-	}
-	if _, ok, _ := g.Peek(t.Context(), "0"); !ok {
-		t.Errorf("the most recently used key was evicted")
-	}
-	if _, ok, _ := g.Peek(t.Context(), "1"); ok {
-		t.Errorf("the least recently used key was kept")
-	}
-}
-
-func TestNoStoreAndStoreIf(t *testing.T) {
-	var calls atomic.Int64
-	l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
-		calls.Add(1)
-		return Item{Value: []byte(key), NoStore: key == "nostore"}, nil
-	})
-	g := mustGroup(t, newTestNode(t), "g", l, WithStoreIf(func(key string, it Item) bool { return key != "skip" }))
-	for _, key := range []string{"nostore", "skip", "keep"} {
-		for range 2 {
-			if v := mustGet(t, g, key); v != key {
-				t.Fatalf("Get(%q) = %q", key, v)
-			}
-		}
-	}
-	if got := calls.Load(); got != 5 {
-		t.Fatalf("loader calls = %d, want 5 (2 nostore + 2 skip + 1 keep)", got)
-	}
-}
-
-func TestNegativeTTL(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		o := newOrigin()
-		g := mustGroup(t, newTestNode(t), "g", o, WithNegativeTTL(time.Second))
-		for range 3 {
-			if _, err := g.Get(context.Background(), "missing"); !errors.Is(err, ErrNotFound) {
-				t.Fatalf("Get(missing) = %v, want ErrNotFound", err)
-			}
-		}
-		if o.calls.Load() != 1 {
-			t.Fatalf("loader calls = %d, want 1 (not-found cached)", o.calls.Load())
-		}
-		if st := g.Stats(); st.NegativeHits != 2 {
-			t.Fatalf("NegativeHits = %d, want 2", st.NegativeHits)
-		}
-		time.Sleep(time.Second)
-		g.Get(context.Background(), "missing")
-		if o.calls.Load() != 2 {
-			t.Fatalf("loader calls after the negative TTL = %d, want 2", o.calls.Load())
-		}
-		// Without the option, not-found is not cached.
-		g2 := mustGroup(t, g.node, "g2", o)
-		g2.Get(context.Background(), "missing")
-		g2.Get(context.Background(), "missing")
-		if o.calls.Load() != 4 {
-			t.Fatalf("loader calls without negative caching = %d, want 4", o.calls.Load())
-		}
-	})
-}
-
-func TestValidate(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		o := newOrigin()
-		g := mustGroup(t, newTestNode(t), "g", o, WithValidate(func(e Entry) bool { return e.Age < 10*time.Second }))
-		mustGet(t, g, "k")
-		time.Sleep(5 * time.Second)
-		mustGet(t, g, "k")
-		if o.calls.Load() != 1 {
-			t.Fatalf("loader calls for a valid entry = %d, want 1", o.calls.Load())
-		}
-		time.Sleep(5 * time.Second)
-		mustGet(t, g, "k")
-		if o.calls.Load() != 2 {
-			t.Fatalf("loader calls for an entry the validator rejects = %d, want 2", o.calls.Load())
-		}
-	})
-}
-
-func TestBypassRefreshPassthrough(t *testing.T) {
-	o := newOrigin()
-	g := mustGroup(t, newTestNode(t), "g", o)
-	mustGet(t, g, "k")
-	o.bump("k")
-	if v := mustGet(t, g, "k"); v != "0" {
-		t.Fatalf("cached Get = %q, want %q", v, "0")
-	}
-	if v := mustGet(t, g, "k", Bypass()); v != "1" {
-		t.Fatalf("Get with Bypass = %q, want %q", v, "1")
-	}
-	if v := mustGet(t, g, "k"); v != "0" {
-		t.Fatalf("Bypass wrote the cache: Get = %q, want %q", v, "0")
-	}
-	if v := mustGet(t, g, "k", ForceRefresh()); v != "1" {
-		t.Fatalf("Get with ForceRefresh = %q, want %q", v, "1")
-	}
-	o.bump("k")
-	if v, err := g.Refresh(t.Context(), "k"); err != nil || string(v) != "2" {
-		t.Fatalf("Refresh = %q, %v; want %q", v, err, "2")
-	}
-	if v := mustGet(t, g, "k"); v != "2" {
-		t.Fatalf("Get after Refresh = %q, want %q", v, "2")
-	}
-	calls := o.calls.Load()
-	p := mustGroup(t, g.node, "p", o, WithPassthrough())
-	mustGet(t, p, "k")
-	mustGet(t, p, "k")
-	if got := o.calls.Load() - calls; got != 2 {
-		t.Fatalf("passthrough loader calls = %d, want 2", got)
-	}
-	if st := p.Stats(); st.Items != 0 {
-		t.Fatalf("passthrough stored %d items", st.Items)
-	}
-}
-
-func TestSetPeekSetIfAbsent(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		o := newOrigin()
-		g := mustGroup(t, newTestNode(t), "g", o)
-		ctx := context.Background()
-		val := []byte("set")
-		if err := g.Set(ctx, "k", Item{Value: val, TTL: time.Minute, Tags: []string{"t"}}); err != nil {
-			t.Fatal(err)
-		}
-		val[0] = 'X' // the group keeps its own copy
-		time.Sleep(time.Second)
-		e, ok, err := g.Peek(ctx, "k")
-		if err != nil || !ok {
-			t.Fatalf("Peek = %v, %v", ok, err)
-		}
-		if string(e.Value) != "set" || e.TTL != 59*time.Second || e.Age != time.Second || len(e.Tags) != 1 || e.Tags[0] != "t" {
-			t.Errorf("Peek = %+v, want value set, TTL 59s, age 1s, tags [t]", e)
-		}
-		if v := mustGet(t, g, "k"); v != "set" || o.calls.Load() != 0 {
-			t.Errorf("Get after Set = %q with %d loads, want %q and none", v, o.calls.Load(), "set")
-		}
-		if _, ok, _ := g.Peek(ctx, "other"); ok || o.calls.Load() != 0 {
-			t.Errorf("Peek of an absent key found it or loaded it")
-		}
-		if ok, err := g.SetIfAbsent(ctx, "k", Item{Value: []byte("new")}); ok || err != nil {
-			t.Errorf("SetIfAbsent on a cached key = %v, %v; want false", ok, err)
-		}
-		if ok, err := g.SetIfAbsent(ctx, "k2", Item{Value: []byte("new")}); !ok || err != nil {
-			t.Errorf("SetIfAbsent on an absent key = %v, %v; want true", ok, err)
-		}
-		if v := mustGet(t, g, "k2"); v != "new" {
-			t.Errorf("Get after SetIfAbsent = %q", v)
-		}
-		if err := g.InvalidateTags(ctx, "t"); err != nil {
-			t.Fatal(err)
-		}
-		if _, ok, _ := g.Peek(ctx, "k"); ok {
-			t.Errorf("a Set entry survived the invalidation of its tag")
-		}
-	})
-}
-
-func TestGetMany(t *testing.T) {
-	o := newOrigin()
-	g := mustGroup(t, newTestNode(t), "g", o)
-	mustGet(t, g, "a")
-	got, err := g.GetMany(t.Context(), []string{"a", "b", "c", "b", "missing"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 3 || string(got["a"]) != "0" || string(got["b"]) != "0" || string(got["c"]) != "0" {
-		t.Fatalf("GetMany = %q, want a, b, c", got)
-	}
-	if o.calls.Load() != 4 {
-		t.Fatalf("loader calls = %d, want 4 (a, then b, c, missing once each)", o.calls.Load())
-	}
-}
-
-func TestGetManyBatchLoader(t *testing.T) {
-	var batches [][]string
-	var mu sync.Mutex
-	b := BatchLoaderFunc(func(ctx context.Context, keys []string) (map[string]Item, error) {
-		mu.Lock()
-		batches = append(batches, keys)
-		mu.Unlock()
-		m := map[string]Item{}
-		for _, k := range keys {
-			if k != "missing" {
-				m[k] = Item{Value: []byte("b" + k)}
-			}
-		}
-		return m, nil
-	})
-	o := newOrigin()
-	g := mustGroup(t, newTestNode(t), "g", o, WithBatchLoader(b), WithNegativeTTL(time.Minute))
-	mustGet(t, g, "a") // through the single loader
-	got, err := g.GetMany(t.Context(), []string{"a", "b", "c", "missing"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != 3 || string(got["a"]) != "0" || string(got["b"]) != "bb" || string(got["c"]) != "bc" {
-		t.Fatalf("GetMany = %q", got)
-	}
-	if len(batches) != 1 || len(batches[0]) != 3 {
-		t.Fatalf("batches = %q, want one batch of b, c, missing", batches)
-	}
-	if err := g.Warm(t.Context(), "b", "c", "d", "missing"); err != nil {
-		t.Fatal(err)
-	}
-	if len(batches) != 2 || fmt.Sprint(batches[1]) != "[d]" {
-		t.Fatalf("Warm batches = %q, want a second batch of [d] only", batches)
-	}
-	if _, ok, _ := g.Peek(t.Context(), "d"); !ok {
-		t.Fatalf("Warm did not cache d")
-	}
-	if st := g.Stats(); st.BatchLoads != 2 || st.Loads != 5 {
-		t.Fatalf("Stats = %+v, want 2 batch loads and 5 loads", st)
-	}
-}
-
-func TestWarmWithoutBatchLoader(t *testing.T) {
-	o := newOrigin()
-	g := mustGroup(t, newTestNode(t), "g", o)
-	if err := g.Warm(t.Context(), "a", "b", "missing"); err != nil {
-		t.Fatal(err)
-	}
-	mustGet(t, g, "a")
-	mustGet(t, g, "b")
-	if o.calls.Load() != 3 {
-		t.Fatalf("loader calls = %d, want 3", o.calls.Load())
-	}
 }
 
 func TestBadInput(t *testing.T) {
@@ -724,5 +236,66 @@ func TestKey(t *testing.T) {
 	}
 	if Key("a:b", "c") == Key("a", "b:c") || Key(`a\`, ":b") == Key(`a\:`, "b") {
 		t.Errorf("Key is ambiguous")
+	}
+}
+
+func TestCloseWaitsForBypassLoads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, _ := NewNode(Config{})
+		ended := false
+		l := LoaderFunc(func(ctx context.Context, key string) (Item, error) {
+			<-ctx.Done()
+			time.Sleep(time.Second) // cleaning up
+			ended = true
+			return Item{}, ctx.Err()
+		})
+		g := mustGroup(t, n, "g", l)
+		errc := make(chan error, 1)
+		go func() {
+			_, err := g.Get(context.Background(), "k", Bypass())
+			errc <- err
+		}()
+		synctest.Wait()
+		n.Close()
+		if !ended {
+			t.Errorf("Close returned while a Bypass load was running")
+		}
+		if err := <-errc; !errors.Is(err, context.Canceled) {
+			t.Errorf("Bypass Get during Close = %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestOptionBounds(t *testing.T) {
+	n := newTestNode(t)
+	tests := []struct {
+		name string
+		opts []GroupOption
+		want error
+	}{
+		{"load timeout over the maximum", []GroupOption{WithLoadTimeout(MaxLoadTimeout + 1)}, ErrInvalidOption},
+		{"max value over half the main bytes", []GroupOption{WithMainBytes(1000), WithMaxValueBytes(600)}, ErrInvalidOption},
+		{"nil BatchLoaderFunc", []GroupOption{WithBatchLoader(BatchLoaderFunc(nil))}, ErrNilLoader},
+		{"nil option", []GroupOption{nil}, ErrInvalidOption},
+		{"nil validate", []GroupOption{WithValidate(nil)}, ErrInvalidOption},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := NewGroup(n, "x", newOrigin(), tt.opts...); !errors.Is(err, tt.want) {
+				t.Errorf("NewGroup = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	// Without WithMaxValueBytes the limit follows the main bytes, so an
+	// accepted value can always be cached.
+	g := mustGroup(t, n, "small", newOrigin(), WithMainBytes(1000))
+	if err := g.Set(t.Context(), "k", Item{Value: make([]byte, 600)}); !errors.Is(err, ErrValueTooLarge) {
+		t.Errorf("Set of 600 bytes with 1000 main bytes = %v, want ErrValueTooLarge", err)
+	}
+	if err := g.Set(t.Context(), "k", Item{Value: make([]byte, 400)}); err != nil {
+		t.Errorf("Set of 400 bytes with 1000 main bytes = %v", err)
+	}
+	if _, ok, _ := g.Peek(t.Context(), "k"); !ok {
+		t.Errorf("an accepted value was not cached")
 	}
 }
