@@ -60,14 +60,14 @@ func (g *Group) get(ctx context.Context, key string, cc callConfig) ([]byte, err
 	} else if v, src, err := g.lookup(key); src != SourceNone {
 		cc.report(src, err)
 		return v, err
-	} else if v, ok := g.serveStale(ctx, key, &cc, true, nil); ok {
+	} else if v, ok := g.serveStaleBefore(key, &cc); ok {
 		return v, nil
 	}
 	g.stats.misses.Add(1)
 	owner, standIn := g.node.routeGet(key)
 	r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, owner, standIn))
 	if r.err != nil {
-		if v, ok := g.serveStale(ctx, key, &cc, false, r.err); ok {
+		if v, ok := g.serveStaleAfter(ctx, key, &cc, r.err); ok {
 			return v, nil
 		}
 		if errors.Is(r.err, ErrNotFound) {

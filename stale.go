@@ -161,17 +161,24 @@ func (g *Group) dropExpired(key string) {
 	}
 }
 
-// serveStale is the part of Get that serves stale values: before the load
-// (stale-while-revalidate, or a key whose last load failed), and after a
-// failed one. It reports whether it answered.
-func (g *Group) serveStale(ctx context.Context, key string, cc *callConfig, before bool, err error) ([]byte, bool) {
-	var v []byte
-	var ok bool
-	if before {
-		v, ok = g.staleBeforeLoad(key, true)
-	} else {
-		v, ok = g.staleAfterError(ctx, key, err, true)
-	}
+// serveStaleBefore is the part of Get that serves a stale value before a
+// load (stale-while-revalidate, or a key whose last load failed). It
+// reports whether it answered.
+func (g *Group) serveStaleBefore(key string, cc *callConfig) ([]byte, bool) {
+	v, ok := g.staleBeforeLoad(key, true)
+	return g.servedStale(v, ok, cc)
+}
+
+// serveStaleAfter is the part of Get that serves a stale value after the
+// load failed with err. It reports whether it answered.
+func (g *Group) serveStaleAfter(ctx context.Context, key string, cc *callConfig, err error) ([]byte, bool) {
+	v, ok := g.staleAfterError(ctx, key, err, true)
+	return g.servedStale(v, ok, cc)
+}
+
+// servedStale counts and reports a stale answer v, if ok, and returns the
+// caller's copy.
+func (g *Group) servedStale(v []byte, ok bool, cc *callConfig) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
