@@ -120,7 +120,7 @@ func TestFenceConcurrent(t *testing.T) {
 				}
 				floor := book.floor(tier, i)
 				value := binary.BigEndian.AppendUint64([]byte(raceKey(i)), since)
-				ok := s.Add(tier, raceKey(i), value, raceTagsOf(i), 0, false, since)
+				ok := s.Add(tier, Put{Key: raceKey(i), Value: value, Tags: raceTagsOf(i), Since: since})
 				if ok && since < floor {
 					failf("Add(%v, %s, since %d) stored after an invalidation at %d had returned", tier, raceKey(i), since, floor)
 				}

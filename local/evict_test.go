@@ -26,7 +26,7 @@ func TestEvictionLRUOrder(t *testing.T) {
 				s := newTestStore(t, Config{MainBytes: 3 * cost, HotBytes: 3*cost + cost/2})
 				for _, op := range tc.ops {
 					if op[0] == '+' {
-						if !s.Add(tier, op[1:], []byte("123456789"), nil, 0, false, 0) {
+						if !s.Add(tier, Put{Key: op[1:], Value: []byte("123456789")}) {
 							t.Fatalf("Add(%q) = false", op[1:])
 						}
 					} else {
@@ -60,11 +60,11 @@ func TestEvictionBigEntry(t *testing.T) {
 	const cost = 10 + EntryOverhead
 	s := newTestStore(t, Config{MainBytes: 4 * cost})
 	for _, k := range []string{"a", "b", "c", "d"} {
-		s.Add(Main, k, []byte("123456789"), nil, 0, false, 0)
+		s.Add(Main, Put{Key: k, Value: []byte("123456789")})
 	}
 	s.Get(Main, "a")
 	// Needs the room of two and a half small entries: evicts b, c, d.
-	if !s.Add(Main, "big", make([]byte, 3*cost-EntryOverhead-3-20), nil, 0, false, 0) {
+	if !s.Add(Main, Put{Key: "big", Value: make([]byte, 3*cost-EntryOverhead-3-20)}) {
 		t.Fatalf("Add(big) = false, want true")
 	}
 	s.wantKeys(t, Main, []string{"a", "b", "c", "d", "big"}, []bool{true, false, false, false, true})
@@ -79,7 +79,7 @@ func TestEvictionAcrossShards(t *testing.T) {
 	defer s.Close()
 	value := make([]byte, 100)
 	for i := range 5000 {
-		if !s.Add(Main, fmt.Sprint("key-", i), value, nil, 0, false, 0) {
+		if !s.Add(Main, Put{Key: fmt.Sprint("key-", i), Value: value}) {
 			t.Fatalf("Add(key-%d) = false", i)
 		}
 		if b := s.Stats().Bytes; b > bound {
@@ -102,7 +102,7 @@ func TestEvictionAcrossShards(t *testing.T) {
 	}
 	// An entry bigger than a shard's share but within the bound evicts from
 	// other shards.
-	if !s.Add(Main, "huge", make([]byte, bound/2), nil, 0, false, 0) {
+	if !s.Add(Main, Put{Key: "huge", Value: make([]byte, bound/2)}) {
 		t.Fatalf("Add(huge) = false, want true")
 	}
 	if b := s.Stats().Bytes; b > bound {
