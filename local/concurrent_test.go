@@ -75,9 +75,25 @@ func (b *fenceBook) record(t Tier, seq uint64, keys, tags []int, clear bool) {
 // Remove and Sweep from many goroutines and checks the fence rule: once an
 // invalidation with sequence S returned, no Get that starts afterwards
 // returns an entry it concerns with Seq < S, and no Add that starts
-// afterwards with since < S stores.
+// afterwards with since < S stores. It runs with tiers bounded by bytes and
+// by count (which evicts at nearly every Add).
 func TestFenceConcurrent(t *testing.T) {
-	s := New(Config{MainBytes: 64 << 10, HotBytes: 8 << 10, SweepInterval: time.Millisecond})
+	for _, bc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"bytes", Config{MainBytes: 64 << 10, HotBytes: 8 << 10}},
+		{"items", Config{MainItems: raceKeys / 4, HotItems: raceKeys / 8}},
+	} {
+		t.Run(bc.name, func(t *testing.T) {
+			bc.cfg.SweepInterval = time.Millisecond
+			fenceConcurrent(t, bc.cfg)
+		})
+	}
+}
+
+func fenceConcurrent(t *testing.T, cfg Config) {
+	s := New(cfg)
 	defer s.Close()
 	var book fenceBook
 	for ti := range 2 {
@@ -196,7 +212,7 @@ func TestFenceConcurrent(t *testing.T) {
 	if items != st.Items+st.HotItems || bytes != st.Bytes+st.HotBytes {
 		t.Errorf("shards hold %d items, %d bytes; Stats() says %d, %d", items, bytes, st.Items+st.HotItems, st.Bytes+st.HotBytes)
 	}
-	if st.Bytes > 64<<10 || st.HotBytes > 8<<10 {
+	if st.Bytes > s.main.bound || st.HotBytes > s.hot.bound || st.Items > s.main.maxItems || st.HotItems > s.hot.maxItems {
 		t.Errorf("Stats() = %+v, over the bounds", st)
 	}
 }

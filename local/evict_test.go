@@ -5,9 +5,18 @@ import (
 	"testing"
 )
 
+// TestEvictionLRUOrder checks the order of evictions from a tier that holds
+// three entries, bounded by bytes or by count.
 func TestEvictionLRUOrder(t *testing.T) {
 	// Each entry: 1-byte key, 9-byte value: cost 10+EntryOverhead.
 	const cost = 10 + EntryOverhead
+	bounds := []struct {
+		name string
+		cfg  Config
+	}{
+		{"bytes", Config{MainBytes: 3 * cost, HotBytes: 3*cost + cost/2}},
+		{"items", Config{MainItems: 3, HotItems: 3}},
+	}
 	tests := []struct {
 		name      string
 		ops       []string // "+k": Add k; "k": Get k
@@ -20,38 +29,40 @@ func TestEvictionLRUOrder(t *testing.T) {
 		{"replace refreshes", []string{"+a", "+b", "+c", "+a", "+d", "+e"}, []bool{true, false, false, true, true}, 2},
 		{"two evictions", []string{"+a", "+b", "+c", "+d", "+e"}, []bool{false, false, true, true, true}, 2},
 	}
-	for _, tier := range []Tier{Main, Hot} {
-		for _, tc := range tests {
-			t.Run(tier.String()+"/"+tc.name, func(t *testing.T) {
-				s := newTestStore(t, Config{MainBytes: 3 * cost, HotBytes: 3*cost + cost/2})
-				for _, op := range tc.ops {
-					if op[0] == '+' {
-						if !s.Add(tier, Put{Key: op[1:], Value: []byte("123456789")}) {
-							t.Fatalf("Add(%q) = false", op[1:])
+	for _, bound := range bounds {
+		for _, tier := range []Tier{Main, Hot} {
+			for _, tc := range tests {
+				t.Run(bound.name+"/"+tier.String()+"/"+tc.name, func(t *testing.T) {
+					s := newTestStore(t, bound.cfg)
+					for _, op := range tc.ops {
+						if op[0] == '+' {
+							if !s.Add(tier, Put{Key: op[1:], Value: []byte("123456789")}) {
+								t.Fatalf("Add(%q) = false", op[1:])
+							}
+						} else {
+							s.Get(tier, op)
 						}
-					} else {
-						s.Get(tier, op)
 					}
-				}
-				st := s.Stats()
-				items, bytes, ev := st.Items, st.Bytes, st.Evictions
-				if tier == Hot {
-					items, bytes, ev = st.HotItems, st.HotBytes, st.HotEvictions
-				}
-				if ev != tc.evictions {
-					t.Errorf("evictions = %d, want %d", ev, tc.evictions)
-				}
-				n := int64(0)
-				for _, w := range tc.wantKeys {
-					if w {
-						n++
+					st := s.Stats()
+					items, bytes, ev := st.Items, st.Bytes, st.Evictions
+					if tier == Hot {
+						items, bytes, ev = st.HotItems, st.HotBytes, st.HotEvictions
 					}
-				}
-				if items != n || bytes != n*cost {
-					t.Errorf("items, bytes = %d, %d, want %d, %d", items, bytes, n, n*cost)
-				}
-				s.wantKeys(t, tier, []string{"a", "b", "c", "d", "e"}, tc.wantKeys)
-			})
+					if ev != tc.evictions {
+						t.Errorf("evictions = %d, want %d", ev, tc.evictions)
+					}
+					n := int64(0)
+					for _, w := range tc.wantKeys {
+						if w {
+							n++
+						}
+					}
+					if items != n || bytes != n*cost {
+						t.Errorf("items, bytes = %d, %d, want %d, %d", items, bytes, n, n*cost)
+					}
+					s.wantKeys(t, tier, []string{"a", "b", "c", "d", "e"}, tc.wantKeys)
+				})
+			}
 		}
 	}
 }

@@ -39,6 +39,18 @@ type Config struct {
 	// StandInBytes is the byte bound of StandIn. If zero, HotBytes (when
 	// Hot is disabled, StandIn is too). If negative, StandIn is disabled.
 	StandInBytes int64
+	// MainItems bounds the number of entries of Main beside MainBytes:
+	// storing evicts least recently used entries until both bounds hold.
+	// Like the byte bound it is one count for the whole tier, not split
+	// across shards (see tier.go). If zero (or negative), only MainBytes
+	// bounds Main.
+	MainItems int
+	// HotItems bounds the number of entries of Hot as MainItems does
+	// Main's. If zero (or negative), only HotBytes bounds Hot.
+	HotItems int
+	// StandInItems bounds the number of entries of StandIn. If zero,
+	// HotItems. If negative, only StandInBytes bounds StandIn.
+	StandInItems int
 	// StaleFor is how long an entry is kept after its TTL ran out, for
 	// [Store.GetStale], in Main and Hot (not StandIn): Get reports it absent, but it stays
 	// (counted in Items and Bytes, not refreshed in the LRU order, so it is
@@ -105,28 +117,31 @@ func newStore(cfg Config, shards int) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	makeTier := func(bound int64) *tier {
+	if cfg.StandInItems == 0 {
+		cfg.StandInItems = cfg.HotItems
+	}
+	makeTier := func(bound int64, items int) *tier {
 		n := shards
 		if n <= 0 {
-			n = shardCount(bound)
+			n = shardCount(bound, items)
 		}
-		return newTier(bound, n, cfg.KeyFenceRecords)
+		return newTier(bound, items, n, cfg.KeyFenceRecords)
 	}
 	s := &Store{
-		main:    makeTier(cfg.MainBytes),
+		main:    makeTier(cfg.MainBytes, cfg.MainItems),
 		now:     cfg.Now,
 		epoch:   cfg.Now(),
 		tombTTL: int64(cfg.TombstoneTTL),
 		done:    make(chan struct{}),
 	}
 	if cfg.HotBytes > 0 {
-		s.hot = makeTier(cfg.HotBytes)
+		s.hot = makeTier(cfg.HotBytes, cfg.HotItems)
 	}
 	if cfg.StandInBytes == 0 {
 		cfg.StandInBytes = cfg.HotBytes
 	}
 	if cfg.StandInBytes > 0 {
-		s.standin = makeTier(cfg.StandInBytes)
+		s.standin = makeTier(cfg.StandInBytes, cfg.StandInItems)
 	}
 	if cfg.StaleFor > 0 {
 		s.main.staleFor = int64(cfg.StaleFor)
@@ -334,7 +349,7 @@ func (s *Store) add(t Tier, p *Put, mode addMode) bool {
 	}
 	tr.insertLocked(sh, h, p.Key, it, cost)
 	sh.mu.Unlock()
-	if tr.bytes.Load() > tr.bound {
+	if tr.over() {
 		tr.evictOthers(sh)
 	}
 	return true

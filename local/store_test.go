@@ -309,19 +309,26 @@ func TestCloseIdempotent(t *testing.T) {
 func TestShardCount(t *testing.T) {
 	tests := []struct {
 		bound int64
+		items int
 		want  int
 	}{
-		{1, 1},
-		{shardMinBytes, 1},
-		{2*shardMinBytes - 1, 1},
-		{2 * shardMinBytes, 2},
-		{DefaultMainBytes, maxShards},
-		{DefaultMainBytes / 8, maxShards},
-		{1 << 20, 16},
+		{1, 0, 1},
+		{shardMinBytes, 0, 1},
+		{2*shardMinBytes - 1, 0, 1},
+		{2 * shardMinBytes, 0, 2},
+		{DefaultMainBytes, 0, maxShards},
+		{DefaultMainBytes / 8, 0, maxShards},
+		{1 << 20, 0, 16},
+		{DefaultMainBytes, 1, 1},
+		{DefaultMainBytes, 2*shardMinItems - 1, 1},
+		{DefaultMainBytes, 2 * shardMinItems, 2},
+		{DefaultMainBytes, 1000, 8},
+		{DefaultMainBytes, 1 << 30, maxShards},
+		{1 << 20, 1 << 30, 16},
 	}
 	for _, tc := range tests {
-		if got := shardCount(tc.bound); got != tc.want {
-			t.Errorf("shardCount(%d) = %d, want %d", tc.bound, got, tc.want)
+		if got := shardCount(tc.bound, tc.items); got != tc.want {
+			t.Errorf("shardCount(%d, %d) = %d, want %d", tc.bound, tc.items, got, tc.want)
 		}
 	}
 }
