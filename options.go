@@ -446,8 +446,9 @@ func ReportSource(s *Source) CallOption { return func(c *callConfig) { c.source 
 // stand-in cache) gets the share of n that its bytes are of the main bytes,
 // rounded up: n/8 by default, as [WithHotBytes] defaults to an eighth of
 // the main bytes. So a node holds at most n entries it owns plus about n/8
-// copies of other nodes' entries. The bound is exact, not split across the
-// cache's shards. If not given, only the bytes bound the caches.
+// copies of other nodes' entries. The count is kept for the whole cache,
+// not split across its shards, so there is no rounding. If not given, only
+// the bytes bound the caches.
 func WithMaxItems(n int) GroupOption {
 	return func(c *groupConfig) {
 		if n <= 0 {

@@ -53,19 +53,27 @@ func (b *fenceBook) floor(t Tier, i int) uint64 {
 	return f
 }
 
-func (b *fenceBook) record(t Tier, seq uint64, keys, tags []int, clear bool) {
+// invalidated is what an invalidation concerned: keys and tags by index, or
+// the whole tier.
+type invalidated struct {
+	keys, tags []int
+	clear      bool
+}
+
+// record records that an invalidation of inv in the tiers of t returned seq.
+func (b *fenceBook) record(t Tier, seq uint64, inv invalidated) {
 	for _, tt := range []Tier{Main, Hot} {
 		if t&tt == 0 {
 			continue
 		}
 		ti := tierIndex(tt)
-		for _, k := range keys {
+		for _, k := range inv.keys {
 			maxStore(&b.key[ti][k], seq)
 		}
-		for _, g := range tags {
+		for _, g := range inv.tags {
 			maxStore(&b.tag[ti][g], seq)
 		}
-		if clear {
+		if inv.clear {
 			maxStore(&b.clear[ti], seq)
 		}
 	}
@@ -174,14 +182,14 @@ func fenceConcurrent(t *testing.T, cfg Config) {
 				case op < 30:
 					a, b := r.IntN(raceKeys), r.IntN(raceKeys)
 					seq, _ := s.Invalidate(tier, raceKey(a), raceKey(b))
-					book.record(tier, seq, []int{a, b}, nil, false)
+					book.record(tier, seq, invalidated{keys: []int{a, b}})
 				case op < 36:
 					g := r.IntN(raceTags)
 					seq := s.InvalidateTags(tier, raceTag(g))
-					book.record(tier, seq, nil, []int{g}, false)
+					book.record(tier, seq, invalidated{tags: []int{g}})
 				case op < 37:
 					seq := s.Clear(tier)
-					book.record(tier, seq, nil, nil, true)
+					book.record(tier, seq, invalidated{clear: true})
 				case op < 39:
 					s.Remove(tier, raceKey(r.IntN(raceKeys)))
 				default:

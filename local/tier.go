@@ -11,14 +11,16 @@ import (
 // Sharding. A tier is split into shards by key hash, each with its own lock
 // and LRU. The bounds, bytes and entries, are global per tier (atomic
 // counts), not split across shards, so an entry up to the whole byte bound
-// fits and the count bound holds exactly, with no rounding. When the tier is
-// over a bound, an Add first evicts the least recently used entries of its
-// own shard (keys hash uniformly, so each shard's LRU tail approximates the
+// fits and the count bound needs no rounding. When the tier is over a
+// bound, an Add first evicts the least recently used entries of its own
+// shard (keys hash uniformly, so each shard's LRU tail approximates the
 // tier's), then, if its shard holds nothing else, those of the other shards
-// in turn. LRU order is therefore exact within a shard and approximate across
-// shards. A tier has at most maxShards shards, at least shardMinBytes of byte
-// bound and, when it has a count bound, at least shardMinItems of it per
-// shard, so a small tier has one shard and exact LRU order.
+// in turn. LRU order is therefore exact within a shard and approximate
+// across shards. A tier has at most maxShards shards, at least
+// shardMinBytes of byte bound and, when it has a count bound, at least
+// shardMinItems of it per shard, so a small tier has one shard and exact
+// LRU order. Shards bound how long a sweep or a Range holds one lock, and
+// so how long it keeps readers waiting (BENCHMARKS.md, "Sharding in local").
 const (
 	maxShards     = 64
 	shardMinBytes = 64 << 10
