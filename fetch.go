@@ -114,7 +114,7 @@ func (g *Group) fetchFrom(ctx context.Context, key string, p *peer) (v []byte, s
 	}
 	if err == nil {
 		if resp.TTL > 0 && inTime && g.admitHot(key) {
-			g.store.Add(local.Hot, key, resp.Value.Value, resp.Tags, min(resp.TTL, g.cfg.hotTTL), false, since)
+			g.store.Add(local.Hot, local.Put{Key: key, Value: resp.Value.Value, Tags: resp.Tags, TTL: min(resp.TTL, g.cfg.hotTTL), Since: since})
 		}
 		return resp.Value.Value, SourcePeer, nil, true
 	}
@@ -270,7 +270,7 @@ func (g *Group) handoff(ctx context.Context, key string) ([]byte, bool) {
 	if err != nil || !resp.Found || resp.TTL <= 0 || g.checkFetched(key, resp.Value) != nil || ctx.Err() != nil {
 		return nil, false
 	}
-	if !g.store.Add(local.Main, key, resp.Value.Value, resp.Tags, min(resp.TTL, g.cfg.ttl), false, since) {
+	if !g.store.Add(local.Main, local.Put{Key: key, Value: resp.Value.Value, Tags: resp.Tags, TTL: min(resp.TTL, g.cfg.ttl), Since: since}) {
 		return nil, false
 	}
 	g.stats.handoffs.Add(1)

@@ -114,6 +114,8 @@ func NewGroup(n *Node, name string, l Loader, opts ...GroupOption) (*Group, erro
 		store: local.New(local.Config{
 			MainBytes: cfg.mainBytes,
 			HotBytes:  hot,
+			MainItems: cfg.maxItems,
+			HotItems:  cfg.hotItems(hot),
 			// A tombstone must outlive every load that started before it.
 			TombstoneTTL: cfg.loadTimeout + time.Minute, // see tombstoneTTL
 			StaleFor:     cfg.staleFor(),

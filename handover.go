@@ -174,7 +174,7 @@ func (h handler) HandOver(ctx context.Context, req transport.HandOverRequest) (t
 		if ttl > 0 {
 			ttl = min(ttl, g.cfg.ttl)
 		}
-		if g.store.Add(local.Main, it.Key, it.Value, cleanTags(it.Tags), ttl, false, since) {
+		if g.store.Add(local.Main, local.Put{Key: it.Key, Value: it.Value, Tags: cleanTags(it.Tags), TTL: ttl, Since: since}) {
 			stored++
 		}
 	}

@@ -113,7 +113,7 @@ func (g *Group) loadFailed(ctx context.Context, key string, since uint64, err er
 // storeNotFound caches key's not-found in tier when the group asks for it.
 func (g *Group) storeNotFound(ctx context.Context, key string, since uint64, tier local.Tier) {
 	if g.cfg.negativeTTL > 0 && ctx.Err() == nil {
-		g.store.Add(tier, key, nil, nil, g.tierTTL(tier, g.cfg.negativeTTL), true, since)
+		g.store.Add(tier, local.Put{Key: key, TTL: g.tierTTL(tier, g.cfg.negativeTTL), Negative: true, Since: since})
 	}
 }
 
@@ -167,7 +167,7 @@ func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint
 	if f := g.cfg.jitter; f > 0 {
 		ttl -= time.Duration(rand.Float64() * f * float64(ttl))
 	}
-	g.store.Add(tier, key, it.Value, cleanTags(it.Tags), g.tierTTL(tier, ttl), false, since)
+	g.store.Add(tier, local.Put{Key: key, Value: it.Value, Tags: cleanTags(it.Tags), TTL: g.tierTTL(tier, ttl), Since: since})
 	return ttl, true
 }
 

@@ -186,7 +186,7 @@ func (g *Group) fetchMany(ctx context.Context, owner *peer, keys []string) map[s
 		}
 		if err == nil {
 			if r.TTL > 0 && fctx.Err() == nil && g.admitHot(r.Key) {
-				g.store.Add(local.Hot, r.Key, r.Value.Value, r.Tags, min(r.TTL, g.cfg.hotTTL), false, since)
+				g.store.Add(local.Hot, local.Put{Key: r.Key, Value: r.Value.Value, Tags: r.Tags, TTL: min(r.TTL, g.cfg.hotTTL), Since: since})
 			}
 			results[r.Key] = flightResult{value: r.Value.Value}
 			continue

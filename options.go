@@ -36,6 +36,7 @@ type groupConfig struct {
 	ttl           time.Duration
 	mainBytes     int64
 	hotBytes      int64 // 0: mainBytes/8
+	maxItems      int   // WithMaxItems; 0: no count bound
 	hotTTL        time.Duration
 	hotAdmission  bool // WithHotAdmission(true)
 	batch         BatchLoader
@@ -437,3 +438,41 @@ func (s Source) String() string {
 // Callers that shared a flight all get the flight's source. A Get with
 // [Bypass] reports SourceLoad. It has no effect on GetMany.
 func ReportSource(s *Source) CallOption { return func(c *callConfig) { c.source = s } }
+
+// WithMaxItems bounds the number of entries of the main cache, beside
+// [WithMainBytes]: storing an entry evicts the least recently used ones
+// until both bounds hold. n must be positive. The hot cache (and the
+// stand-in cache) gets the share of n that its bytes are of the main bytes,
+// rounded up: n/8 by default, as [WithHotBytes] defaults to an eighth of
+// the main bytes. So a node holds at most n entries it owns plus about n/8
+// copies of other nodes' entries. The count is kept for the whole cache,
+// not split across its shards, so there is no rounding. If not given, only
+// the bytes bound the caches.
+func WithMaxItems(n int) GroupOption {
+	return func(c *groupConfig) {
+		if n <= 0 {
+			c.fail("meshcache: WithMaxItems(%d): %w", n, ErrInvalidOption)
+			return
+		}
+		c.maxItems = n
+	}
+}
+
+// hotItems returns the count bound of the hot cache of hotBytes (> 0) for
+// a group whose main cache is bounded by c.maxItems and c.mainBytes: the
+// same share of maxItems as hotBytes is of mainBytes, rounded up, at least
+// 1 and at most 1<<30. It returns 0 (no count bound) when c.maxItems is.
+func (c *groupConfig) hotItems(hotBytes int64) int {
+	if c.maxItems <= 0 || hotBytes <= 0 {
+		return 0
+	}
+	share := float64(c.maxItems) * float64(hotBytes) / float64(c.mainBytes)
+	if share >= 1<<30 {
+		return 1 << 30
+	}
+	n := int(share)
+	if float64(n) < share {
+		n++
+	}
+	return max(n, 1)
+}

@@ -84,7 +84,7 @@ func (g *Group) l2Found(ctx context.Context, key string, r l2.Result, since uint
 		return nil, false
 	}
 	if ctx.Err() == nil {
-		g.store.Add(tier, key, it.Value, cleanTags(it.Tags), g.tierTTL(tier, it.TTL), false, since)
+		g.store.Add(tier, local.Put{Key: key, Value: it.Value, Tags: cleanTags(it.Tags), TTL: g.tierTTL(tier, it.TTL), Since: since})
 	}
 	return it.Value, true
 }

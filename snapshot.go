@@ -116,7 +116,7 @@ func (g *Group) restore(entries []snapshotEntry, since uint64) {
 		if g.checkSetItem(e.Key, Item{Value: e.Value, TTL: ttl, Tags: e.Tags}) != nil {
 			continue
 		}
-		if g.store.Add(tier, e.Key, e.Value, cleanTags(e.Tags), ttl, false, since) {
+		if g.store.Add(tier, local.Put{Key: e.Key, Value: e.Value, Tags: cleanTags(e.Tags), TTL: ttl, Since: since}) {
 			stored++
 		}
 	}

@@ -118,9 +118,9 @@ func (g *Group) storeSet(it transport.SetItem, ifAbsent bool) bool {
 		value = []byte{}
 	}
 	if ifAbsent {
-		return g.store.AddIfAbsent(local.Main, it.Key, value, tags, ttl, false, seq)
+		return g.store.AddIfAbsent(local.Main, local.Put{Key: it.Key, Value: value, Tags: tags, TTL: ttl, Since: seq})
 	}
-	g.store.Add(local.Main, it.Key, value, tags, ttl, false, seq)
+	g.store.Add(local.Main, local.Put{Key: it.Key, Value: value, Tags: tags, TTL: ttl, Since: seq})
 	return true
 }
 

@@ -45,7 +45,7 @@ func BenchmarkGetHit(b *testing.B) {
 		s := New(Config{SweepInterval: -1})
 		keys := makeBenchKeys(benchKeys)
 		for _, k := range keys {
-			s.Add(Main, k, make([]byte, benchValueSize), bc.tags, bc.ttl, false, 0)
+			s.Add(Main, Put{Key: k, Value: make([]byte, benchValueSize), Tags: bc.tags, TTL: bc.ttl})
 		}
 		if bc.tags != nil {
 			s.InvalidateTags(Main, "org:other") // generations exist: the lookup runs
@@ -156,7 +156,7 @@ func BenchmarkAdd(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		s.Add(Main, keys[i%len(keys)], value, tags, time.Hour, false, s.Seq())
+		s.Add(Main, Put{Key: keys[i%len(keys)], Value: value, Tags: tags, TTL: time.Hour, Since: s.Seq()})
 		i++
 	}
 }
@@ -170,7 +170,7 @@ func BenchmarkInvalidateTags(b *testing.B) {
 			defer s.Close()
 			tags := []string{"org:acme"}
 			for _, k := range makeBenchKeys(n) {
-				s.Add(Main, k, make([]byte, 16), tags, 0, false, 0)
+				s.Add(Main, Put{Key: k, Value: make([]byte, 16), Tags: tags})
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -203,7 +203,7 @@ func heapPerEntry(keys []string, valueSize int) float64 {
 	s := New(Config{MainBytes: 1 << 40, SweepInterval: -1})
 	var payload int64
 	for _, k := range keys {
-		s.Add(Main, k, make([]byte, valueSize), nil, time.Hour, false, 0)
+		s.Add(Main, Put{Key: k, Value: make([]byte, valueSize), TTL: time.Hour})
 		payload += int64(len(k) + valueSize)
 	}
 	runtime.GC()
@@ -241,7 +241,7 @@ func BenchmarkInvalidate(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			k := keys[i%benchKeys]
-			s.Add(Main, k, value, nil, 0, false, s.Seq())
+			s.Add(Main, Put{Key: k, Value: value, Since: s.Seq()})
 			if _, n := s.Invalidate(All, k); n != 1 {
 				b.Fatalf("Invalidate removed %d entries, want 1", n)
 			}
@@ -266,7 +266,7 @@ func BenchmarkAddFenced(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				if !s.Add(Main, keys[i%len(keys)], value, nil, time.Hour, false, s.Seq()) {
+				if !s.Add(Main, Put{Key: keys[i%len(keys)], Value: value, TTL: time.Hour, Since: s.Seq()}) {
 					b.Fatal("Add refused")
 				}
 				i++
@@ -278,7 +278,7 @@ func BenchmarkAddFenced(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				if s.Add(Main, keys[i%len(keys)], value, nil, time.Hour, false, since) {
+				if s.Add(Main, Put{Key: keys[i%len(keys)], Value: value, TTL: time.Hour, Since: since}) {
 					b.Fatal("Add stored")
 				}
 				i++

@@ -53,19 +53,27 @@ func (b *fenceBook) floor(t Tier, i int) uint64 {
 	return f
 }
 
-func (b *fenceBook) record(t Tier, seq uint64, keys, tags []int, clear bool) {
+// invalidated is what an invalidation concerned: keys and tags by index, or
+// the whole tier.
+type invalidated struct {
+	keys, tags []int
+	clear      bool
+}
+
+// record records that an invalidation of inv in the tiers of t returned seq.
+func (b *fenceBook) record(t Tier, seq uint64, inv invalidated) {
 	for _, tt := range []Tier{Main, Hot} {
 		if t&tt == 0 {
 			continue
 		}
 		ti := tierIndex(tt)
-		for _, k := range keys {
+		for _, k := range inv.keys {
 			maxStore(&b.key[ti][k], seq)
 		}
-		for _, g := range tags {
+		for _, g := range inv.tags {
 			maxStore(&b.tag[ti][g], seq)
 		}
-		if clear {
+		if inv.clear {
 			maxStore(&b.clear[ti], seq)
 		}
 	}
@@ -75,9 +83,25 @@ func (b *fenceBook) record(t Tier, seq uint64, keys, tags []int, clear bool) {
 // Remove and Sweep from many goroutines and checks the fence rule: once an
 // invalidation with sequence S returned, no Get that starts afterwards
 // returns an entry it concerns with Seq < S, and no Add that starts
-// afterwards with since < S stores.
+// afterwards with since < S stores. It runs with tiers bounded by bytes and
+// by count (which evicts at nearly every Add).
 func TestFenceConcurrent(t *testing.T) {
-	s := New(Config{MainBytes: 64 << 10, HotBytes: 8 << 10, SweepInterval: time.Millisecond})
+	for _, bc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"bytes", Config{MainBytes: 64 << 10, HotBytes: 8 << 10}},
+		{"items", Config{MainItems: raceKeys / 4, HotItems: raceKeys / 8}},
+	} {
+		t.Run(bc.name, func(t *testing.T) {
+			bc.cfg.SweepInterval = time.Millisecond
+			fenceConcurrent(t, bc.cfg)
+		})
+	}
+}
+
+func fenceConcurrent(t *testing.T, cfg Config) {
+	s := New(cfg)
 	defer s.Close()
 	var book fenceBook
 	for ti := range 2 {
@@ -120,7 +144,7 @@ func TestFenceConcurrent(t *testing.T) {
 				}
 				floor := book.floor(tier, i)
 				value := binary.BigEndian.AppendUint64([]byte(raceKey(i)), since)
-				ok := s.Add(tier, raceKey(i), value, raceTagsOf(i), 0, false, since)
+				ok := s.Add(tier, Put{Key: raceKey(i), Value: value, Tags: raceTagsOf(i), Since: since})
 				if ok && since < floor {
 					failf("Add(%v, %s, since %d) stored after an invalidation at %d had returned", tier, raceKey(i), since, floor)
 				}
@@ -158,14 +182,14 @@ func TestFenceConcurrent(t *testing.T) {
 				case op < 30:
 					a, b := r.IntN(raceKeys), r.IntN(raceKeys)
 					seq, _ := s.Invalidate(tier, raceKey(a), raceKey(b))
-					book.record(tier, seq, []int{a, b}, nil, false)
+					book.record(tier, seq, invalidated{keys: []int{a, b}})
 				case op < 36:
 					g := r.IntN(raceTags)
 					seq := s.InvalidateTags(tier, raceTag(g))
-					book.record(tier, seq, nil, []int{g}, false)
+					book.record(tier, seq, invalidated{tags: []int{g}})
 				case op < 37:
 					seq := s.Clear(tier)
-					book.record(tier, seq, nil, nil, true)
+					book.record(tier, seq, invalidated{clear: true})
 				case op < 39:
 					s.Remove(tier, raceKey(r.IntN(raceKeys)))
 				default:
@@ -196,7 +220,7 @@ func TestFenceConcurrent(t *testing.T) {
 	if items != st.Items+st.HotItems || bytes != st.Bytes+st.HotBytes {
 		t.Errorf("shards hold %d items, %d bytes; Stats() says %d, %d", items, bytes, st.Items+st.HotItems, st.Bytes+st.HotBytes)
 	}
-	if st.Bytes > 64<<10 || st.HotBytes > 8<<10 {
+	if st.Bytes > s.main.bound || st.HotBytes > s.hot.bound || st.Items > s.main.maxItems || st.HotItems > s.hot.maxItems {
 		t.Errorf("Stats() = %+v, over the bounds", st)
 	}
 }

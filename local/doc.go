@@ -1,8 +1,8 @@
-// Package local is one node's storage for one group: a byte-bounded main
-// cache for the keys this node owns, a byte-bounded hot cache for copies of
-// keys other nodes own, TTL expiry, and the fences (key fences, tag
-// generations, clears) that keep a load or fetch which started before an
-// invalidation from storing its now stale result.
+// Package local is one node's storage for one group: a main cache for the
+// keys this node owns and a hot cache for copies of keys other nodes own,
+// each bounded by bytes and optionally by entries, TTL expiry, and the
+// fences (key fences, tag generations, clears) that keep a load or fetch
+// which started before an invalidation from storing its now stale result.
 //
 // The package does no I/O and starts at most one goroutine (the sweeper,
 // stopped by [Store.Close]). All methods of [Store] are safe for concurrent
@@ -10,8 +10,9 @@
 //
 // # Tiers
 //
-// A [Store] holds two independent caches, selected by a [Tier]: [Main] and
-// [Hot]. Each has its own byte bound, LRU order, fences and statistics.
+// A [Store] holds independent caches, selected by a [Tier]: [Main], [Hot]
+// and [StandIn]. Each has its own byte bound, optional count bound
+// ([Config.MainItems]), LRU order, fences and statistics.
 // Read and write methods take exactly one tier; invalidation methods take a
 // bit set ([Both] for both).
 //

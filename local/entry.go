@@ -106,11 +106,13 @@ type tagged struct {
 	buf  *byte
 }
 
-// newItem packs an entry. It copies key and value into one allocation and
-// keeps tags. The caller has checked the length limits.
-func newItem(key string, value []byte, tags []string, negative bool, since uint64, filled, expires int64) item {
+// newItem packs p, filled and expiring at the given store-clock times. It
+// copies p.Key and p.Value into one allocation and keeps p.Tags. The caller
+// has checked the length limits.
+func newItem(p *Put, filled, expires int64) item {
+	key, value, tags := p.Key, p.Value, p.Tags
 	var flags byte
-	if negative {
+	if p.Negative {
 		flags |= flagNegative
 	}
 	if value == nil {
@@ -125,7 +127,7 @@ func newItem(key string, value []byte, tags []string, negative bool, since uint6
 	buf = append(buf, value...)
 	it := item{
 		p:       unsafe.Pointer(unsafe.SliceData(buf)),
-		seqBits: since &^ flagBits,
+		seqBits: p.Since &^ flagBits,
 		filled:  filled,
 		expires: expires,
 	}

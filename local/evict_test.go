@@ -5,9 +5,18 @@ import (
 	"testing"
 )
 
+// TestEvictionLRUOrder checks the order of evictions from a tier that holds
+// three entries, bounded by bytes or by count.
 func TestEvictionLRUOrder(t *testing.T) {
 	// Each entry: 1-byte key, 9-byte value: cost 10+EntryOverhead.
 	const cost = 10 + EntryOverhead
+	bounds := []struct {
+		name string
+		cfg  Config
+	}{
+		{"bytes", Config{MainBytes: 3 * cost, HotBytes: 3*cost + cost/2}},
+		{"items", Config{MainItems: 3, HotItems: 3}},
+	}
 	tests := []struct {
 		name      string
 		ops       []string // "+k": Add k; "k": Get k
@@ -20,38 +29,40 @@ func TestEvictionLRUOrder(t *testing.T) {
 		{"replace refreshes", []string{"+a", "+b", "+c", "+a", "+d", "+e"}, []bool{true, false, false, true, true}, 2},
 		{"two evictions", []string{"+a", "+b", "+c", "+d", "+e"}, []bool{false, false, true, true, true}, 2},
 	}
-	for _, tier := range []Tier{Main, Hot} {
-		for _, tc := range tests {
-			t.Run(tier.String()+"/"+tc.name, func(t *testing.T) {
-				s := newTestStore(t, Config{MainBytes: 3 * cost, HotBytes: 3*cost + cost/2})
-				for _, op := range tc.ops {
-					if op[0] == '+' {
-						if !s.Add(tier, op[1:], []byte("123456789"), nil, 0, false, 0) {
-							t.Fatalf("Add(%q) = false", op[1:])
+	for _, bound := range bounds {
+		for _, tier := range []Tier{Main, Hot} {
+			for _, tc := range tests {
+				t.Run(bound.name+"/"+tier.String()+"/"+tc.name, func(t *testing.T) {
+					s := newTestStore(t, bound.cfg)
+					for _, op := range tc.ops {
+						if op[0] == '+' {
+							if !s.Add(tier, Put{Key: op[1:], Value: []byte("123456789")}) {
+								t.Fatalf("Add(%q) = false", op[1:])
+							}
+						} else {
+							s.Get(tier, op)
 						}
-					} else {
-						s.Get(tier, op)
 					}
-				}
-				st := s.Stats()
-				items, bytes, ev := st.Items, st.Bytes, st.Evictions
-				if tier == Hot {
-					items, bytes, ev = st.HotItems, st.HotBytes, st.HotEvictions
-				}
-				if ev != tc.evictions {
-					t.Errorf("evictions = %d, want %d", ev, tc.evictions)
-				}
-				n := int64(0)
-				for _, w := range tc.wantKeys {
-					if w {
-						n++
+					st := s.Stats()
+					items, bytes, ev := st.Items, st.Bytes, st.Evictions
+					if tier == Hot {
+						items, bytes, ev = st.HotItems, st.HotBytes, st.HotEvictions
 					}
-				}
-				if items != n || bytes != n*cost {
-					t.Errorf("items, bytes = %d, %d, want %d, %d", items, bytes, n, n*cost)
-				}
-				s.wantKeys(t, tier, []string{"a", "b", "c", "d", "e"}, tc.wantKeys)
-			})
+					if ev != tc.evictions {
+						t.Errorf("evictions = %d, want %d", ev, tc.evictions)
+					}
+					n := int64(0)
+					for _, w := range tc.wantKeys {
+						if w {
+							n++
+						}
+					}
+					if items != n || bytes != n*cost {
+						t.Errorf("items, bytes = %d, %d, want %d, %d", items, bytes, n, n*cost)
+					}
+					s.wantKeys(t, tier, []string{"a", "b", "c", "d", "e"}, tc.wantKeys)
+				})
+			}
 		}
 	}
 }
@@ -60,11 +71,11 @@ func TestEvictionBigEntry(t *testing.T) {
 	const cost = 10 + EntryOverhead
 	s := newTestStore(t, Config{MainBytes: 4 * cost})
 	for _, k := range []string{"a", "b", "c", "d"} {
-		s.Add(Main, k, []byte("123456789"), nil, 0, false, 0)
+		s.Add(Main, Put{Key: k, Value: []byte("123456789")})
 	}
 	s.Get(Main, "a")
 	// Needs the room of two and a half small entries: evicts b, c, d.
-	if !s.Add(Main, "big", make([]byte, 3*cost-EntryOverhead-3-20), nil, 0, false, 0) {
+	if !s.Add(Main, Put{Key: "big", Value: make([]byte, 3*cost-EntryOverhead-3-20)}) {
 		t.Fatalf("Add(big) = false, want true")
 	}
 	s.wantKeys(t, Main, []string{"a", "b", "c", "d", "big"}, []bool{true, false, false, false, true})
@@ -79,7 +90,7 @@ func TestEvictionAcrossShards(t *testing.T) {
 	defer s.Close()
 	value := make([]byte, 100)
 	for i := range 5000 {
-		if !s.Add(Main, fmt.Sprint("key-", i), value, nil, 0, false, 0) {
+		if !s.Add(Main, Put{Key: fmt.Sprint("key-", i), Value: value}) {
 			t.Fatalf("Add(key-%d) = false", i)
 		}
 		if b := s.Stats().Bytes; b > bound {
@@ -102,7 +113,7 @@ func TestEvictionAcrossShards(t *testing.T) {
 	}
 	// An entry bigger than a shard's share but within the bound evicts from
 	// other shards.
-	if !s.Add(Main, "huge", make([]byte, bound/2), nil, 0, false, 0) {
+	if !s.Add(Main, Put{Key: "huge", Value: make([]byte, bound/2)}) {
 		t.Fatalf("Add(huge) = false, want true")
 	}
 	if b := s.Stats().Bytes; b > bound {

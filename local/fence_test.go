@@ -52,7 +52,7 @@ type interleaving struct {
 }
 
 func addEntry(s *Store, tier Tier, since uint64) bool {
-	return s.Add(tier, "key", []byte("old"), []string{"tag", "t2"}, 0, false, since)
+	return s.Add(tier, Put{Key: "key", Value: []byte("old"), Tags: []string{"tag", "t2"}, Since: since})
 }
 
 var interleavings = []interleaving{
@@ -93,7 +93,7 @@ func TestFenceInterleavings(t *testing.T) {
 				t.Run(fmt.Sprintf("%v/%s/%s", tier, op.name, il.name), func(t *testing.T) {
 					s := newTestStore(t, Config{})
 					// A neighbour that no op concerns must survive.
-					s.Add(tier, "bystander", []byte("b"), []string{"btag"}, 0, false, s.Seq())
+					s.Add(tier, Put{Key: "bystander", Value: []byte("b"), Tags: []string{"btag"}, Since: s.Seq()})
 					added := il.run(s, tier, func() { op.do(s, tier) })
 					_, present := s.Get(tier, "key")
 					fenced := il.fenced && op.hits(tier)
@@ -139,10 +139,10 @@ func TestInvalidateResult(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore(t, Config{})
-			s.Add(Main, "a", []byte("v"), nil, 0, false, 0)
-			s.Add(Main, "b", []byte("v"), nil, 0, false, 0)
-			s.Add(Main, "c", []byte("v"), []string{"tag"}, 0, false, 0)
-			s.Add(Hot, "a", []byte("v"), nil, 0, false, 0)
+			s.Add(Main, Put{Key: "a", Value: []byte("v")})
+			s.Add(Main, Put{Key: "b", Value: []byte("v")})
+			s.Add(Main, Put{Key: "c", Value: []byte("v"), Tags: []string{"tag"}})
+			s.Add(Hot, Put{Key: "a", Value: []byte("v")})
 			s.InvalidateTags(Main, "tag") // "c" is stale: not counted as removed
 			before := s.Seq()
 			seq, removed := s.Invalidate(tc.tier, tc.keys...)
@@ -180,8 +180,8 @@ func TestSequenceAdvancesOnce(t *testing.T) {
 func TestClearDropsEntries(t *testing.T) {
 	s := newTestStore(t, Config{})
 	for i := range 10 {
-		s.Add(Main, fmt.Sprint(i), []byte("v"), nil, 0, false, 0)
-		s.Add(Hot, fmt.Sprint(i), []byte("v"), nil, 0, false, 0)
+		s.Add(Main, Put{Key: fmt.Sprint(i), Value: []byte("v")})
+		s.Add(Hot, Put{Key: fmt.Sprint(i), Value: []byte("v")})
 	}
 	s.Clear(Main)
 	if st := s.Stats(); st.Items != 0 || st.Bytes != 0 || st.HotItems != 10 {

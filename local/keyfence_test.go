@@ -60,7 +60,7 @@ func TestKeyFenceOverflow(t *testing.T) {
 		t.Fatalf("Main has %d key-fence buckets, want 1", n)
 	}
 	add := func(key string, since uint64) bool {
-		return s.Add(Main, key, []byte("v"), nil, 0, false, since)
+		return s.Add(Main, Put{Key: key, Value: []byte("v"), Since: since})
 	}
 	wantAdds := func(when string, keys []string, since uint64, want bool) {
 		t.Helper()
@@ -156,7 +156,7 @@ func TestKeyFenceNeverUnderFences(t *testing.T) {
 				}
 				ti, k := r.IntN(2), r.IntN(keys)
 				since := seqs[len(seqs)-1-r.IntN(min(len(seqs), 40))]
-				got := s.Add([]Tier{Main, Hot}[ti], fmt.Sprint("key-", k), []byte("v"), nil, 0, false, since)
+				got := s.Add([]Tier{Main, Hot}[ti], Put{Key: fmt.Sprint("key-", k), Value: []byte("v"), Since: since})
 				tb := tombs[ti][k]
 				fenced := tb.seq > since && tb.at > now-ttl
 				fencedLoose := tb.seq > since && tb.at > now-ttl-time.Second

@@ -13,8 +13,8 @@ import (
 
 func TestGetDoesNotAllocate(t *testing.T) {
 	s := newTestStore(t, Config{})
-	s.Add(Main, "plain", make([]byte, 1024), nil, 0, false, 0)
-	s.Add(Main, "rich", make([]byte, 1024), []string{"a", "b"}, time.Hour, true, 0)
+	s.Add(Main, Put{Key: "plain", Value: make([]byte, 1024)})
+	s.Add(Main, Put{Key: "rich", Value: make([]byte, 1024), Tags: []string{"a", "b"}, TTL: time.Hour, Negative: true})
 	s.InvalidateTags(Main, "c")
 	for _, key := range []string{"plain", "rich", "missing"} {
 		allocs := testing.AllocsPerRun(100, func() {
@@ -76,7 +76,7 @@ func TestItemPacking(t *testing.T) {
 		{"k", make([]byte, 20000), []string{"a", "b"}, false},
 	}
 	for _, tc := range tests {
-		it := newItem(tc.key, tc.value, tc.tags, tc.negative, 1<<61, -5, 9)
+		it := newItem(&Put{Key: tc.key, Value: tc.value, Tags: tc.tags, Negative: tc.negative, Since: 1 << 61}, -5, 9)
 		if it.key() != tc.key || !bytes.Equal(it.value(), tc.value) || (it.value() == nil) != (tc.value == nil) {
 			t.Errorf("newItem(%.10q, %d bytes): key %.10q, value %d bytes (nil %v)", tc.key, len(tc.value), it.key(), len(it.value()), it.value() == nil)
 		}
@@ -94,7 +94,7 @@ func TestItemPacking(t *testing.T) {
 
 func TestHotDisabled(t *testing.T) {
 	s := newTestStore(t, Config{HotBytes: -1})
-	s.Add(Main, "k", []byte("v"), []string{"t"}, 0, false, 0)
+	s.Add(Main, Put{Key: "k", Value: []byte("v"), Tags: []string{"t"}})
 	if _, n := s.Invalidate(Hot, "k"); n != 0 {
 		t.Errorf("Invalidate(Hot) with Hot disabled removed %d, want 0", n)
 	}

@@ -15,7 +15,7 @@ func TestGetStale(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := newTestStore(t, Config{StaleFor: time.Minute})
 				add := func(key string, tags ...string) {
-					if !s.Add(tier, key, []byte("v-"+key), tags, 10*time.Second, false, s.Seq()) {
+					if !s.Add(tier, Put{Key: key, Value: []byte("v-" + key), Tags: tags, TTL: 10 * time.Second, Since: s.Seq()}) {
 						t.Fatalf("Add(%q) refused", key)
 					}
 				}
@@ -68,7 +68,7 @@ func TestGetStale(t *testing.T) {
 func TestNoStaleByDefault(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newTestStore(t, Config{})
-		s.Add(Main, "k", []byte("v"), nil, time.Second, false, 0)
+		s.Add(Main, Put{Key: "k", Value: []byte("v"), TTL: time.Second})
 		time.Sleep(time.Second)
 		if _, ok := s.GetStale(Main, "k"); ok {
 			t.Error("GetStale without StaleFor = present")
@@ -89,7 +89,7 @@ func TestNoStaleByDefault(t *testing.T) {
 func TestStandInFenced(t *testing.T) {
 	s := newTestStore(t, Config{})
 	add := func(key string) {
-		if !s.Add(StandIn, key, []byte("v"), []string{"tag:" + key}, time.Minute, false, s.Seq()) {
+		if !s.Add(StandIn, Put{Key: key, Value: []byte("v"), Tags: []string{"tag:" + key}, TTL: time.Minute, Since: s.Seq()}) {
 			t.Fatalf("Add(StandIn, %q) refused", key)
 		}
 	}
@@ -104,7 +104,7 @@ func TestStandInFenced(t *testing.T) {
 			t.Errorf("Get(StandIn, %q) = %v, want %v", key, ok, want)
 		}
 	}
-	if s.Add(StandIn, "a", []byte("old"), nil, time.Minute, false, since) {
+	if s.Add(StandIn, Put{Key: "a", Value: []byte("old"), TTL: time.Minute, Since: since}) {
 		t.Error("Add(StandIn) of a load older than the invalidation was stored")
 	}
 	s.Clear(All)

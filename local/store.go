@@ -39,6 +39,18 @@ type Config struct {
 	// StandInBytes is the byte bound of StandIn. If zero, HotBytes (when
 	// Hot is disabled, StandIn is too). If negative, StandIn is disabled.
 	StandInBytes int64
+	// MainItems bounds the number of entries of Main beside MainBytes:
+	// storing evicts least recently used entries until both bounds hold.
+	// Like the byte bound it is one count for the whole tier, not split
+	// across shards (see tier.go). If zero (or negative), only MainBytes
+	// bounds Main.
+	MainItems int
+	// HotItems bounds the number of entries of Hot as MainItems does
+	// Main's. If zero (or negative), only HotBytes bounds Hot.
+	HotItems int
+	// StandInItems bounds the number of entries of StandIn. If zero,
+	// HotItems. If negative, only StandInBytes bounds StandIn.
+	StandInItems int
 	// StaleFor is how long an entry is kept after its TTL ran out, for
 	// [Store.GetStale], in Main and Hot (not StandIn): Get reports it absent, but it stays
 	// (counted in Items and Bytes, not refreshed in the LRU order, so it is
@@ -105,28 +117,31 @@ func newStore(cfg Config, shards int) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	makeTier := func(bound int64) *tier {
+	if cfg.StandInItems == 0 {
+		cfg.StandInItems = cfg.HotItems
+	}
+	makeTier := func(bound int64, items int) *tier {
 		n := shards
 		if n <= 0 {
-			n = shardCount(bound)
+			n = shardCount(bound, items)
 		}
-		return newTier(bound, n, cfg.KeyFenceRecords)
+		return newTier(bound, items, n, cfg.KeyFenceRecords)
 	}
 	s := &Store{
-		main:    makeTier(cfg.MainBytes),
+		main:    makeTier(cfg.MainBytes, cfg.MainItems),
 		now:     cfg.Now,
 		epoch:   cfg.Now(),
 		tombTTL: int64(cfg.TombstoneTTL),
 		done:    make(chan struct{}),
 	}
 	if cfg.HotBytes > 0 {
-		s.hot = makeTier(cfg.HotBytes)
+		s.hot = makeTier(cfg.HotBytes, cfg.HotItems)
 	}
 	if cfg.StandInBytes == 0 {
 		cfg.StandInBytes = cfg.HotBytes
 	}
 	if cfg.StandInBytes > 0 {
-		s.standin = makeTier(cfg.StandInBytes)
+		s.standin = makeTier(cfg.StandInBytes, cfg.StandInItems)
 	}
 	if cfg.StaleFor > 0 {
 		s.main.staleFor = int64(cfg.StaleFor)
@@ -234,38 +249,62 @@ func (s *Store) entryOf(it *item, v kvView) Entry {
 	return e
 }
 
-// Add stores value under key in tier t (exactly one of Main or Hot) with
-// the given ttl (<= 0: no expiry), unless a fence applies: an invalidation
-// ([Store.Invalidate]) of key in t newer than since and younger than
-// TombstoneTTL (rarely, of another key: see Invalidate), a generation of any
-// of tags in t newer than since, or a Clear of t newer than since. The
-// stored Entry's Seq is since (not the current sequence) and Filled is now.
-// The store copies key and value and keeps tags: the caller must not modify
-// tags afterwards. Add replaces a previous entry for key. It returns false
-// when fenced, when t is not exactly one enabled tier, or when the entry
-// alone costs more than the tier's bound (or its key is 1 GiB or longer, or
-// its value 4 GiB or longer). Storing evicts least recently used entries of
-// the tier until it fits (see [EntryOverhead] for what an entry costs).
-// since must be a value [Store.Seq] returned.
+// Put is what [Store.Add] and [Store.AddIfAbsent] store: an entry and the
+// fence sequence its load or fetch started at. The store copies Key and
+// Value and keeps Tags: the caller must not modify Tags afterwards.
+type Put struct {
+	Key   string
+	Value []byte
+	Tags  []string
+	// TTL is how long the entry lives. Zero or negative: it never expires.
+	TTL time.Duration
+	// Negative marks a cached "not found" (Value is then usually nil).
+	Negative bool
+	// Since is the value [Store.Seq] returned before the load or fetch
+	// started. Fences newer than it refuse the Put; the stored Entry's Seq
+	// is Since.
+	Since uint64
+}
+
+// Add stores p in tier t (exactly one of Main, Hot or StandIn) unless a
+// fence applies: an invalidation ([Store.Invalidate]) of p.Key in t newer
+// than p.Since and younger than TombstoneTTL (rarely, of another key: see
+// Invalidate), a generation of any of p.Tags in t newer than p.Since, or a
+// Clear of t newer than p.Since. The stored Entry's Seq is p.Since (not the
+// current sequence) and Filled is now. Add replaces a previous entry for
+// p.Key. It returns false when fenced, when t is not exactly one enabled
+// tier, or when the entry alone costs more than the tier's byte bound (or
+// its key is 1 GiB or longer, or its value 4 GiB or longer). Storing evicts
+// least recently used entries of the tier until it is within its bounds
+// (see [EntryOverhead] for what an entry costs, [Config.MainItems] for the
+// count bound). It does not allocate beyond the entry it stores.
 //
 // An entry that Add stored may be evicted at any time afterwards, and may
 // read as absent if an invalidation ran concurrently with Add.
-func (s *Store) Add(t Tier, key string, value []byte, tags []string, ttl time.Duration, negative bool, since uint64) bool {
-	return s.add(t, key, value, tags, ttl, negative, since, false)
+func (s *Store) Add(t Tier, p Put) bool {
+	return s.add(t, &p, replace)
 }
 
-// AddIfAbsent is [Store.Add] that stores only when no live entry for key
-// exists in t. It returns whether it stored.
-func (s *Store) AddIfAbsent(t Tier, key string, value []byte, tags []string, ttl time.Duration, negative bool, since uint64) bool {
-	return s.add(t, key, value, tags, ttl, negative, since, true)
+// AddIfAbsent is [Store.Add] that stores only when no live entry for
+// p.Key exists in t. It returns whether it stored.
+func (s *Store) AddIfAbsent(t Tier, p Put) bool {
+	return s.add(t, &p, ifAbsent)
 }
 
-func (s *Store) add(t Tier, key string, value []byte, tags []string, ttl time.Duration, negative bool, since uint64, ifAbsent bool) bool {
+// addMode says what add does with a live entry already stored for the key.
+type addMode uint8
+
+const (
+	replace  addMode = iota // replace it
+	ifAbsent                // keep it and refuse the Put
+)
+
+func (s *Store) add(t Tier, p *Put, mode addMode) bool {
 	tr := s.tier(t)
-	if tr == nil || len(key) > maxKeyLen || uint64(len(value)) > maxValueLen {
+	if tr == nil || len(p.Key) > maxKeyLen || uint64(len(p.Value)) > maxValueLen {
 		return false
 	}
-	cost := entryCost(key, value, tags)
+	cost := entryCost(p.Key, p.Value, p.Tags)
 	if cost > tr.bound {
 		return false
 	}
@@ -280,26 +319,26 @@ func (s *Store) add(t Tier, key string, value []byte, tags []string, ttl time.Du
 	//
 	// The read-side check in Get closes it; the checks here only keep
 	// refused entries from being stored at all.
-	if tr.clearSeq.Load() > since || tr.gens.newer(tags, since) {
+	if tr.clearSeq.Load() > p.Since || tr.gens.newer(p.Tags, p.Since) {
 		return false
 	}
 	if s.hookAdd != nil {
 		s.hookAdd()
 	}
 	now := s.nanos()
-	it := newItem(key, value, tags, negative, since, now, expiry(now, ttl))
-	h := xxhash.Sum64String(key)
+	it := newItem(p, now, expiry(now, p.TTL))
+	h := xxhash.Sum64String(p.Key)
 	sh := tr.shard(h)
 	sh.mu.Lock()
 	// Key fences are checked under the shard lock that Invalidate takes to
 	// record them and remove the entry, so Invalidate runs either wholly
 	// before this check (refused) or after the insert (entry removed).
-	if sh.fencedLocked(h, since, now-s.tombTTL) {
+	if sh.fencedLocked(h, p.Since, now-s.tombTTL) {
 		sh.mu.Unlock()
 		return false
 	}
-	if ifAbsent {
-		if old, ok := sh.lru.Peek(h); ok && old.key() == key {
+	if mode == ifAbsent {
+		if old, ok := sh.lru.Peek(h); ok && old.key() == p.Key {
 			st := tr.stateLocked(&old, now)
 			if st == live {
 				sh.mu.Unlock()
@@ -308,9 +347,9 @@ func (s *Store) add(t Tier, key string, value []byte, tags []string, ttl time.Du
 			tr.removeLocked(sh, h, &old, causeOf(st))
 		}
 	}
-	tr.insertLocked(sh, h, key, it, cost)
+	tr.insertLocked(sh, h, p.Key, it, cost)
 	sh.mu.Unlock()
-	if tr.bytes.Load() > tr.bound {
+	if tr.over() {
 		tr.evictOthers(sh)
 	}
 	return true

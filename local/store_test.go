@@ -58,7 +58,7 @@ func TestAddGet(t *testing.T) {
 				now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 				s := newTestStore(t, Config{Now: func() time.Time { return now }})
 				key := "key-" + tc.name
-				if !s.Add(tier, key, bytes.Clone(tc.value), slices.Clone(tc.tags), tc.ttl, tc.negative, 7) {
+				if !s.Add(tier, Put{Key: key, Value: bytes.Clone(tc.value), Tags: slices.Clone(tc.tags), TTL: tc.ttl, Negative: tc.negative, Since: 7}) {
 					t.Fatalf("Add(%v, %q) = false, want true", tier, key)
 				}
 				other := Main
@@ -106,7 +106,7 @@ func TestAddCopiesKeyAndValue(t *testing.T) {
 	s := newTestStore(t, Config{})
 	key := []byte("key")
 	value := []byte("value")
-	s.Add(Main, string(key), value, nil, 0, false, 0)
+	s.Add(Main, Put{Key: string(key), Value: value})
 	value[0] = 'X'
 	e, ok := s.Get(Main, "key")
 	if !ok || string(e.Value) != "value" {
@@ -116,8 +116,8 @@ func TestAddCopiesKeyAndValue(t *testing.T) {
 
 func TestReplace(t *testing.T) {
 	s := newTestStore(t, Config{})
-	s.Add(Main, "k", []byte("one"), []string{"a"}, 0, false, 0)
-	s.Add(Main, "k", []byte("two!"), nil, 0, false, 0)
+	s.Add(Main, Put{Key: "k", Value: []byte("one"), Tags: []string{"a"}})
+	s.Add(Main, Put{Key: "k", Value: []byte("two!")})
 	e, ok := s.Get(Main, "k")
 	if !ok || string(e.Value) != "two!" || e.Tags != nil {
 		t.Errorf("Get(Main, %q) = %q %q %v, want %q [] true", "k", e.Value, e.Tags, ok, "two!")
@@ -150,7 +150,7 @@ func TestTierArgument(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore(t, tc.cfg)
-			if got := s.Add(tc.tier, "k", []byte("v"), nil, 0, false, 0); got != tc.want {
+			if got := s.Add(tc.tier, Put{Key: "k", Value: []byte("v")}); got != tc.want {
 				t.Errorf("Add(%v) = %v, want %v", tc.tier, got, tc.want)
 			}
 			if _, got := s.Get(tc.tier, "k"); got != tc.want {
@@ -178,7 +178,7 @@ func TestAddTooBig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newTestStore(t, Config{MainBytes: bound, HotBytes: bound})
 			for _, tier := range []Tier{Main, Hot} {
-				got := s.Add(tier, tc.key, make([]byte, tc.value), tc.tags, 0, false, 0)
+				got := s.Add(tier, Put{Key: tc.key, Value: make([]byte, tc.value), Tags: tc.tags})
 				if got != tc.want {
 					t.Errorf("Add(%v, %d-byte value) = %v, want %v", tier, tc.value, got, tc.want)
 				}
@@ -189,22 +189,22 @@ func TestAddTooBig(t *testing.T) {
 
 func TestAddIfAbsent(t *testing.T) {
 	s := newTestStore(t, Config{})
-	if !s.AddIfAbsent(Main, "k", []byte("1"), nil, 0, false, 0) {
+	if !s.AddIfAbsent(Main, Put{Key: "k", Value: []byte("1")}) {
 		t.Fatalf("AddIfAbsent on empty store = false, want true")
 	}
-	if s.AddIfAbsent(Main, "k", []byte("2"), nil, 0, false, 0) {
+	if s.AddIfAbsent(Main, Put{Key: "k", Value: []byte("2")}) {
 		t.Errorf("AddIfAbsent over a live entry = true, want false")
 	}
 	if e, _ := s.Get(Main, "k"); string(e.Value) != "1" {
 		t.Errorf("Get after refused AddIfAbsent = %q, want %q", e.Value, "1")
 	}
-	if !s.AddIfAbsent(Hot, "k", []byte("h"), nil, 0, false, 0) {
+	if !s.AddIfAbsent(Hot, Put{Key: "k", Value: []byte("h")}) {
 		t.Errorf("AddIfAbsent(Hot) with the key only in Main = false, want true")
 	}
 	// A stale entry does not count as present.
-	s.Add(Main, "t", []byte("old"), []string{"tag"}, 0, false, s.Seq())
+	s.Add(Main, Put{Key: "t", Value: []byte("old"), Tags: []string{"tag"}, Since: s.Seq()})
 	s.InvalidateTags(Main, "tag")
-	if !s.AddIfAbsent(Main, "t", []byte("new"), []string{"tag"}, 0, false, s.Seq()) {
+	if !s.AddIfAbsent(Main, Put{Key: "t", Value: []byte("new"), Tags: []string{"tag"}, Since: s.Seq()}) {
 		t.Errorf("AddIfAbsent over a stale entry = false, want true")
 	}
 	if e, ok := s.Get(Main, "t"); !ok || string(e.Value) != "new" {
@@ -213,15 +213,15 @@ func TestAddIfAbsent(t *testing.T) {
 	// Fences apply.
 	since := s.Seq()
 	s.Invalidate(Main, "f")
-	if s.AddIfAbsent(Main, "f", []byte("v"), nil, 0, false, since) {
+	if s.AddIfAbsent(Main, Put{Key: "f", Value: []byte("v"), Since: since}) {
 		t.Errorf("AddIfAbsent with since before Invalidate = true, want false")
 	}
 }
 
 func TestRemove(t *testing.T) {
 	s := newTestStore(t, Config{})
-	s.Add(Main, "k", []byte("v"), nil, 0, false, 0)
-	s.Add(Hot, "k", []byte("v"), nil, 0, false, 0)
+	s.Add(Main, Put{Key: "k", Value: []byte("v")})
+	s.Add(Hot, Put{Key: "k", Value: []byte("v")})
 	if !s.Remove(Main, "k") {
 		t.Errorf("Remove(Main, %q) = false, want true", "k")
 	}
@@ -232,7 +232,7 @@ func TestRemove(t *testing.T) {
 		t.Errorf("Remove(Main) removed the Hot entry")
 	}
 	// No tombstone: an old since still stores.
-	if !s.Add(Main, "k", []byte("v"), nil, 0, false, 0) {
+	if !s.Add(Main, Put{Key: "k", Value: []byte("v")}) {
 		t.Errorf("Add after Remove = false, want true (Remove leaves no tombstone)")
 	}
 	if !s.Remove(Both, "k") {
@@ -251,7 +251,7 @@ func TestHashCollision(t *testing.T) {
 	put := func(key string) {
 		sh := tr.shard(h)
 		sh.mu.Lock()
-		it := newItem(key, []byte(key), nil, false, 0, 0, never)
+		it := newItem(&Put{Key: key, Value: []byte(key)}, 0, never)
 		tr.insertLocked(sh, h, key, it, it.cost())
 		sh.mu.Unlock()
 	}
@@ -281,10 +281,10 @@ func TestHashCollision(t *testing.T) {
 func TestStats(t *testing.T) {
 	s := newTestStore(t, Config{MainBytes: 3 * (EntryOverhead + 3), HotBytes: 10000})
 	for i := range 5 {
-		s.Add(Main, fmt.Sprint("m", i), []byte("v"), nil, 0, false, 0)
+		s.Add(Main, Put{Key: fmt.Sprint("m", i), Value: []byte("v")})
 	}
-	s.Add(Hot, "h1", []byte("vv"), []string{"t"}, 0, false, 0)
-	s.Add(Hot, "h2", nil, nil, 0, true, 0)
+	s.Add(Hot, Put{Key: "h1", Value: []byte("vv"), Tags: []string{"t"}})
+	s.Add(Hot, Put{Key: "h2", Negative: true})
 	want := Stats{
 		Items:     3,
 		Bytes:     3 * (EntryOverhead + 3),
@@ -301,7 +301,7 @@ func TestCloseIdempotent(t *testing.T) {
 	s := New(Config{SweepInterval: time.Millisecond})
 	s.Close()
 	s.Close()
-	if !s.Add(Main, "k", []byte("v"), nil, 0, false, 0) {
+	if !s.Add(Main, Put{Key: "k", Value: []byte("v")}) {
 		t.Errorf("Add after Close = false, want true")
 	}
 }
@@ -309,19 +309,26 @@ func TestCloseIdempotent(t *testing.T) {
 func TestShardCount(t *testing.T) {
 	tests := []struct {
 		bound int64
+		items int
 		want  int
 	}{
-		{1, 1},
-		{shardMinBytes, 1},
-		{2*shardMinBytes - 1, 1},
-		{2 * shardMinBytes, 2},
-		{DefaultMainBytes, maxShards},
-		{DefaultMainBytes / 8, maxShards},
-		{1 << 20, 16},
+		{1, 0, 1},
+		{shardMinBytes, 0, 1},
+		{2*shardMinBytes - 1, 0, 1},
+		{2 * shardMinBytes, 0, 2},
+		{DefaultMainBytes, 0, maxShards},
+		{DefaultMainBytes / 8, 0, maxShards},
+		{1 << 20, 0, 16},
+		{DefaultMainBytes, 1, 1},
+		{DefaultMainBytes, 2*shardMinItems - 1, 1},
+		{DefaultMainBytes, 2 * shardMinItems, 2},
+		{DefaultMainBytes, 1000, 8},
+		{DefaultMainBytes, 1 << 30, maxShards},
+		{1 << 20, 1 << 30, 16},
 	}
 	for _, tc := range tests {
-		if got := shardCount(tc.bound); got != tc.want {
-			t.Errorf("shardCount(%d) = %d, want %d", tc.bound, got, tc.want)
+		if got := shardCount(tc.bound, tc.items); got != tc.want {
+			t.Errorf("shardCount(%d, %d) = %d, want %d", tc.bound, tc.items, got, tc.want)
 		}
 	}
 }
@@ -337,11 +344,11 @@ func TestTierString(t *testing.T) {
 func TestRange(t *testing.T) {
 	s := newTestStore(t, Config{})
 	for i := range 100 {
-		s.Add(Main, "k"+strconv.Itoa(i), []byte("v"), nil, time.Minute, false, s.Seq())
+		s.Add(Main, Put{Key: "k" + strconv.Itoa(i), Value: []byte("v"), TTL: time.Minute, Since: s.Seq()})
 	}
-	s.Add(Main, "gone", []byte("v"), []string{"t"}, time.Minute, false, s.Seq())
+	s.Add(Main, Put{Key: "gone", Value: []byte("v"), Tags: []string{"t"}, TTL: time.Minute, Since: s.Seq()})
 	s.InvalidateTags(Main, "t")
-	s.Add(Hot, "hot", []byte("v"), nil, time.Minute, false, s.Seq())
+	s.Add(Hot, Put{Key: "hot", Value: []byte("v"), TTL: time.Minute, Since: s.Seq()})
 	seen := make(map[string]bool)
 	s.Range(Main, func(key string, e Entry) bool {
 		if string(e.Value) != "v" {

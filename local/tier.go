@@ -9,23 +9,29 @@ import (
 )
 
 // Sharding. A tier is split into shards by key hash, each with its own lock
-// and LRU. The byte bound is global per tier (an atomic count), not split
-// across shards, so an entry up to the whole bound fits. When the tier is
-// over its bound, an Add first evicts the least recently used entries of its
-// own shard (keys hash uniformly, so each shard's LRU tail approximates the
+// and LRU. The bounds, bytes and entries, are global per tier (atomic
+// counts), not split across shards, so an entry up to the whole byte bound
+// fits and the count bound needs no rounding. When the tier is over a
+// bound, an Add first evicts the least recently used entries of its own
+// shard (keys hash uniformly, so each shard's LRU tail approximates the
 // tier's), then, if its shard holds nothing else, those of the other shards
-// in turn. LRU order is therefore exact within a shard and approximate across
-// shards. A tier has at most maxShards shards and at least shardMinBytes of
-// bound per shard, so a small tier has one shard and exact LRU order.
+// in turn. LRU order is therefore exact within a shard and approximate
+// across shards. A tier has at most maxShards shards, at least
+// shardMinBytes of byte bound and, when it has a count bound, at least
+// shardMinItems of it per shard, so a small tier has one shard and exact
+// LRU order. Shards bound how long a sweep or a Range holds one lock, and
+// so how long it keeps readers waiting (BENCHMARKS.md, "Sharding in local").
 const (
 	maxShards     = 64
 	shardMinBytes = 64 << 10
+	shardMinItems = 64
 )
 
-// shardCount returns the number of shards (a power of two) for a bound.
-func shardCount(bound int64) int {
+// shardCount returns the number of shards (a power of two) for a byte
+// bound and a count bound (<= 0: none).
+func shardCount(bound int64, items int) int {
 	n := maxShards
-	for n > 1 && bound/int64(n) < shardMinBytes {
+	for n > 1 && (bound/int64(n) < shardMinBytes || (items > 0 && items/n < shardMinItems)) {
 		n /= 2
 	}
 	return n
@@ -42,7 +48,8 @@ type shard struct {
 
 // tier is one of a store's caches.
 type tier struct {
-	bound    int64
+	bound    int64  // bytes
+	maxItems int64  // entries; math.MaxInt64 for no count bound
 	staleFor int64  // Config.StaleFor, nanoseconds
 	mask     uint64 // len(shards)-1
 	shards   []shard
@@ -58,11 +65,17 @@ type tier struct {
 	victim      atomic.Uint64 // rotates the first shard evictOthers tries
 }
 
-// newTier returns a tier of the given bound and number of shards (a power
-// of two) with fenceRecords key-fence records (0: by bound).
-func newTier(bound int64, nshards, fenceRecords int) *tier {
+// newTier returns a tier of the given byte bound, count bound (<= 0: none)
+// and number of shards (a power of two) with fenceRecords key-fence records
+// (0: by bound).
+func newTier(bound int64, items, nshards, fenceRecords int) *tier {
+	maxItems := int64(math.MaxInt64)
+	if items > 0 {
+		maxItems = int64(items)
+	}
 	tr := &tier{
 		bound:    bound,
+		maxItems: maxItems,
 		mask:     uint64(nshards - 1),
 		shards:   make([]shard, nshards),
 		fenceLen: fenceBuckets(bound, nshards, fenceRecords),
@@ -74,7 +87,7 @@ func newTier(bound int64, nshards, fenceRecords int) *tier {
 	return tr
 }
 
-// newLRU returns an LRU bounded only by bytes, which the tier enforces.
+// newLRU returns an unbounded LRU: the tier enforces its bounds.
 func newLRU() *simplelru.LRU[uint64, item] {
 	l, err := simplelru.NewLRU[uint64, item](math.MaxInt, nil)
 	if err != nil { // only for a non-positive size
@@ -84,6 +97,11 @@ func newLRU() *simplelru.LRU[uint64, item] {
 }
 
 func (tr *tier) shard(h uint64) *shard { return &tr.shards[h&tr.mask] }
+
+// over reports whether the tier holds more bytes or entries than its bounds.
+func (tr *tier) over() bool {
+	return tr.bytes.Load() > tr.bound || tr.items.Load() > tr.maxItems
+}
 
 // cause says why an entry left the cache, for the counters.
 type cause uint8
@@ -172,7 +190,7 @@ func (tr *tier) evictOldestLocked(sh *shard) {
 // insertLocked stores it (of the given cost) under h in sh, replacing what
 // sh holds under h (the same key, or in the rare case of a hash collision
 // another key, which counts as evicted), then evicts sh's least recently
-// used entries while the tier is over its bound and sh holds anything else.
+// used entries while the tier is over a bound and sh holds anything else.
 func (tr *tier) insertLocked(sh *shard, h uint64, key string, it item, cost int64) {
 	if old, ok := sh.lru.Peek(h); ok {
 		c := dropped
@@ -185,18 +203,18 @@ func (tr *tier) insertLocked(sh *shard, h uint64, key string, it item, cost int6
 	sh.bytes += cost
 	tr.bytes.Add(cost)
 	tr.items.Add(1)
-	for tr.bytes.Load() > tr.bound && sh.lru.Len() > 1 {
+	for tr.over() && sh.lru.Len() > 1 {
 		tr.evictOldestLocked(sh)
 	}
 }
 
 // evictOthers evicts least recently used entries of shards other than own,
-// one shard at a time, until the tier is within its bound. It locks one
+// one shard at a time, until the tier is within its bounds. It locks one
 // shard at a time and must be called without any shard lock held.
 func (tr *tier) evictOthers(own *shard) {
 	start := tr.victim.Add(1)
 	for i := range uint64(len(tr.shards)) {
-		if tr.bytes.Load() <= tr.bound {
+		if !tr.over() {
 			return
 		}
 		sh := &tr.shards[(start+i)&tr.mask]
@@ -204,7 +222,7 @@ func (tr *tier) evictOthers(own *shard) {
 			continue
 		}
 		sh.mu.Lock()
-		for tr.bytes.Load() > tr.bound && sh.lru.Len() > 0 {
+		for tr.over() && sh.lru.Len() > 0 {
 			tr.evictOldestLocked(sh)
 		}
 		sh.mu.Unlock()

@@ -13,8 +13,8 @@ func TestTTLExpiry(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				s := newTestStore(t, Config{})
 				start := time.Now()
-				s.Add(tier, "k", []byte("v"), nil, 10*time.Second, false, 0)
-				s.Add(tier, "forever", []byte("v"), nil, 0, false, 0)
+				s.Add(tier, Put{Key: "k", Value: []byte("v"), TTL: 10 * time.Second})
+				s.Add(tier, Put{Key: "forever", Value: []byte("v")})
 				time.Sleep(10*time.Second - time.Nanosecond)
 				e, ok := s.Get(tier, "k")
 				if !ok {
@@ -50,8 +50,8 @@ func TestTTLExpiry(t *testing.T) {
 func TestExpire(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := newTestStore(t, Config{})
-		s.Add(Main, "k", []byte("v"), nil, 10*time.Second, false, 0)
-		s.Add(Hot, "k", []byte("v"), nil, 10*time.Second, false, 0)
+		s.Add(Main, Put{Key: "k", Value: []byte("v"), TTL: 10 * time.Second})
+		s.Add(Hot, Put{Key: "k", Value: []byte("v"), TTL: 10 * time.Second})
 		time.Sleep(5 * time.Second)
 		if !s.Expire(Main, "k", 20*time.Second) {
 			t.Fatalf("Expire(Main, %q) = false, want true", "k")
@@ -74,7 +74,7 @@ func TestExpire(t *testing.T) {
 			t.Errorf("Expire of a missing key = true, want false")
 		}
 		s.InvalidateTags(Main, "x")
-		s.Add(Main, "tagged", []byte("v"), []string{"x"}, 0, false, 0)
+		s.Add(Main, Put{Key: "tagged", Value: []byte("v"), Tags: []string{"x"}})
 		if s.Expire(Main, "tagged", time.Second) {
 			t.Errorf("Expire of a stale entry = true, want false")
 		}
@@ -90,8 +90,8 @@ func TestSweeper(t *testing.T) {
 			if i%2 == 0 {
 				ttl = time.Hour
 			}
-			s.Add(Main, fmt.Sprint(i), []byte("v"), nil, ttl, false, 0)
-			s.Add(Hot, fmt.Sprint(i), []byte("v"), nil, ttl, false, 0)
+			s.Add(Main, Put{Key: fmt.Sprint(i), Value: []byte("v"), TTL: ttl})
+			s.Add(Hot, Put{Key: fmt.Sprint(i), Value: []byte("v"), TTL: ttl})
 		}
 		time.Sleep(10*time.Second + time.Millisecond)
 		synctest.Wait()
@@ -114,7 +114,7 @@ func TestTombstoneExpiry(t *testing.T) {
 		s.Invalidate(Both, "k")
 		time.Sleep(50 * time.Second)
 		synctest.Wait()
-		if s.Add(Main, "k", []byte("v"), nil, 0, false, since) {
+		if s.Add(Main, Put{Key: "k", Value: []byte("v"), Since: since}) {
 			t.Errorf("Add with since before Invalidate, 50s later = true, want false")
 		}
 		if n := tombCount(s); n != 2 {
@@ -126,7 +126,7 @@ func TestTombstoneExpiry(t *testing.T) {
 			t.Errorf("tombstones after TombstoneTTL and a sweep = %d, want 0", n)
 		}
 		// Past TombstoneTTL a load is assumed finished; the fence is gone.
-		if !s.Add(Main, "k", []byte("v"), nil, 0, false, since) {
+		if !s.Add(Main, Put{Key: "k", Value: []byte("v"), Since: since}) {
 			t.Errorf("Add after the tombstone expired = false, want true")
 		}
 	})
@@ -138,11 +138,11 @@ func TestTombstoneExpiryWithoutSweeper(t *testing.T) {
 		since := s.Seq()
 		s.Invalidate(Main, "k")
 		time.Sleep(time.Minute - time.Nanosecond)
-		if s.Add(Main, "k", []byte("v"), nil, 0, false, since) {
+		if s.Add(Main, Put{Key: "k", Value: []byte("v"), Since: since}) {
 			t.Errorf("Add within TombstoneTTL = true, want false")
 		}
 		time.Sleep(time.Nanosecond)
-		if !s.Add(Main, "k", []byte("v"), nil, 0, false, since) {
+		if !s.Add(Main, Put{Key: "k", Value: []byte("v"), Since: since}) {
 			t.Errorf("Add after TombstoneTTL = false, want true")
 		}
 		if n := tombCount(s); n != 0 {
@@ -156,10 +156,10 @@ func TestTagGenerationPruning(t *testing.T) {
 		s := New(Config{SweepInterval: 10 * time.Second, TombstoneTTL: time.Minute})
 		defer s.Close()
 		// Entries without expiry: the rule must not depend on TTLs.
-		s.Add(Main, "old", []byte("v"), []string{"a"}, 0, false, s.Seq())
-		s.Add(Hot, "old", []byte("v"), []string{"a"}, 0, false, s.Seq())
+		s.Add(Main, Put{Key: "old", Value: []byte("v"), Tags: []string{"a"}, Since: s.Seq()})
+		s.Add(Hot, Put{Key: "old", Value: []byte("v"), Tags: []string{"a"}, Since: s.Seq()})
 		s.InvalidateTags(Both, "a", "b")
-		s.Add(Main, "new", []byte("v"), []string{"a"}, 0, false, s.Seq())
+		s.Add(Main, Put{Key: "new", Value: []byte("v"), Tags: []string{"a"}, Since: s.Seq()})
 		if n := s.main.gens.count(); n != 2 {
 			t.Fatalf("generations in Main = %d, want 2", n)
 		}
@@ -200,7 +200,7 @@ func TestSweepDropsStale(t *testing.T) {
 		if i%2 == 1 {
 			tags = []string{"odd"}
 		}
-		s.Add(Main, fmt.Sprint(i), []byte("v"), tags, 0, false, s.Seq())
+		s.Add(Main, Put{Key: fmt.Sprint(i), Value: []byte("v"), Tags: tags, Since: s.Seq()})
 	}
 	s.InvalidateTags(Main, "odd")
 	s.Sweep()
