@@ -283,7 +283,7 @@ func TestClusterNodeInvalidateTags(t *testing.T) {
 // value is not stored.
 func TestClusterNodeInvalidateTagsFencesLoad(t *testing.T) {
 	o := newOrigin()
-	o.gate = make(chan struct{}) // holds the first load
+	o.gate = make(chan struct{})      // holds the first load
 	o.entered = make(chan string, 64) // every load sends: room for all of them
 	nodes, _, bc := nodeTagsCluster(t, newOrigin(), o)
 	key := wtKeyOwnedBy(t, nodes, "t", "n1")
