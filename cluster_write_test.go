@@ -418,6 +418,7 @@ func TestClusterFenceStress(t *testing.T) {
 func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, writes int, budget time.Duration) {
 	s := newFenceStress(t)
 	s.failEvery = mode.failEvery
+	s.nodeTags = mode.nodeTags
 	s.keysOnly = mode.churn
 	size := 3
 	if mode.churn {
@@ -533,6 +534,8 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	t.Logf("L2 hits %d, stores %d", sum.L2Hits, sum.L2Stores)
 	mode.checkL2(t, sum)
 	mode.checkWindow(t, sum)
+	t.Logf("writes to every group (Node.InvalidateTags): %d", s.nodeTagWrites.Load())
+	mode.checkNodeTags(t, s)
 	var batches uint64
 	for _, n := range nodes {
 		batches += n.Stats().WriteBatches

@@ -32,6 +32,7 @@ func TestWriteFencesLoadInFlight(t *testing.T) {
 	}{
 		{"Invalidate", func(ctx context.Context, g *Group) error { return g.Invalidate(ctx, "k") }, "1", 2},
 		{"InvalidateTags", func(ctx context.Context, g *Group) error { return g.InvalidateTags(ctx, "tag") }, "1", 2},
+		{"Node.InvalidateTags", func(ctx context.Context, g *Group) error { return g.node.InvalidateTags(ctx, "tag") }, "1", 2},
 		{"Clear", func(ctx context.Context, g *Group) error { return g.Clear(ctx) }, "1", 2},
 		{"Set", func(ctx context.Context, g *Group) error { return g.Set(ctx, "k", Item{Value: []byte("set")}) }, "set", 1},
 		{"Refresh", func(ctx context.Context, g *Group) error { _, err := g.Refresh(ctx, "k"); return err }, "1", 2},
@@ -119,6 +120,9 @@ type stressMode struct {
 	// stress test (0: one), so that their requests to a member share
 	// frames (write lanes).
 	writersPerNode int
+	// nodeTags: half of the tag invalidations are writes to every group
+	// (Node.InvalidateTags).
+	nodeTags bool
 }
 
 // groupOptions returns the mode's options, with a second level on a Redis
@@ -145,6 +149,13 @@ func (m stressMode) groupOptions(t testing.TB, s *fenceStress) []GroupOption {
 	return opts
 }
 
+// checkNodeTags fails t when the mode's writes to every group did not run.
+func (m stressMode) checkNodeTags(t testing.TB, s *fenceStress) {
+	if m.nodeTags && s.nodeTagWrites.Load() == 0 {
+		t.Fatal("the mode made no write to every group (Node.InvalidateTags)")
+	}
+}
+
 // checkL2 fails t when the l2 mode did not use its second level.
 func (m stressMode) checkL2(t testing.TB, st Stats) {
 	if m.l2 && (st.L2Hits == 0 || st.L2Stores == 0) {
@@ -153,7 +164,7 @@ func (m stressMode) checkL2(t testing.TB, st Stats) {
 }
 
 var stressModes = []stressMode{
-	{name: "plain"},
+	{name: "plain", nodeTags: true},
 	// Entries expire within a few reads, and one load in 4 fails: stale
 	// answers (before and after failed loads) and background refreshes
 	// race with the writes.
@@ -162,7 +173,8 @@ var stressModes = []stressMode{
 	// A second level on a real Redis, under caches that hold a few entries
 	// each: keys evicted here are found in L2, loads write back to it, and
 	// writes delete from it while loads are in flight.
-	{name: "l2", l2: true, opts: []GroupOption{WithMainBytes(3 * 200), WithHotBytes(3 * 200)}},
+	// Node.InvalidateTags reaches the second level too.
+	{name: "l2", l2: true, nodeTags: true, opts: []GroupOption{WithMainBytes(3 * 200), WithHotBytes(3 * 200)}},
 	// Loads of distinct keys go in batches (WithBatchWindow), the owner's
 	// for its peers too.
 	{name: "window", window: true},
@@ -171,6 +183,7 @@ var stressModes = []stressMode{
 func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, writes int) {
 	s := newFenceStress(t)
 	s.failEvery = mode.failEvery
+	s.nodeTags = mode.nodeTags
 	g := mustGroup(t, newTestNode(t), "g", s, mode.groupOptions(t, s)...)
 	ctx := t.Context()
 	var wg sync.WaitGroup
@@ -204,6 +217,7 @@ func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, 
 	}
 	mode.checkL2(t, st)
 	mode.checkWindow(t, st)
+	mode.checkNodeTags(t, s)
 }
 
 // checkWindow fails t when the window mode batched nothing.
@@ -241,6 +255,11 @@ type fenceStress struct {
 	loads    atomic.Int64    // loads, for failEvery
 	failed   atomic.Int64    // Gets that failed because a load failed
 	writes   [4]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear
+
+	// nodeTags: half of the tag invalidations go to every group
+	// (Node.InvalidateTags), counted in nodeTagWrites.
+	nodeTags      bool
+	nodeTagWrites atomic.Int64
 }
 
 func newFenceStress(t testing.TB) *fenceStress { return &fenceStress{t: t} }
@@ -332,7 +351,12 @@ func (s *fenceStress) write(ctx context.Context, g *Group) {
 				idx = append(idx, i)
 			}
 		}
-		s.writeKeys(idx, func([]int) error { return g.InvalidateTags(ctx, stressTag(tag)) })
+		if s.nodeTags && rand.IntN(2) == 0 {
+			s.writeKeys(idx, func([]int) error { return g.node.InvalidateTags(ctx, stressTag(tag)) })
+			s.nodeTagWrites.Add(1)
+		} else {
+			s.writeKeys(idx, func([]int) error { return g.InvalidateTags(ctx, stressTag(tag)) })
+		}
 		s.writes[2].Add(1)
 	default:
 		idx := make([]int, stressKeys)

@@ -354,14 +354,15 @@ func (h handler) Peek(ctx context.Context, req transport.PeekRequest) (transport
 // WriteQuick applies a write at once, on the transport's read loop, when
 // its group exists here: then nothing in Write can block. A write for a
 // group this node does not have (Config.OnUnknownGroup may create it) goes
-// to Write, on a goroutine.
+// to Write, on a goroutine. A write to every group (an empty Group,
+// [Node.InvalidateTags]) applies here too: it creates no group.
 //
 // A traced write is applied here too (writes from one node must apply in
 // the order they arrive), and its span is made afterwards on a goroutine:
 // the tracing SDK's code (samplers, processors, exporters) never runs on the
 // read loop.
 func (h handler) WriteQuick(req transport.WriteRequest) (transport.WriteResponse, bool, error) {
-	if _, ok := h.n.Group(req.Group); !ok {
+	if _, ok := h.n.Group(req.Group); !ok && req.Group != "" {
 		return transport.WriteResponse{}, false, nil
 	}
 	if len(req.Trace) == 0 {
@@ -406,6 +407,9 @@ func (n *Node) traceApplied(req transport.WriteRequest, start, end time.Time, er
 func (h handler) apply(req transport.WriteRequest) (transport.WriteResponse, error) {
 	// A closing node still applies writes: it stays in its peers' rings
 	// until its leave has spread, and its store works after Close.
+	if req.Group == "" {
+		return h.applyAllGroups(req)
+	}
 	g, ok := h.n.Group(req.Group)
 	switch {
 	case !ok && (req.Op == transport.OpSet || req.Op == transport.OpSetIfAbsent):

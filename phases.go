@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -19,28 +20,58 @@ import (
 	"github.com/meshcache/meshcache/transport"
 )
 
+// A writeScope is what a write applies to on this node: one group (a
+// *Group), or every group (*allGroups, nodewrite.go).
+type writeScope interface {
+	// apply applies one phase of a checked write here and returns the
+	// number of entries it applied to.
+	apply(req transport.WriteRequest, phase transport.Phase) int
+	// l2Write applies the write to the second level, before any member
+	// applies it (see secondlevel.go).
+	l2Write(ctx context.Context, req transport.WriteRequest, timeout time.Duration) error
+	// l2Unreached returns an error when a group with a second level that
+	// the write applies to was not reached by l2Write; reported lists the
+	// groups with one that members have (WriteResponse.L2Groups).
+	l2Unreached(reported map[string]bool) error
+	// writeLog is the logger of the write's messages.
+	writeLog() *slog.Logger
+}
+
+// A single group's write reaches its second level in l2Write, or fails.
+func (g *Group) l2Unreached(map[string]bool) error { return nil }
+
+func (g *Group) writeLog() *slog.Logger { return g.log }
+
 // write runs req on every alive member in two phases (DESIGN.md, "The write
 // and invalidation path"): first every member applies it to what it serves
 // (main cache, load fences), then every member drops its copies (hot cache,
 // fetch fences). It returns the number of entries the write applied to,
 // summed over the members.
-func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, err error) {
-	n := g.node
+func (g *Group) write(ctx context.Context, req transport.WriteRequest) (int, error) {
 	req.Group = g.name
+	return g.node.write(ctx, req, g)
+}
+
+// write runs req, whose Group is set (empty: every group), on every alive
+// member as [Group.write] describes; s applies it on this node.
+func (n *Node) write(ctx context.Context, req transport.WriteRequest, s writeScope) (_ int, err error) {
 	if n.tracing.on(ctx) {
 		var span trace.Span
-		ctx, span = n.tracing.start(ctx, "meshcache.write", trace.SpanKindInternal, attrGroup.String(g.name), attrOp.String(req.Op.String()))
+		ctx, span = n.tracing.start(ctx, "meshcache.write", trace.SpanKindInternal, attrGroup.String(req.Group), attrOp.String(req.Op.String()))
 		defer func() { end(span, err) }()
 	}
 	if n.ring.Load() == nil {
 		// The second level first (see secondlevel.go).
-		l2err := g.l2Write(ctx, req, DefaultWriteTimeout)
-		applied := g.apply(req, transport.PhaseServing)
+		l2err := s.l2Write(ctx, req, DefaultWriteTimeout)
+		applied := s.apply(req, transport.PhaseServing)
 		if req.Op != transport.OpSetIfAbsent || applied > 0 {
-			applied += g.apply(req, transport.PhaseCopies)
+			applied += s.apply(req, transport.PhaseCopies)
+		}
+		if l2err == nil {
+			l2err = s.l2Unreached(nil)
 		}
 		if l2err != nil {
-			return applied, &InvalidateError{Op: req.Op.String(), Group: g.name, Unacked: []string{l2Member}, Causes: []error{l2err}}
+			return applied, &InvalidateError{Op: req.Op.String(), Group: req.Group, Unacked: []string{l2Member}, Causes: []error{l2err}}
 		}
 		return applied, nil
 	}
@@ -54,7 +85,7 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, e
 	// The second level first, once for the fleet, before any member
 	// applies the write (see secondlevel.go). A failure is reported with
 	// the members'; the members' caches are invalidated anyway.
-	l2err := g.l2Write(ctx, req, n.ccfg.writeTimeout)
+	l2err := s.l2Write(ctx, req, n.ccfg.writeTimeout)
 	start := n.ring.Load()
 	req.View = start.view
 	w := newWriteRun(n, start)
@@ -79,7 +110,7 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, e
 		}
 		rounds++
 		w.all = append(w.all, targets...)
-		applied += g.phases(ctx, req, targets, w, round)
+		applied += n.phases(ctx, req, s, targets, w, round)
 	}
 	failed := w.result()
 	if len(failed) == 0 {
@@ -88,6 +119,9 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, e
 	if len(failed) == 0 && (!n.leased() || n.leaseRegains() != regains) {
 		// Checked last: the lease must have held throughout the write.
 		failed = w.noQuorum()
+	}
+	if l2err == nil {
+		l2err = s.l2Unreached(w.l2Groups)
 	}
 	if l2err != nil {
 		if failed == nil {
@@ -99,7 +133,7 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, e
 		return applied, nil
 	}
 	n.stats.writesPartial.Add(1)
-	e := &InvalidateError{Op: req.Op.String(), Group: g.name}
+	e := &InvalidateError{Op: req.Op.String(), Group: req.Group}
 	for name := range failed {
 		e.Unacked = append(e.Unacked, name)
 	}
@@ -107,13 +141,13 @@ func (g *Group) write(ctx context.Context, req transport.WriteRequest) (_ int, e
 	for _, name := range e.Unacked {
 		e.Causes = append(e.Causes, failed[name])
 	}
-	g.log.Warn("meshcache: write not acknowledged by every member; queued on gossip", "op", req.Op, "unacked", e.Unacked)
+	s.writeLog().Warn("meshcache: write not acknowledged by every member; queued on gossip", "op", req.Op, "unacked", e.Unacked)
 	if rounds > 1 {
 		// A member that failed a later round may have acknowledged an
 		// earlier one: under the same id it would ignore the gossip copy.
 		req.ID = rand.Uint64()
 	}
-	g.gossip(req)
+	n.gossip(req, s.writeLog())
 	return applied, e
 }
 
@@ -152,6 +186,9 @@ type writeRun struct {
 	departed map[string]uint64
 	// extra holds the peers made for reported members: cancelled at the end.
 	extra []*peer
+	// l2Groups holds the groups with a second level that acknowledging
+	// members have (a write to every group only).
+	l2Groups map[string]bool
 	// settleUntil is when the leases of the members that the acknowledging
 	// members (or this node) answered recently and no longer count alive
 	// have run out for sure, and settleWho the last of them.
@@ -282,6 +319,12 @@ func (w *writeRun) done(p *peer, resp transport.WriteResponse, err error) {
 		if resp.Settle > 0 && resp.SettleMember != "" {
 			w.extendSettleLocked(time.Now().Add(resp.Settle), resp.SettleMember)
 		}
+		for _, name := range resp.L2Groups {
+			if w.l2Groups == nil {
+				w.l2Groups = make(map[string]bool)
+			}
+			w.l2Groups[name] = true
+		}
 		if resp.Members == nil {
 			// Its view is the one this write started with.
 			for _, m := range w.start.members {
@@ -373,10 +416,10 @@ func (w *writeRun) noQuorum() map[string]error {
 }
 
 // phases runs one round of req: phase 1 on targets (and, in round 0, on
-// this node), then phase 2 on every member written so far and on this node, and
-// returns the entries applied to. Members that fail are recorded in w and
-// skipped afterwards.
-func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets []*peer, w *writeRun, round int) int {
+// this node, through s), then phase 2 on every member written so far and on
+// this node, and returns the entries applied to. Members that fail are
+// recorded in w and skipped afterwards.
+func (n *Node) phases(ctx context.Context, req transport.WriteRequest, s writeScope, targets []*peer, w *writeRun, round int) int {
 	applied := 0
 	for _, phase := range [...]transport.Phase{transport.PhaseServing, transport.PhaseCopies} {
 		if phase == transport.PhaseCopies && req.Op == transport.OpSetIfAbsent && applied == 0 {
@@ -395,15 +438,15 @@ func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets 
 			pctx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(d)/2))
 		}
 		var span trace.Span
-		if g.node.tracing.on(pctx) {
-			pctx, span = g.node.tracing.start(pctx, "meshcache.write.phase", trace.SpanKindClient,
+		if n.tracing.on(pctx) {
+			pctx, span = n.tracing.start(pctx, "meshcache.write.phase", trace.SpanKindClient,
 				attrPhase.Int(int(phase)), attribute.Int("meshcache.members", len(to)))
-			req.Trace = g.node.tracing.inject(pctx)
+			req.Trace = n.tracing.inject(pctx)
 		}
 		if local {
-			applied += g.apply(req, phase)
+			applied += s.apply(req, phase)
 		}
-		applied += g.fanOut(pctx, to, req, w)
+		applied += n.fanOut(pctx, to, req, w)
 		if span != nil {
 			span.End()
 		}
@@ -415,8 +458,7 @@ func (g *Group) phases(ctx context.Context, req transport.WriteRequest, targets 
 // fanOut sends req to every target that has not failed yet, through their
 // write lanes (writelane.go), and waits for their answers, ctx's end, or
 // the targets leaving.
-func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.WriteRequest, w *writeRun) int {
-	n := g.node
+func (n *Node) fanOut(ctx context.Context, targets []*peer, req transport.WriteRequest, w *writeRun) int {
 	out := make(chan laneResult, len(targets))
 	var sent []*laneWrite
 	for _, p := range targets {
@@ -464,9 +506,9 @@ func (g *Group) fanOut(ctx context.Context, targets []*peer, req transport.Write
 // gossip queues req on the gossip broadcast, both phases at once, for the
 // members that did not acknowledge it. Gossip reaches every member, maybe
 // late, after newer writes: so it only ever drops (see dropOnly), and a
-// message too large for gossip becomes a clear of the group.
-func (g *Group) gossip(req transport.WriteRequest) {
-	n := g.node
+// message too large for gossip becomes a clear of the group (of every
+// group, for a write to every group).
+func (n *Node) gossip(req transport.WriteRequest, log *slog.Logger) {
 	req.Phase = 0
 	req = dropOnly(req)
 	b, err := transport.EncodeWrite(req)
@@ -478,7 +520,7 @@ func (g *Group) gossip(req transport.WriteRequest) {
 		err = n.cluster.Broadcast(b)
 	}
 	if err != nil {
-		g.log.Error("meshcache: cannot queue a write on gossip", "op", req.Op, "err", err)
+		log.Error("meshcache: cannot queue a write on gossip", "op", req.Op, "err", err)
 		return
 	}
 	n.stats.gossipSent.Add(1)
@@ -505,6 +547,15 @@ func (n *Node) onMessage(payload []byte) {
 	}
 	if rs := n.ring.Load(); rs == nil || rs.peers[req.Origin] == nil {
 		n.log.Warn("meshcache: dropping a gossip write from a non-member", "origin", req.Origin, "op", req.Op, "group", req.Group)
+		return
+	}
+	if req.Group == "" {
+		if err := checkAllGroupsWrite(req); err != nil {
+			n.log.Warn("meshcache: dropping a gossip write", "origin", req.Origin, "err", err)
+			return
+		}
+		n.applyAllGroups(req, req.Phase)
+		n.stats.gossipApplied.Add(1)
 		return
 	}
 	g, ok := n.Group(req.Group)
@@ -563,8 +614,15 @@ func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 	}
 	switch req.Op {
 	case transport.OpInvalidate:
+		held := 0
+		if req.CountHeld {
+			held = g.held(tier, req.Keys)
+		}
 		_, removed := g.store.Invalidate(tier, req.Keys...)
 		g.forget(req.Keys)
+		if req.CountHeld {
+			return held
+		}
 		return removed
 	case transport.OpInvalidateTags:
 		g.store.InvalidateTags(tier, req.Tags...)

@@ -21,14 +21,18 @@ import (
 // write of the key succeeds, a load may find the old value there.
 type InvalidateError struct {
 	Op      string   // "invalidate", "invalidate-tags", "set", ...
-	Group   string   // the group written to
+	Group   string   // the group written to; empty for every group ([Node.InvalidateTags])
 	Unacked []string // the members that did not acknowledge, sorted
 	Causes  []error  // why, in the order of Unacked
 }
 
 func (e *InvalidateError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "meshcache: %s in group %s not acknowledged by %d member(s): ", e.Op, e.Group, len(e.Unacked))
+	where := "group " + e.Group
+	if e.Group == "" {
+		where = "every group"
+	}
+	fmt.Fprintf(&b, "meshcache: %s in %s not acknowledged by %d member(s): ", e.Op, where, len(e.Unacked))
 	for i, name := range e.Unacked {
 		if i > 0 {
 			b.WriteString("; ")
@@ -232,4 +236,40 @@ func (g *Group) Clear(ctx context.Context) error {
 	}
 	_, err := g.write(ctx, transport.WriteRequest{Op: transport.OpClear})
 	return err
+}
+
+// Delete drops key from the cache of every member, as [Group.Invalidate]
+// does (the same guarantee, and the same errors), and reports whether some
+// member held a value of key: a live value in its main cache, its stand-in
+// tier or its hot cache (a copy fetched from the owner). A cached
+// not-found ([WithNegativeTTL]) is not a value, nor is an expired entry
+// kept for [WithStaleIfError]; the second level ([WithL2]) is not asked
+// (Delete removes the key there too). When some members do not acknowledge
+// (an [*InvalidateError]), existed reports what this node and the members
+// that answered held.
+func (g *Group) Delete(ctx context.Context, key string) (existed bool, err error) {
+	if err := g.checkKey("delete", key); err != nil {
+		return false, err
+	}
+	applied, err := g.write(ctx, transport.WriteRequest{Op: transport.OpInvalidate, Keys: []string{key}, CountHeld: true})
+	return applied > 0, err
+}
+
+// held counts the keys of which tier t (some of Main, StandIn and Hot)
+// holds a live value on this node: a cached not-found is not one. It is
+// Applied for a write with CountHeld.
+func (g *Group) held(t local.Tier, keys []string) int {
+	n := 0
+	for _, k := range keys {
+		for _, tt := range [...]local.Tier{local.Main, local.StandIn, local.Hot} {
+			if t&tt == 0 || g.store.Empty(tt) {
+				continue
+			}
+			if e, ok := g.store.Get(tt, k); ok && !e.Negative {
+				n++
+				break
+			}
+		}
+	}
+	return n
 }

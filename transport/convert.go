@@ -125,6 +125,7 @@ func encodeWriteRequest(a *arena, m *wirepb.WriteRequest, req WriteRequest) erro
 	m.Origin = a.str(req.Origin)
 	m.Id = req.ID
 	m.View = req.View
+	m.CountHeld = req.CountHeld
 	return nil
 }
 
@@ -139,15 +140,16 @@ func decodeWriteRequest(m *wirepb.WriteRequest) (WriteRequest, error) {
 		return WriteRequest{}, fmt.Errorf("%w: write phase %d", ErrBadRequest, phase)
 	}
 	req := WriteRequest{
-		Group:  string(m.Group),
-		Op:     Op(op),
-		Phase:  Phase(phase),
-		Keys:   strs(m.Keys),
-		Tags:   strs(m.Tags),
-		TTL:    time.Duration(m.TtlNanos),
-		Origin: string(m.Origin),
-		ID:     m.Id,
-		View:   m.View,
+		Group:     string(m.Group),
+		Op:        Op(op),
+		Phase:     Phase(phase),
+		Keys:      strs(m.Keys),
+		Tags:      strs(m.Tags),
+		TTL:       time.Duration(m.TtlNanos),
+		Origin:    string(m.Origin),
+		ID:        m.Id,
+		View:      m.View,
+		CountHeld: m.CountHeld,
 	}
 	req.Items = decodeSetItems(m.Items)
 	return req, nil
@@ -268,6 +270,7 @@ func encodeWriteResponse(a *arena, m *wirepb.WriteResponse, resp WriteResponse) 
 	m.Applied = int64(resp.Applied)
 	m.SettleNanos = nanos(resp.Settle)
 	m.SettleMember = a.str(resp.SettleMember)
+	m.L2Groups = a.strs(resp.L2Groups)
 	m.Members = nil
 	if len(resp.Members) > 0 {
 		ms := make([]wirepb.Member, len(resp.Members))
@@ -286,6 +289,7 @@ func decodeWriteResponse(m *wirepb.WriteResponse) WriteResponse {
 		Applied:      int(m.GetApplied()),
 		Settle:       max(time.Duration(m.GetSettleNanos()), 0),
 		SettleMember: string(m.GetSettleMember()),
+		L2Groups:     strs(m.GetL2Groups()),
 	}
 	for _, mb := range m.GetMembers() {
 		if mb == nil {

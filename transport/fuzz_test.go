@@ -205,6 +205,13 @@ func seedEnvelopes() []*wirepb.Envelope {
 		}}},
 		{Id: 8, Body: &wirepb.Envelope_Ping{Ping: &wirepb.Ping{}}},
 		{Id: 8, Body: &wirepb.Envelope_Pong{Pong: &wirepb.Pong{}}},
+		{Id: 11, Body: &wirepb.Envelope_WriteRequest{WriteRequest: &wirepb.WriteRequest{
+			Op: wirepb.Op_OP_INVALIDATE_TAGS, Phase: wirepb.Phase_PHASE_SERVING, Tags: tags, Origin: []byte("n1"), Id: 3, View: 8,
+		}}},
+		{Id: 11, Body: &wirepb.Envelope_WriteResponse{WriteResponse: &wirepb.WriteResponse{L2Groups: [][]byte{[]byte("orders"), []byte("\xff")}}}},
+		{Id: 12, Body: &wirepb.Envelope_WriteRequest{WriteRequest: &wirepb.WriteRequest{
+			Group: []byte("g"), Op: wirepb.Op_OP_INVALIDATE, Phase: wirepb.Phase_PHASE_SERVING, Keys: [][]byte{[]byte("k")}, CountHeld: true,
+		}}},
 	}
 }
 
@@ -235,6 +242,8 @@ func writeSeeds(tb testing.TB) [][]byte {
 		{Group: "g", Op: OpSet, Items: []SetItem{{Key: "k", Value: []byte("v"), TTL: time.Minute, Tags: []string{"t"}}}},
 		{Group: "g", Op: OpExpire, Keys: []string{"k"}, TTL: time.Second},
 		{Group: "g", Op: OpClear},
+		{Op: OpInvalidateTags, Tags: []string{"org:acme"}, Origin: "n1", ID: 9},
+		{Group: "g", Op: OpInvalidate, Keys: []string{"k"}, CountHeld: true},
 	} {
 		b, err := EncodeWrite(req)
 		if err != nil {

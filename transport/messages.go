@@ -12,7 +12,11 @@ import (
 //
 // 2: lease heartbeats, and writes carry the writer's view of the members.
 // 3: write batches (a group commit of several writes for one member).
-const ProtocolVersion = 3
+// 4: writes to every group (an empty [WriteRequest.Group]), counts of the
+// values held ([WriteRequest.CountHeld]), and [WriteResponse.L2Groups]. A
+// member of version 3 would acknowledge a write to every group without
+// applying it (it has no group named ""): the versions must not mix.
+const ProtocolVersion = 4
 
 // Handler answers peer requests. The root package implements it; a [Server]
 // calls it.
@@ -202,6 +206,10 @@ type SetItem struct {
 // Items for OpSet and OpSetIfAbsent, none for OpClear. It is also the gossip
 // payload of a write (see [EncodeWrite]).
 type WriteRequest struct {
+	// Group is the group written to. Empty, it means every group the
+	// receiver has: the root sends that for OpInvalidateTags (the root's
+	// Node.InvalidateTags), and for OpClear when such a write is too large
+	// for gossip. The transport carries it unchanged.
 	Group string
 	Op    Op
 	Phase Phase
@@ -217,6 +225,11 @@ type WriteRequest struct {
 	// View is a digest of the alive members as the writer sees them (see
 	// [Member]); 0 when the writer does not ask for the receiver's view.
 	View uint64
+	// CountHeld asks, for OpInvalidate, that Applied count the keys of
+	// which the receiver held a value (in any of its caches; a cached
+	// not-found is not a value), rather than the entries it removed from
+	// one cache. It costs a lookup per key and cache.
+	CountHeld bool
 	// Trace is the writer's trace context, as in GetRequest. It travels in
 	// the request's envelope (not in gossip, nor in a batch's writes).
 	Trace map[string]string
@@ -232,7 +245,7 @@ type WriteResult struct {
 // WriteResponse answers a [WriteRequest].
 type WriteResponse struct {
 	// Applied counts what the write touched, for example how many keys
-	// existed or were stored.
+	// existed or were stored (see [WriteRequest.CountHeld]).
 	Applied int
 	// Members is the responder's view of the alive members, sent when its
 	// digest differs from the request's View: the writer must reach the
@@ -244,6 +257,11 @@ type WriteResponse struct {
 	// write complete. Zero when there is none.
 	Settle       time.Duration
 	SettleMember string
+	// L2Groups answers a write to every group (an empty Group): the
+	// responder's groups that have a second level, which the writer must
+	// have reached itself (members never call a second level while they
+	// apply a write). Nil for a write to one group.
+	L2Groups []string
 }
 
 // Member is an alive member as a node sees it.

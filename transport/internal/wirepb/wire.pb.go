@@ -1090,19 +1090,23 @@ func (x *SetItem) GetTags() [][]byte {
 
 // WriteRequest is also the gossip payload of a write (see EncodeWrite).
 type WriteRequest struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Group    []byte                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
-	Op       Op                     `protobuf:"varint,2,opt,name=op,proto3,enum=meshcache.transport.v1.Op" json:"op,omitempty"`
-	Phase    Phase                  `protobuf:"varint,3,opt,name=phase,proto3,enum=meshcache.transport.v1.Phase" json:"phase,omitempty"`
-	Keys     [][]byte               `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
-	Tags     [][]byte               `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
-	Items    []*SetItem             `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`
-	TtlNanos int64                  `protobuf:"varint,7,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
-	Origin   []byte                 `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
-	Id       uint64                 `protobuf:"varint,9,opt,name=id,proto3" json:"id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty: every group the receiver has (invalidate-tags and clear only).
+	Group    []byte     `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Op       Op         `protobuf:"varint,2,opt,name=op,proto3,enum=meshcache.transport.v1.Op" json:"op,omitempty"`
+	Phase    Phase      `protobuf:"varint,3,opt,name=phase,proto3,enum=meshcache.transport.v1.Phase" json:"phase,omitempty"`
+	Keys     [][]byte   `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	Tags     [][]byte   `protobuf:"bytes,5,rep,name=tags,proto3" json:"tags,omitempty"`
+	Items    []*SetItem `protobuf:"bytes,6,rep,name=items,proto3" json:"items,omitempty"`
+	TtlNanos int64      `protobuf:"varint,7,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	Origin   []byte     `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
+	Id       uint64     `protobuf:"varint,9,opt,name=id,proto3" json:"id,omitempty"`
 	// Digest of the writer's view of the alive members (names and
 	// incarnations); 0 in gossip payloads.
-	View          uint64 `protobuf:"varint,10,opt,name=view,proto3" json:"view,omitempty"`
+	View uint64 `protobuf:"varint,10,opt,name=view,proto3" json:"view,omitempty"`
+	// Invalidate: applied counts the keys the receiver held a value of (a
+	// cached not-found is not one), in any of its caches.
+	CountHeld     bool `protobuf:"varint,11,opt,name=count_held,json=countHeld,proto3" json:"count_held,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1207,6 +1211,13 @@ func (x *WriteRequest) GetView() uint64 {
 	return 0
 }
 
+func (x *WriteRequest) GetCountHeld() bool {
+	if x != nil {
+		return x.CountHeld
+	}
+	return false
+}
+
 type WriteResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Applied int64                  `protobuf:"varint,1,opt,name=applied,proto3" json:"applied,omitempty"`
@@ -1215,8 +1226,11 @@ type WriteResponse struct {
 	Members []*Member `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
 	// How long a member that the responder answered "member" to and no
 	// longer counts alive may still hold its lease, and that member.
-	SettleNanos   int64  `protobuf:"varint,3,opt,name=settle_nanos,json=settleNanos,proto3" json:"settle_nanos,omitempty"`
-	SettleMember  []byte `protobuf:"bytes,4,opt,name=settle_member,json=settleMember,proto3" json:"settle_member,omitempty"`
+	SettleNanos  int64  `protobuf:"varint,3,opt,name=settle_nanos,json=settleNanos,proto3" json:"settle_nanos,omitempty"`
+	SettleMember []byte `protobuf:"bytes,4,opt,name=settle_member,json=settleMember,proto3" json:"settle_member,omitempty"`
+	// A write to every group: the responder's groups that have a second
+	// level.
+	L2Groups      [][]byte `protobuf:"bytes,5,rep,name=l2_groups,json=l2Groups,proto3" json:"l2_groups,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1275,6 +1289,13 @@ func (x *WriteResponse) GetSettleNanos() int64 {
 func (x *WriteResponse) GetSettleMember() []byte {
 	if x != nil {
 		return x.SettleMember
+	}
+	return nil
+}
+
+func (x *WriteResponse) GetL2Groups() [][]byte {
+	if x != nil {
+		return x.L2Groups
 	}
 	return nil
 }
@@ -1904,7 +1925,7 @@ const file_wire_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x12\x1b\n" +
 	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\x12\x12\n" +
-	"\x04tags\x18\x04 \x03(\fR\x04tags\"\xbd\x02\n" +
+	"\x04tags\x18\x04 \x03(\fR\x04tags\"\xdc\x02\n" +
 	"\fWriteRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\fR\x05group\x12*\n" +
 	"\x02op\x18\x02 \x01(\x0e2\x1a.meshcache.transport.v1.OpR\x02op\x123\n" +
@@ -1916,12 +1937,15 @@ const file_wire_proto_rawDesc = "" +
 	"\x06origin\x18\b \x01(\fR\x06origin\x12\x0e\n" +
 	"\x02id\x18\t \x01(\x04R\x02id\x12\x12\n" +
 	"\x04view\x18\n" +
-	" \x01(\x04R\x04view\"\xab\x01\n" +
+	" \x01(\x04R\x04view\x12\x1d\n" +
+	"\n" +
+	"count_held\x18\v \x01(\bR\tcountHeld\"\xc8\x01\n" +
 	"\rWriteResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x03R\aapplied\x128\n" +
 	"\amembers\x18\x02 \x03(\v2\x1e.meshcache.transport.v1.MemberR\amembers\x12!\n" +
 	"\fsettle_nanos\x18\x03 \x01(\x03R\vsettleNanos\x12#\n" +
-	"\rsettle_member\x18\x04 \x01(\fR\fsettleMember\"Q\n" +
+	"\rsettle_member\x18\x04 \x01(\fR\fsettleMember\x12\x1b\n" +
+	"\tl2_groups\x18\x05 \x03(\fR\bl2Groups\"Q\n" +
 	"\x11WriteBatchRequest\x12<\n" +
 	"\x06writes\x18\x01 \x03(\v2$.meshcache.transport.v1.WriteRequestR\x06writes\"\xb2\x01\n" +
 	"\vWriteResult\x12A\n" +
