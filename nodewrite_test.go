@@ -171,7 +171,7 @@ func TestClusterDelete(t *testing.T) {
 	})
 	gs := newClusterGroups(t, nodes, "g", l, WithNegativeTTL(time.Minute))
 	ctx := t.Context()
-	key := wtKeyOwnedBy(t, nodes, "k", "n1")
+	key := keyOwnedBy(t, nodes[0], "n1", "k")
 	deleteFrom := func(writer int, want bool, what string) {
 		t.Helper()
 		existed, err := gs[writer].Delete(ctx, key)
@@ -195,10 +195,10 @@ func TestClusterDelete(t *testing.T) {
 	gs[1].store.Remove(local.Main, key)
 	deleteFrom(1, true, "hot copies only")
 	// A stand-in value on a non-owner.
-	gs[2].store.Add(local.StandIn, key, []byte("v"), nil, time.Minute, false, gs[2].store.Seq())
+	gs[2].store.Add(local.StandIn, local.Put{Key: key, Value: []byte("v"), TTL: time.Minute, Since: gs[2].store.Seq()})
 	deleteFrom(0, true, "a stand-in value")
 	// A cached not-found on the owner (and wherever the Gets cached it).
-	missing := wtKeyOwnedBy(t, nodes, "missing", "n1")
+	missing := keyOwnedBy(t, nodes[0], "n1", "missing")
 	key = missing
 	for _, g := range gs {
 		if _, err := g.Get(ctx, missing); !errors.Is(err, ErrNotFound) {
@@ -216,7 +216,7 @@ func TestClusterDelete(t *testing.T) {
 func TestClusterDeletePartial(t *testing.T) {
 	nodes := startCluster(t, 3, nil)
 	gs := newClusterGroups(t, nodes, "g", newOrigin())
-	key := wtKeyOwnedBy(t, nodes, "k", "n1")
+	key := keyOwnedBy(t, nodes[0], "n1", "k")
 	mustGet(t, gs[1], key)
 	nodes[2].server.Close() // n2 stays in the ring but cannot acknowledge
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -248,13 +248,13 @@ func TestClusterNodeInvalidateTags(t *testing.T) {
 	nodes, all, bc := nodeTagsCluster(t, allOrigin, o)
 	// Keys of "bc" owned by n1 and n2 (a Get on the other fetches it), and
 	// a "u" key that stays.
-	keys := []string{wtKeyOwnedBy(t, nodes, "t", "n1"), wtKeyOwnedBy(t, nodes, "t", "n2"), wtKeyOwnedBy(t, nodes, "u", "n1")}
+	keys := []string{keyOwnedBy(t, nodes[0], "n1", "t"), keyOwnedBy(t, nodes[0], "n2", "t"), keyOwnedBy(t, nodes[0], "n1", "u")}
 	for _, g := range bc {
 		for _, k := range keys {
 			mustGet(t, g, k)
 		}
 	}
-	shared := wtKeyOwnedBy(t, nodes, "t", "n0")
+	shared := keyOwnedBy(t, nodes[0], "n0", "t")
 	wtWarm(t, nodes, all, shared, "0")
 	for _, k := range keys {
 		o.bump(k)
@@ -286,7 +286,7 @@ func TestClusterNodeInvalidateTagsFencesLoad(t *testing.T) {
 	o.gate = make(chan struct{})      // holds the first load
 	o.entered = make(chan string, 64) // every load sends: room for all of them
 	nodes, _, bc := nodeTagsCluster(t, newOrigin(), o)
-	key := wtKeyOwnedBy(t, nodes, "t", "n1")
+	key := keyOwnedBy(t, nodes[0], "n1", "t")
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	resA := make(chan string, 1)
@@ -319,7 +319,7 @@ func TestClusterNodeInvalidateTagsFencesLoad(t *testing.T) {
 func TestClusterNodeInvalidateTagsGossip(t *testing.T) {
 	o := newOrigin()
 	nodes, _, bc := nodeTagsCluster(t, newOrigin(), o)
-	key := wtKeyOwnedBy(t, nodes, "t", "n2")
+	key := keyOwnedBy(t, nodes[0], "n2", "t")
 	mustGet(t, bc[1], key)
 	nodes[2].server.Close() // n2 stays in the ring but cannot acknowledge
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
