@@ -432,6 +432,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	s := newFenceStress(t)
 	s.failEvery = mode.failEvery
 	s.keysOnly = mode.churn
+	s.noExpiry = mode.noExpiry
 	size := 3
 	if mode.churn {
 		size = 4
@@ -546,6 +547,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	t.Logf("L2 hits %d, stores %d", sum.L2Hits, sum.L2Stores)
 	mode.checkL2(t, sum)
 	mode.checkWindow(t, sum)
+	mode.checkWrites(t, s)
 	var batches uint64
 	for _, n := range nodes {
 		batches += n.Stats().WriteBatches
