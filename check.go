@@ -2,6 +2,7 @@ package meshcache
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/meshcache/meshcache/transport"
 )
@@ -33,7 +34,7 @@ func (g *Group) checkWrite(req transport.WriteRequest) error {
 			return bad("%v", err)
 		}
 	}
-	if req.Op == transport.OpExpire && req.TTL <= 0 {
+	if req.Op == transport.OpExpire && req.TTL <= 0 && req.TTL != NoExpiry {
 		return bad("TTL %v", req.TTL)
 	}
 	return nil
@@ -41,6 +42,11 @@ func (g *Group) checkWrite(req transport.WriteRequest) error {
 
 // checkItem reports a loaded item that cannot be stored.
 func (g *Group) checkItem(key string, it Item) error {
+	if !validTTL(it.TTL) {
+		err := fmt.Errorf("meshcache: load %q in group %s: TTL %v: %w", key, g.name, it.TTL, ErrInvalidTTL)
+		g.log.Warn("meshcache: loader returned a bad TTL", "key", key, "err", err)
+		return err
+	}
 	if len(it.Value) > g.cfg.maxValueBytes {
 		err := fmt.Errorf("meshcache: load %q in group %s: value of %d bytes over %d: %w",
 			key, g.name, len(it.Value), g.cfg.maxValueBytes, ErrValueTooLarge)
@@ -58,7 +64,7 @@ func (g *Group) checkItem(key string, it Item) error {
 }
 
 func (g *Group) checkSetItem(key string, item Item) error {
-	if item.TTL < 0 {
+	if !validTTL(item.TTL) {
 		return fmt.Errorf("meshcache: set %q: TTL %v: %w", key, item.TTL, ErrInvalidTTL)
 	}
 	if len(item.Value) > g.cfg.maxValueBytes {
@@ -72,6 +78,10 @@ func (g *Group) checkSetItem(key string, item Item) error {
 	}
 	return nil
 }
+
+// validTTL reports whether ttl is an [Item.TTL]: zero (the group's
+// default), positive, or [NoExpiry].
+func validTTL(ttl time.Duration) bool { return ttl >= 0 || ttl == NoExpiry }
 
 func checkTag(t string) error {
 	if t == "" || len(t) > MaxKeyLen {

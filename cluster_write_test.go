@@ -420,6 +420,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	s.failEvery = mode.failEvery
 	s.nodeTags = mode.nodeTags
 	s.keysOnly = mode.churn
+	s.noExpiry = mode.noExpiry
 	size := 3
 	if mode.churn {
 		size = 4
@@ -536,6 +537,7 @@ func clusterFenceStress(t *testing.T, mode stressMode, readersPerNode, reads, wr
 	mode.checkWindow(t, sum)
 	t.Logf("writes to every group (Node.InvalidateTags): %d", s.nodeTagWrites.Load())
 	mode.checkNodeTags(t, s)
+	mode.checkWrites(t, s)
 	var batches uint64
 	for _, n := range nodes {
 		batches += n.Stats().WriteBatches

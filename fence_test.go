@@ -35,6 +35,12 @@ func TestWriteFencesLoadInFlight(t *testing.T) {
 		{"Node.InvalidateTags", func(ctx context.Context, g *Group) error { return g.node.InvalidateTags(ctx, "tag") }, "1", 2},
 		{"Clear", func(ctx context.Context, g *Group) error { return g.Clear(ctx) }, "1", 2},
 		{"Set", func(ctx context.Context, g *Group) error { return g.Set(ctx, "k", Item{Value: []byte("set")}) }, "set", 1},
+		{"Set NoExpiry", func(ctx context.Context, g *Group) error {
+			return g.Set(ctx, "k", Item{Value: []byte("set"), TTL: NoExpiry})
+		}, "set", 1},
+		{"SetMany", func(ctx context.Context, g *Group) error {
+			return g.SetMany(ctx, map[string]Item{"j": {Value: []byte("j")}, "k": {Value: []byte("set")}})
+		}, "set", 1},
 		{"Refresh", func(ctx context.Context, g *Group) error { _, err := g.Refresh(ctx, "k"); return err }, "1", 2},
 		{"ForceRefresh in GetMany", func(ctx context.Context, g *Group) error {
 			_, err := g.GetMany(ctx, []string{"k"}, ForceRefresh())
@@ -79,7 +85,7 @@ func TestWriteFencesLoadInFlight(t *testing.T) {
 	}
 }
 
-// TestFenceStress runs random concurrent Gets, Sets, Invalidates,
+// TestFenceStress runs random concurrent Gets, Sets, SetManys, Invalidates,
 // InvalidateTags and Clears against a versioned origin and checks the
 // guarantee after every write: no Get that starts after a write returned
 // sees a value older than that write.
@@ -123,6 +129,9 @@ type stressMode struct {
 	// nodeTags: half of the tag invalidations are writes to every group
 	// (Node.InvalidateTags).
 	nodeTags bool
+	// noExpiry: loaded and written items never expire (NoExpiry), and
+	// Expire(NoExpiry) runs among the writes.
+	noExpiry bool
 }
 
 // groupOptions returns the mode's options, with a second level on a Redis
@@ -178,12 +187,16 @@ var stressModes = []stressMode{
 	// Loads of distinct keys go in batches (WithBatchWindow), the owner's
 	// for its peers too.
 	{name: "window", window: true},
+	// Nothing expires at the owners; hot copies of values without expiry
+	// still expire within a few reads.
+	{name: "noexpiry", noExpiry: true, opts: []GroupOption{WithHotTTL(20 * time.Millisecond)}},
 }
 
 func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, writes int) {
 	s := newFenceStress(t)
 	s.failEvery = mode.failEvery
 	s.nodeTags = mode.nodeTags
+	s.noExpiry = mode.noExpiry
 	g := mustGroup(t, newTestNode(t), "g", s, mode.groupOptions(t, s)...)
 	ctx := t.Context()
 	var wg sync.WaitGroup
@@ -218,6 +231,16 @@ func fenceStressOneNode(t *testing.T, mode stressMode, readers, writers, reads, 
 	mode.checkL2(t, st)
 	mode.checkWindow(t, st)
 	mode.checkNodeTags(t, s)
+	mode.checkWrites(t, s)
+}
+
+// checkWrites fails t when the stress ran no SetMany, or the noexpiry mode
+// no Expire.
+func (m stressMode) checkWrites(t testing.TB, s *fenceStress) {
+	t.Logf("writes: %d SetMany, %d Expire(NoExpiry)", s.writes[4].Load(), s.writes[5].Load())
+	if s.writes[4].Load() == 0 || m.noExpiry && s.writes[5].Load() == 0 {
+		t.Fatalf("the stress test ran no SetMany, or no Expire in the noexpiry mode: %d, %d", s.writes[4].Load(), s.writes[5].Load())
+	}
 }
 
 // checkWindow fails t when the window mode batched nothing.
@@ -252,9 +275,12 @@ type fenceStress struct {
 	// and a member leaving hands it over (any write within the tombstone
 	// lifetime refuses a hand-over of what it touched).
 	keysOnly bool
+	// noExpiry: loaded and written items have the TTL NoExpiry, and some
+	// writes are Expire(NoExpiry).
+	noExpiry bool
 	loads    atomic.Int64    // loads, for failEvery
 	failed   atomic.Int64    // Gets that failed because a load failed
-	writes   [4]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear
+	writes   [6]atomic.Int64 // Set, Invalidate, InvalidateTags, Clear, SetMany, Expire
 
 	// nodeTags: half of the tag invalidations go to every group
 	// (Node.InvalidateTags), counted in nodeTagWrites.
@@ -277,7 +303,15 @@ func (s *fenceStress) Load(ctx context.Context, key string) (Item, error) {
 	if s.failEvery > 0 && s.loads.Add(1)%s.failEvery == 0 {
 		return Item{}, errDown
 	}
-	return Item{Value: []byte(strconv.Itoa(v)), Tags: []string{stressTag(i)}}, nil
+	return Item{Value: []byte(strconv.Itoa(v)), TTL: s.ttl(), Tags: []string{stressTag(i)}}, nil
+}
+
+// ttl is the TTL of the items s loads and writes.
+func (s *fenceStress) ttl() time.Duration {
+	if s.noExpiry {
+		return NoExpiry
+	}
+	return 0
 }
 
 func (s *fenceStress) bump(i int) int {
@@ -316,29 +350,43 @@ func (s *fenceStress) read(ctx context.Context, g *Group) bool {
 }
 
 // write runs one random write through g, paced so that loads are in flight
-// when it runs: a Set, an Invalidate, an InvalidateTags or a Clear.
+// when it runs: a Set, a SetMany, an Invalidate, an InvalidateTags or a
+// Clear (in the noExpiry mode, also an Expire(NoExpiry)).
 func (s *fenceStress) write(ctx context.Context, g *Group) {
 	time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+	if s.noExpiry && rand.IntN(8) == 0 {
+		// It changes no value: no version to bump, no floor to raise.
+		if _, err := g.Expire(ctx, stressKey(rand.IntN(stressKeys)), NoExpiry); err != nil {
+			s.t.Errorf("write: %v", err)
+		}
+		s.writes[5].Add(1)
+		return
+	}
 	if s.keysOnly {
 		i := rand.IntN(stressKeys / 2)
-		if rand.IntN(2) == 0 {
+		switch rand.IntN(4) {
+		case 0:
 			s.writeKeys([]int{i}, func(vs []int) error {
-				return g.Set(ctx, stressKey(i), Item{Value: []byte(strconv.Itoa(vs[0])), Tags: []string{stressTag(i)}})
+				return g.Set(ctx, stressKey(i), Item{Value: []byte(strconv.Itoa(vs[0])), TTL: s.ttl(), Tags: []string{stressTag(i)}})
 			})
 			s.writes[0].Add(1)
-		} else {
+		case 1:
+			s.setMany(ctx, g, stressKeys/2)
+		default:
 			s.writeKeys([]int{i}, func([]int) error { return g.Invalidate(ctx, stressKey(i)) })
 			s.writes[1].Add(1)
 		}
 		return
 	}
 	switch op := rand.IntN(10); {
-	case op < 4:
+	case op < 2:
 		i := rand.IntN(stressKeys)
 		s.writeKeys([]int{i}, func(vs []int) error {
-			return g.Set(ctx, stressKey(i), Item{Value: []byte(strconv.Itoa(vs[0])), Tags: []string{stressTag(i)}})
+			return g.Set(ctx, stressKey(i), Item{Value: []byte(strconv.Itoa(vs[0])), TTL: s.ttl(), Tags: []string{stressTag(i)}})
 		})
 		s.writes[0].Add(1)
+	case op < 4:
+		s.setMany(ctx, g, stressKeys)
 	case op < 7:
 		i := rand.IntN(stressKeys)
 		s.writeKeys([]int{i}, func([]int) error { return g.Invalidate(ctx, stressKey(i)) })
@@ -366,6 +414,21 @@ func (s *fenceStress) write(ctx context.Context, g *Group) {
 		s.writeKeys(idx, func([]int) error { return g.Clear(ctx) })
 		s.writes[3].Add(1)
 	}
+}
+
+// setMany writes two or three of the first n keys (in a cluster, mostly
+// owned by different members) with one SetMany.
+func (s *fenceStress) setMany(ctx context.Context, g *Group, n int) {
+	idx := rand.Perm(n)[:2+rand.IntN(2)]
+	slices.Sort(idx) // writeKeys locks in this order
+	s.writeKeys(idx, func(vs []int) error {
+		items := make(map[string]Item, len(idx))
+		for j, i := range idx {
+			items[stressKey(i)] = Item{Value: []byte(strconv.Itoa(vs[j])), TTL: s.ttl(), Tags: []string{stressTag(i)}}
+		}
+		return g.SetMany(ctx, items)
+	})
+	s.writes[4].Add(1)
 }
 
 // writeKeys locks the keys in order, bumps their versions, runs write and

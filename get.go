@@ -46,7 +46,7 @@ func (g *Group) getTraced(ctx context.Context, key string, cc callConfig) ([]byt
 
 // get is Get, once its options are read.
 func (g *Group) get(ctx context.Context, key string, cc callConfig) ([]byte, error) {
-	if cc.bypass || g.cfg.passthrough || !g.node.serving() {
+	if cc.bypass || g.cfg.passthrough.Load() || !g.node.serving() {
 		// Without its lease the node loads for its callers directly: it
 		// may have missed writes, so it neither serves nor fills its caches.
 		v, err := g.loadUncached(ctx, key)

@@ -126,7 +126,7 @@ func TestBadInput(t *testing.T) {
 		{"empty key in Invalidate", g.Invalidate(ctx, "a", ""), ErrEmptyKey},
 		{"empty tag", g.InvalidateTags(ctx, ""), ErrInvalidTag},
 		{"value too large", g.Set(ctx, "k", Item{Value: make([]byte, DefaultMaxValueBytes+1)}), ErrValueTooLarge},
-		{"negative TTL in Set", g.Set(ctx, "k", Item{TTL: -1}), ErrInvalidTTL},
+		{"negative TTL in Set", g.Set(ctx, "k", Item{TTL: -time.Second}), ErrInvalidTTL}, // -1 is NoExpiry
 		{"zero TTL in Expire", func() error { _, err := g.Expire(ctx, "k", 0); return err }(), ErrInvalidTTL},
 		{"nil loader", func() error { _, err := NewGroup(n, "x", nil); return err }(), ErrNilLoader},
 		{"nil LoaderFunc", func() error { _, err := NewGroup(n, "x", LoaderFunc(nil)); return err }(), ErrNilLoader},

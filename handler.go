@@ -181,12 +181,12 @@ func (g *Group) serveCached(key string) (v transport.Value, ok bool, err error) 
 	return wireValue(e), true, nil
 }
 
-// wireValue is a cached entry as it goes to a peer: the remaining TTL and
-// the age as durations. Value and Tags are shared with the cache, which
-// never modifies them.
+// wireValue is a cached entry as it goes to a peer: the remaining TTL
+// (wireNoExpiry for none) and the age as durations. Value and Tags are
+// shared with the cache, which never modifies them.
 func wireValue(e local.Entry) transport.Value {
 	now := time.Now()
-	v := transport.Value{Value: e.Value, Tags: e.Tags, Age: max(now.Sub(e.Filled), 0)}
+	v := transport.Value{Value: e.Value, Tags: e.Tags, Age: max(now.Sub(e.Filled), 0), TTL: wireNoExpiry}
 	if !e.Expires.IsZero() {
 		v.TTL = e.Expires.Sub(now)
 		if v.TTL <= 0 {

@@ -5,15 +5,31 @@ import (
 	"time"
 )
 
+// NoExpiry, as an [Item.TTL] (from a [Loader], or for [Group.Set] and
+// [Group.SetMany]), caches a value that never expires; as the TTL of
+// [Group.Expire], it removes the expiry of a cached value. Such an entry
+// stays until a write removes it or the group's byte bounds evict it (see
+// [WithMainBytes]), and [Group.Peek] reports its TTL as zero. Only the
+// key's owner keeps it without expiry: a node that keeps a value of a key
+// it does not own (a hot copy fetched from the owner, a fallback load, a
+// stand-in's load) keeps it at most the hot TTL ([WithHotTTL]), as any.
+// Jitter ([WithJitter]) does not apply to it, and the stale options never
+// serve it stale: it never expires. A second level ([WithL2]) keeps it for
+// the group's TTL ([WithTTL]).
+const NoExpiry time.Duration = -1
+
 // Item is what a [Loader] returns for a key, and what [Group.Set] stores.
 type Item struct {
 	// Value is the cached value. A loader's item belongs to meshcache once
-	// returned: the loader must not modify the slice afterwards. Set copies it.
+	// returned: the loader must not modify the slice afterwards. Set and
+	// SetMany copy it.
 	Value []byte
 
 	// TTL is how long the value stays cached. If zero, the group's default
-	// (see [WithTTL]). A negative TTL is an error for Set and means the group
-	// default for a loader.
+	// (see [WithTTL]); if [NoExpiry], the value does not expire. Any other
+	// negative TTL is an error wrapping [ErrInvalidTTL]: Set and SetMany
+	// return it, and a load that returns it fails with it (nothing is
+	// cached).
 	TTL time.Duration
 
 	// Tags name groups of entries that [Group.InvalidateTags] drops together,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"runtime/debug"
 	"time"
@@ -117,9 +118,22 @@ func (g *Group) storeNotFound(ctx context.Context, key string, since uint64, tie
 	}
 }
 
-// tierTTL caps ttl at the hot TTL for the hot tier.
+// wireNoExpiry is the TTL of a value without expiry on the wire (in a
+// transport.Value): the longest duration, so that a receiver bounding it
+// (min with its hot TTL) needs no special case. A zero TTL there means "not
+// cached at the owner, do not cache" (see serve), a negative one a stale
+// answer (staleTTL).
+const wireNoExpiry = time.Duration(math.MaxInt64)
+
+// tierTTL caps ttl at the hot TTL for the hot and stand-in tiers, where a
+// value without expiry (ttl zero or negative, as [NoExpiry]) gets the hot
+// TTL too. The main tier keeps ttl: the store takes zero or negative for
+// no expiry.
 func (g *Group) tierTTL(tier local.Tier, ttl time.Duration) time.Duration {
 	if tier == local.Hot || tier == local.StandIn {
+		if ttl <= 0 {
+			return g.cfg.hotTTL
+		}
 		return min(ttl, g.cfg.hotTTL)
 	}
 	return ttl
@@ -150,8 +164,9 @@ func (g *Group) notFound(key string) error {
 //	later   the load returns version 0: it must not be stored
 //
 // ctx is the load's context (see loadContext). storeLoaded returns the TTL
-// the item was given, and whether the item may be cached at all (stored
-// here or not): then a second level may keep it for that TTL.
+// the item was given (the group's TTL for one that does not expire), and
+// whether the item may be cached at all (stored here or not): then a second
+// level may keep it for that TTL.
 func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint64, tier local.Tier) (time.Duration, bool) {
 	if ctx.Err() != nil {
 		g.log.Warn("meshcache: loader returned after its context ended; value not cached", "key", key)
@@ -160,14 +175,17 @@ func (g *Group) storeLoaded(ctx context.Context, key string, it Item, since uint
 	if it.NoStore || (g.cfg.storeIf != nil && !g.cfg.storeIf(key, it)) {
 		return 0, false
 	}
-	ttl := it.TTL
-	if ttl <= 0 {
+	ttl := it.TTL // checked (checkItem): zero, positive or NoExpiry
+	if ttl == 0 {
 		ttl = g.cfg.ttl
 	}
-	if f := g.cfg.jitter; f > 0 {
+	if f := g.cfg.jitter; f > 0 && ttl > 0 {
 		ttl -= time.Duration(rand.Float64() * f * float64(ttl))
 	}
 	g.store.Add(tier, local.Put{Key: key, Value: it.Value, Tags: cleanTags(it.Tags), TTL: g.tierTTL(tier, ttl), Since: since})
+	if ttl == NoExpiry {
+		return g.cfg.ttl, true // a second level's items expire (l2.Item)
+	}
 	return ttl, true
 }
 

@@ -49,7 +49,7 @@ func (g *Group) getMany(ctx context.Context, op string, keys []string, cc callCo
 			return err
 		}
 	}
-	cached := !cc.bypass && !g.cfg.passthrough && g.node.serving()
+	cached := !cc.bypass && !g.cfg.passthrough.Load() && g.node.serving()
 	seen := make(map[string]bool, len(keys))
 	var missing []string
 	for _, k := range keys {

@@ -3,6 +3,7 @@ package meshcache
 import (
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshcache/meshcache/l2"
@@ -47,7 +48,10 @@ type groupConfig struct {
 	maxValueSet   bool // WithMaxValueBytes was given
 	validate      func(Entry) bool
 	storeIf       func(key string, it Item) bool
-	passthrough   bool
+	// passthrough is WithPassthrough's switch, which Group.SetPassthrough
+	// flips at run time: a pointer, so that the config stays a value
+	// (defaultGroupConfig allocates it; NewFunc's zero config may not).
+	passthrough *atomic.Bool
 	// staleIfError and staleWhileRevalidate are the stale windows after an
 	// entry's TTL (WithStaleIfError, WithStaleWhileRevalidate).
 	staleIfError         time.Duration
@@ -80,6 +84,7 @@ func defaultGroupConfig() groupConfig {
 		maxValueBytes: DefaultMaxValueBytes,
 		l2Timeout:     DefaultL2Timeout,
 		maxBatch:      DefaultMaxBatch,
+		passthrough:   new(atomic.Bool),
 	}
 }
 
@@ -96,8 +101,8 @@ func positive(c *groupConfig, name string, d time.Duration) bool {
 }
 
 // WithTTL sets the default time to live of loaded values, used when the
-// loader's [Item.TTL] is zero. It must be positive. If not given,
-// [DefaultTTL].
+// loader's [Item.TTL] is zero. It must be positive: a value that should not
+// expire says so itself ([NoExpiry]). If not given, [DefaultTTL].
 func WithTTL(d time.Duration) GroupOption {
 	return func(c *groupConfig) {
 		if positive(c, "WithTTL", d) {
@@ -365,9 +370,33 @@ func WithL2Timeout(d time.Duration) GroupOption {
 
 // WithPassthrough turns caching off: every Get calls the loader and nothing is
 // stored. Meant for tests, and for turning a cache off by configuration.
+// [Group.SetPassthrough] turns it on and off at run time, where the details
+// are.
 func WithPassthrough() GroupOption {
-	return func(c *groupConfig) { c.passthrough = true }
+	return func(c *groupConfig) {
+		if c.passthrough == nil {
+			c.passthrough = new(atomic.Bool)
+		}
+		c.passthrough.Store(true)
+	}
 }
+
+// SetPassthrough turns caching off on this node (on is true, as
+// [WithPassthrough] does) or back on. It takes effect for the calls that
+// start afterwards and may be called at any time, concurrently with any
+// other method.
+//
+// While it is on, this node's Get, GetMany and Warm read nothing from the
+// group's caches and store nothing in them: every call runs the loader for
+// its caller alone (as [Bypass]). Everything else goes on as usual: writes
+// ([Group.Set], [Group.Invalidate] and the others) apply on every member,
+// this one included, fences and all; the node answers its peers as their
+// keys' owner, from its main cache or by loading (and caching) as always;
+// [Group.Peek] shows what is cached. So the entries cached before, or for
+// peers meanwhile, are kept current by the writes, and when passthrough
+// is turned off again they are served as before: never one that a write
+// removed or replaced while it was on.
+func (g *Group) SetPassthrough(on bool) { g.cfg.passthrough.Store(on) }
 
 // A CallOption changes one call of [Group.Get] or [Group.GetMany].
 type CallOption func(*callConfig)

@@ -108,10 +108,7 @@ func (g *Group) restore(entries []snapshotEntry, since uint64) {
 		}
 		tier := local.Main
 		if e.Hot {
-			tier, ttl = local.Hot, g.tierTTL(local.Hot, ttl)
-			if ttl == 0 {
-				ttl = g.cfg.hotTTL
-			}
+			tier, ttl = local.Hot, g.tierTTL(local.Hot, ttl) // no expiry: the hot TTL
 		}
 		if g.checkSetItem(e.Key, Item{Value: e.Value, TTL: ttl, Tags: e.Tags}) != nil {
 			continue

@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshcache/meshcache/local"
@@ -13,12 +16,12 @@ import (
 )
 
 // An InvalidateError reports a write (Invalidate, InvalidateTags, Set,
-// SetIfAbsent, Expire, Clear) that some alive members did not acknowledge in
-// time. It wraps [ErrPartialInvalidation]. The change was applied on every
-// other member and queued on gossip for the ones named here; until they
-// apply it they may serve what the write replaced. A group with a second
-// level ([WithL2]) that did not take the write names it "l2": until a
-// write of the key succeeds, a load may find the old value there.
+// SetMany, SetIfAbsent, Expire, Clear) that some alive members did not
+// acknowledge in time. It wraps [ErrPartialInvalidation]. The change was
+// applied on every other member and queued on gossip for the ones named
+// here; until they apply it they may serve what the write replaced. A group
+// with a second level ([WithL2]) that did not take the write names it "l2":
+// until a write of the key succeeds, a load may find the old value there.
 type InvalidateError struct {
 	Op      string   // "invalidate", "invalidate-tags", "set", ...
 	Group   string   // the group written to; empty for every group ([Node.InvalidateTags])
@@ -62,8 +65,9 @@ func (g *Group) Refresh(ctx context.Context, key string) ([]byte, error) {
 // key that were in flight: once Set returns nil, no Get on any node returns
 // a value loaded before it. In a cluster the key's owner stores the value
 // and every member drops its copies (see [Group.Invalidate] for the
-// errors). A zero item.TTL means the group's default; jitter does not
-// apply. An item with NoStore set only invalidates key.
+// errors). A zero item.TTL means the group's default, [NoExpiry] no
+// expiry; jitter does not apply. An item with NoStore set only invalidates
+// key.
 func (g *Group) Set(ctx context.Context, key string, item Item) error {
 	_, err := g.set(ctx, key, item, false)
 	return err
@@ -74,6 +78,90 @@ func (g *Group) Set(ctx context.Context, key string, item Item) error {
 // value fences the loads of key in flight and drops every member's copies.
 func (g *Group) SetIfAbsent(ctx context.Context, key string, item Item) (bool, error) {
 	return g.set(ctx, key, item, true)
+}
+
+// SetMany stores each item of items under its key, as [Group.Set] does,
+// in one write: each key's owner stores its items, and every member drops
+// its copies of the keys and fences their loads in flight, in the same two
+// phases however many keys and owners there are. Once SetMany returns nil,
+// no Get on any node returns a value of any of the keys loaded before it.
+//
+// A bad key or item fails the call before anything is written, with the
+// errors of Set; an empty items writes nothing. A member that does not
+// acknowledge makes SetMany return an [*InvalidateError] (see
+// [Group.Invalidate]). Items with NoStore set only invalidate their keys:
+// in a second write, beside the first, when other items are stored; the
+// members that either write missed are named in one *InvalidateError. The
+// write goes to each member in one message: a SetMany larger than the peer
+// transport's frame limit ([Config.MaxFrameBytes]) is acknowledged by no
+// member.
+func (g *Group) SetMany(ctx context.Context, items map[string]Item) error {
+	const op = "set-many"
+	if err := g.checkClosed(op); err != nil {
+		return err
+	}
+	keys := slices.Sorted(maps.Keys(items)) // the first bad key is reported, whatever the map's order
+	set := make([]transport.SetItem, 0, len(keys))
+	var drop []string
+	for _, k := range keys {
+		if err := g.checkKey(op, k); err != nil {
+			return err
+		}
+		it := items[k]
+		if err := g.checkSetItem(k, it); err != nil {
+			g.log.Warn("meshcache: rejected call", "op", op, "key", k, "err", err)
+			return err
+		}
+		if it.NoStore {
+			drop = append(drop, k)
+			continue
+		}
+		set = append(set, transport.SetItem{Key: k, Value: it.Value, TTL: it.TTL, Tags: it.Tags})
+	}
+	var err, derr error
+	var wg sync.WaitGroup
+	if len(drop) > 0 {
+		// Beside the Set, not after it: both have ctx's whole time.
+		wg.Go(func() { _, derr = g.write(ctx, transport.WriteRequest{Op: transport.OpInvalidate, Keys: drop}) })
+	}
+	if len(set) > 0 {
+		_, err = g.write(ctx, transport.WriteRequest{Op: transport.OpSet, Items: set})
+	}
+	wg.Wait()
+	return joinUnacked(err, derr)
+}
+
+// joinUnacked returns one error for two writes of one call: nil if both
+// succeeded, else an [*InvalidateError] naming the members that either did
+// not acknowledge (a's cause first). a and b are nil or *InvalidateError,
+// as write returns them.
+func joinUnacked(a, b error) error {
+	ea, okA := errors.AsType[*InvalidateError](a)
+	eb, okB := errors.AsType[*InvalidateError](b)
+	switch {
+	case b == nil:
+		return a
+	case a == nil:
+		return b
+	case !okA || !okB:
+		return errors.Join(a, b)
+	}
+	out := &InvalidateError{Op: ea.Op, Group: ea.Group}
+	causes := make(map[string]error, len(ea.Unacked)+len(eb.Unacked))
+	for _, e := range [...]*InvalidateError{eb, ea} { // ea last: its causes win
+		for i, name := range e.Unacked {
+			if i < len(e.Causes) {
+				causes[name] = e.Causes[i]
+			} else if _, ok := causes[name]; !ok {
+				causes[name] = nil
+			}
+		}
+	}
+	out.Unacked = slices.Sorted(maps.Keys(causes))
+	for _, name := range out.Unacked {
+		out.Causes = append(out.Causes, causes[name])
+	}
+	return out
 }
 
 func (g *Group) set(ctx context.Context, key string, item Item, ifAbsent bool) (bool, error) {
@@ -113,7 +201,7 @@ func (g *Group) storeSet(it transport.SetItem, ifAbsent bool) bool {
 		}
 	}
 	seq := g.fenceKeys([]string{it.Key})
-	ttl := it.TTL
+	ttl := it.TTL // NoExpiry stays negative: no expiry in the store
 	if ttl == 0 {
 		ttl = g.cfg.ttl
 	}
@@ -156,14 +244,15 @@ func (g *Group) fenceRefresh(ctx context.Context, keys []string) error {
 	return err
 }
 
-// Expire sets the remaining time to live of key's cached value to ttl, which
-// must be positive, on every member (hot copies keep at most the hot TTL).
-// It reports whether a value was cached on some member.
+// Expire sets the remaining time to live of key's cached value to ttl on
+// every member; ttl must be positive, or [NoExpiry], which removes the
+// value's expiry. Copies elsewhere (hot, stand-in) keep at most the hot
+// TTL. It reports whether a value was cached on some member.
 func (g *Group) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	if err := g.checkKey("expire", key); err != nil {
 		return false, err
 	}
-	if ttl <= 0 {
+	if ttl <= 0 && ttl != NoExpiry {
 		err := fmt.Errorf("meshcache: expire %q: TTL %v: %w", key, ttl, ErrInvalidTTL)
 		g.log.Warn("meshcache: rejected call", "op", "expire", "key", key, "err", err)
 		return false, err
@@ -188,8 +277,8 @@ func (g *Group) expire(tier local.Tier, key string, ttl time.Duration) bool {
 // [Config.WriteTimeout] when ctx has none), Invalidate returns an
 // [*InvalidateError] naming them, which wraps [ErrPartialInvalidation]; the
 // change is then also queued on gossip for them. The same holds for
-// [Group.InvalidateTags], [Group.Set], [Group.SetIfAbsent], [Group.Expire]
-// and [Group.Clear].
+// [Group.InvalidateTags], [Group.Set], [Group.SetMany], [Group.SetIfAbsent],
+// [Group.Expire] and [Group.Clear].
 func (g *Group) Invalidate(ctx context.Context, keys ...string) error {
 	if err := g.checkClosed("invalidate"); err != nil {
 		return err
