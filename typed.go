@@ -263,6 +263,25 @@ func (t *TypedGroup[V]) SetIfAbsent(ctx context.Context, key string, ti TypedIte
 	return t.g.SetIfAbsent(ctx, key, it)
 }
 
+// SetMany is [Group.SetMany], encoding the values. A value the codec cannot
+// encode fails the call, naming its key, before anything is written.
+func (t *TypedGroup[V]) SetMany(ctx context.Context, items map[string]TypedItem[V]) error {
+	its := make(map[string]Item, len(items))
+	for k, ti := range items {
+		it, err := typedToItem(t.c, ti)
+		if err != nil {
+			return fmt.Errorf("meshcache: set-many %q in group %s: %w", k, t.g.name, err)
+		}
+		its[k] = it
+	}
+	return t.g.SetMany(ctx, its)
+}
+
+// Delete is [Group.Delete].
+func (t *TypedGroup[V]) Delete(ctx context.Context, key string) (existed bool, err error) {
+	return t.g.Delete(ctx, key)
+}
+
 // Refresh is [Group.Refresh], decoding the value as [TypedGroup.Get] does.
 func (t *TypedGroup[V]) Refresh(ctx context.Context, key string) (V, error) {
 	return t.Get(ctx, key, ForceRefresh())

@@ -625,3 +625,35 @@ func TestTypedBatchLoaderCluster(t *testing.T) {
 		t.Errorf("GetMany with %s = %+v, want %s alone", bad, got, fresh)
 	}
 }
+
+func TestTypedSetManyDelete(t *testing.T) {
+	ctx := t.Context()
+	p := newProfiles()
+	g := mustTyped(t, newTestNode(t), "g", p)
+	a, b := profile{Name: "a", Version: 1}, profile{Name: "b", Version: 2}
+	if err := g.SetMany(ctx, map[string]TypedItem[profile]{"a": {Value: a}, "b": {Value: b, TTL: NoExpiry}}); err != nil {
+		t.Fatal(err)
+	}
+	if va, vb := mustTypedGet(t, g, "a"), mustTypedGet(t, g, "b"); va != a || vb != b || p.calls.Load() != 0 {
+		t.Errorf("Get after SetMany = %+v, %+v with %d loads; want %+v, %+v and none", va, vb, p.calls.Load(), a, b)
+	}
+	if e, ok, err := g.Peek(ctx, "b"); !ok || err != nil || e.TTL != 0 {
+		t.Errorf("Peek of a NoExpiry item = %+v, %v, %v; want TTL 0 (no expiry)", e, ok, err)
+	}
+	bad := map[string]TypedItem[profile]{"c": {Value: profile{Name: "c"}}, "nan": {Value: profile{Score: math.NaN()}}}
+	if err := g.SetMany(ctx, bad); !errors.Is(err, codec.ErrEncode) || !strings.Contains(err.Error(), `"nan"`) {
+		t.Errorf("SetMany with a NaN = %v, want codec.ErrEncode naming the key", err)
+	}
+	if _, ok, _ := g.Peek(ctx, "c"); ok {
+		t.Error("SetMany that failed to encode one value stored another")
+	}
+	if existed, err := g.Delete(ctx, "a"); !existed || err != nil {
+		t.Errorf("Delete of a cached key = %v, %v; want true", existed, err)
+	}
+	if _, ok, _ := g.Peek(ctx, "a"); ok {
+		t.Error("Delete left the key cached")
+	}
+	if existed, err := g.Delete(ctx, "a"); existed || err != nil {
+		t.Errorf("Delete of an absent key = %v, %v; want false", existed, err)
+	}
+}
