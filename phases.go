@@ -637,7 +637,7 @@ func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 		if phase == transport.PhaseServing {
 			stored := 0
 			for _, it := range req.Items {
-				if g.storeSet(it, req.Op == transport.OpSetIfAbsent) {
+				if g.storeSet(req.Op, it) {
 					stored++
 				}
 			}

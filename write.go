@@ -69,7 +69,7 @@ func (g *Group) Refresh(ctx context.Context, key string) ([]byte, error) {
 // expiry; jitter does not apply. An item with NoStore set only invalidates
 // key.
 func (g *Group) Set(ctx context.Context, key string, item Item) error {
-	_, err := g.set(ctx, key, item, false)
+	_, err := g.set(ctx, transport.OpSet, key, item)
 	return err
 }
 
@@ -77,7 +77,7 @@ func (g *Group) Set(ctx context.Context, key string, item Item) error {
 // cached for it, and reports whether it did. Like [Group.Set], a stored
 // value fences the loads of key in flight and drops every member's copies.
 func (g *Group) SetIfAbsent(ctx context.Context, key string, item Item) (bool, error) {
-	return g.set(ctx, key, item, true)
+	return g.set(ctx, transport.OpSetIfAbsent, key, item)
 }
 
 // SetMany stores each item of items under its key, as [Group.Set] does,
@@ -164,11 +164,8 @@ func joinUnacked(a, b error) error {
 	return out
 }
 
-func (g *Group) set(ctx context.Context, key string, item Item, ifAbsent bool) (bool, error) {
-	op := transport.OpSet
-	if ifAbsent {
-		op = transport.OpSetIfAbsent
-	}
+// set is Set (op OpSet) and SetIfAbsent (op OpSetIfAbsent).
+func (g *Group) set(ctx context.Context, op transport.Op, key string, item Item) (bool, error) {
 	if err := g.checkKey(op.String(), key); err != nil {
 		return false, err
 	}
@@ -186,9 +183,11 @@ func (g *Group) set(ctx context.Context, key string, item Item, ifAbsent bool) (
 	return applied > 0, err
 }
 
-// storeSet applies a checked Set item on this node: the owner stores it,
-// every node fences the key. It reports whether the value was stored.
-func (g *Group) storeSet(it transport.SetItem, ifAbsent bool) bool {
+// storeSet applies a checked item of a write op (OpSet or OpSetIfAbsent)
+// on this node: the owner stores it, every node fences the key. It reports
+// whether the value was stored.
+func (g *Group) storeSet(op transport.Op, it transport.SetItem) bool {
+	ifAbsent := op == transport.OpSetIfAbsent
 	if g.node.route(it.Key) != nil {
 		if !ifAbsent {
 			g.fenceKeys([]string{it.Key})
