@@ -91,7 +91,8 @@ type flight struct {
 // startFlight joins the flight of key, or starts one: a load when owner is
 // nil (this node owns key), else a fetch from owner. A flight runs on a
 // goroutine of its own, so that every caller, the leader too, can stop
-// waiting when its ctx ends.
+// waiting when its ctx ends. (A Get leads a fetch flight on its own
+// goroutine instead, with the same promise: see leadFetch.)
 func (g *Group) startFlight(ctx context.Context, key string, owner *peer) flight {
 	return g.startFlightTo(ctx, key, owner, false)
 }

@@ -229,12 +229,14 @@ func (c *Client) GetWithin(ctx context.Context, addr string, req GetRequest, tim
 // Otherwise it returns what GetWithin would, and a nil *PendingGet.
 func (c *Client) GetOrLeave(ctx context.Context, addr string, req GetRequest, timeout time.Duration, leave <-chan struct{}) (GetResponse, *PendingGet, error) {
 	cl := getCall()
-	cl.fastGet, cl.getReq, cl.timeout = true, req, timeout
-	if len(req.Trace) > 0 {
+	cl.timeout = timeout
+	if fastGet && len(req.Trace) == 0 {
+		cl.fastGet, cl.getReq = true, req
+	} else {
 		// A traced request takes the generic encoding, which carries it.
-		cl.fastGet = false
+		encodeGetRequest(&cl.a, &cl.getMsg, req)
+		cl.env.Body = &cl.get
 		cl.env.Trace = req.Trace
-		cl.env.Body = &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Group: []byte(req.Group), Key: []byte(req.Key)}}
 	}
 	if err := c.prepare(ctx, addr, "get", cl); err != nil {
 		cl.release()

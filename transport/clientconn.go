@@ -277,6 +277,8 @@ type call struct {
 	getReq  GetRequest // with fastGet
 
 	env      wirepb.Envelope // the request, unless fastGet
+	get      wirepb.Envelope_GetRequest
+	getMsg   wirepb.GetRequest
 	many     wirepb.Envelope_GetManyRequest
 	manyMsg  wirepb.GetManyRequest
 	peek     wirepb.Envelope_PeekRequest
@@ -296,6 +298,7 @@ type call struct {
 
 var callPool = sync.Pool{New: func() any {
 	cl := &call{done: make(chan struct{}, 1)}
+	cl.get.GetRequest = &cl.getMsg
 	cl.many.GetManyRequest = &cl.manyMsg
 	cl.peek.PeekRequest = &cl.peekMsg
 	cl.write.WriteRequest = &cl.writeMsg
@@ -321,6 +324,7 @@ func (cl *call) release() {
 	cl.sent, cl.readsAtSend, cl.sentAt = false, 0, 0
 	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
 	cl.env.Body, cl.env.Trace = nil, nil
+	cl.getMsg.Group, cl.getMsg.Key = nil, nil
 	cl.manyMsg.Keys = nil
 	proto.Reset(&cl.writeMsg)
 	proto.Reset(&cl.leaseMsg)
