@@ -43,6 +43,12 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 	if reached {
 		return v, src, err
 	}
+	return g.fetchElsewhere(ctx, key, owner, err)
+}
+
+// fetchElsewhere is the rest of fetch when owner could not be reached or
+// could not serve (err says why): the key's stand-in or this node loads it.
+func (g *Group) fetchElsewhere(ctx context.Context, key string, owner *peer, err error) ([]byte, Source, error) {
 	// The owner could not be reached: while it is suspect, its stand-in
 	// (the same member for every node that suspects it) loads the key for
 	// the fleet. Only when the stand-in cannot be reached either, or there
@@ -66,7 +72,7 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 		}
 	}
 	g.stats.fallbacks.Add(1)
-	v, err = g.loadAndStore(ctx, key, local.Hot)
+	v, err := g.loadAndStore(ctx, key, local.Hot)
 	return v, SourceFallback, err
 }
 
@@ -99,6 +105,12 @@ func (g *Group) fetchFrom(ctx context.Context, key string, p *peer) (v []byte, s
 	// timer: no context to allocate per fetch.
 	start := time.Now()
 	resp, err := g.node.client.GetWithin(p.ctx, p.addr, req, g.cfg.loadTimeout)
+	return g.fetched(key, p, since, start, resp, err)
+}
+
+// fetched handles p's answer (resp or err) to a request for key sent at
+// start, with the fence since taken before: see fetchFrom.
+func (g *Group) fetched(key string, p *peer, since uint64, start time.Time, resp transport.GetResponse, err error) (v []byte, src Source, _ error, reached bool) {
 	elapsed := time.Since(start)
 	g.stats.fetchLatency.observe(elapsed)
 	if err == nil {

@@ -3,11 +3,13 @@ package meshcache
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A loader that calls runtime.Goexit (t.FailNow in a test's loader) fails
@@ -65,5 +67,52 @@ func TestNoSecondLoadAfterFlightEnded(t *testing.T) {
 	wg.Wait()
 	if got := o.calls.Load(); got != keys {
 		t.Errorf("loader calls = %d, want %d (one per key)", got, keys)
+	}
+}
+
+// panicLogger panics on a message while armed: a misbehaving slog.Handler
+// of the embedding program.
+type panicLogger struct {
+	slog.Handler
+	msg   string
+	armed *atomic.Bool
+}
+
+func (h panicLogger) Enabled(context.Context, slog.Level) bool { return true }
+func (h panicLogger) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h panicLogger) WithGroup(string) slog.Handler            { return h }
+
+func (h panicLogger) Handle(ctx context.Context, r slog.Record) error {
+	if h.armed.Load() && r.Message == h.msg {
+		panic("logger bug")
+	}
+	return nil
+}
+
+// Regression (review of the fetch flight on the leader's goroutine): a
+// panic while a leader fetches (here in the node's logger, when the owner
+// cannot serve) fails its Get and must still end the node's load, or Close
+// waits for it forever.
+func TestFetchLeaderPanicEndsLoad(t *testing.T) {
+	var armed atomic.Bool
+	nodes := startCluster(t, 2, func(c *Config) {
+		c.Logger = slog.New(panicLogger{Handler: slog.DiscardHandler, msg: "meshcache: owner unreachable", armed: &armed})
+	})
+	g := mustGroup(t, nodes[0], "only-here", newOrigin()) // n1 has no such group
+	key := keyOwnedBy(t, nodes[0], nodes[1].Name(), "k")
+	armed.Store(true)
+	if _, err := g.Get(t.Context(), key); !errors.Is(err, ErrLoaderPanic) {
+		t.Errorf("Get with a panicking logger = %v, want ErrLoaderPanic", err)
+	}
+	armed.Store(false)
+	closed := make(chan struct{})
+	go func() {
+		nodes[0].Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return: the panicked fetch's load was never ended")
 	}
 }

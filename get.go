@@ -65,7 +65,15 @@ func (g *Group) get(ctx context.Context, key string, cc callConfig) ([]byte, err
 	}
 	g.stats.misses.Add(1)
 	owner, standIn := g.node.routeGet(key)
-	r := g.waitFlight(ctx, key, g.startFlightTo(ctx, key, owner, standIn))
+	var (
+		r     flightResult
+		owned bool // r.value is this caller's alone
+	)
+	if owner != nil && !g.node.tracing.on(ctx) {
+		r, owned = g.fetchShared(ctx, key, owner) // no flight goroutine
+	} else {
+		r = g.waitFlight(ctx, key, g.startFlightTo(ctx, key, owner, standIn))
+	}
 	if r.err != nil {
 		if v, ok := g.serveStaleAfter(ctx, key, &cc, r.err); ok {
 			return v, nil
@@ -79,6 +87,9 @@ func (g *Group) get(ctx context.Context, key string, cc callConfig) ([]byte, err
 	cc.report(r.src, r.err)
 	if r.err != nil {
 		return nil, r.err
+	}
+	if owned {
+		return r.value, nil
 	}
 	return bytes.Clone(r.value), nil
 }

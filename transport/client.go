@@ -216,18 +216,65 @@ func (c *Client) Get(ctx context.Context, addr string, req GetRequest) (GetRespo
 // ctx, it allocates nothing. The request's deadline is the earlier of
 // ctx's and timeout from now.
 func (c *Client) GetWithin(ctx context.Context, addr string, req GetRequest, timeout time.Duration) (GetResponse, error) {
+	resp, _, err := c.GetOrLeave(ctx, addr, req, timeout, nil)
+	return resp, err
+}
+
+// GetOrLeave is [Client.GetWithin] for a caller that may stop waiting
+// before the answer comes without abandoning the request: one that waits
+// on behalf of others too. When leave is closed first (a nil leave never
+// is), GetOrLeave returns at once with a non-nil *PendingGet and the
+// request goes on, still bounded by ctx and timeout: the caller (or a
+// goroutine it hands it to) must call [PendingGet.Wait] for the answer.
+// Otherwise it returns what GetWithin would, and a nil *PendingGet.
+func (c *Client) GetOrLeave(ctx context.Context, addr string, req GetRequest, timeout time.Duration, leave <-chan struct{}) (GetResponse, *PendingGet, error) {
 	cl := getCall()
-	defer cl.release()
-	cl.fastGet, cl.getReq, cl.timeout = true, req, timeout
-	if len(req.Trace) > 0 {
+	cl.timeout = timeout
+	if fastGet && len(req.Trace) == 0 {
+		cl.fastGet, cl.getReq = true, req
+	} else {
 		// A traced request takes the generic encoding, which carries it.
-		cl.fastGet = false
+		encodeGetRequest(&cl.a, &cl.getMsg, req)
+		cl.env.Body = &cl.get
 		cl.env.Trace = req.Trace
-		cl.env.Body = &wirepb.Envelope_GetRequest{GetRequest: &wirepb.GetRequest{Group: []byte(req.Group), Key: []byte(req.Key)}}
 	}
-	if err := c.exchange(ctx, addr, "get", cl); err != nil {
+	if err := c.prepare(ctx, addr, "get", cl); err != nil {
+		cl.release()
+		return GetResponse{}, nil, err
+	}
+	left, err := c.deliver(ctx, leave, addr, "get", cl)
+	if left {
+		return GetResponse{}, &PendingGet{c: c, cl: cl, addr: addr}, nil
+	}
+	defer cl.release()
+	if err != nil {
+		return GetResponse{}, nil, err
+	}
+	resp, err := c.getAnswer(addr, cl)
+	return resp, nil, err
+}
+
+// A PendingGet is a Get whose caller stopped waiting for its answer without
+// abandoning it (see [Client.GetOrLeave]).
+type PendingGet struct {
+	c    *Client
+	cl   *call
+	addr string
+}
+
+// Wait waits for p's answer and returns what [Client.GetWithin] would
+// have. ctx must be the one given to [Client.GetOrLeave]: it still bounds
+// the request, as does the timeout given there. Call Wait once.
+func (p *PendingGet) Wait(ctx context.Context) (GetResponse, error) {
+	defer p.cl.release()
+	if _, err := p.c.deliver(ctx, nil, p.addr, "get", p.cl); err != nil {
 		return GetResponse{}, err
 	}
+	return p.c.getAnswer(p.addr, p.cl)
+}
+
+// getAnswer decodes the answer to a Get, the response frame in cl.rbuf.
+func (c *Client) getAnswer(addr string, cl *call) (GetResponse, error) {
 	if _, resp, ok := fastGetResponse(cl.rbuf); ok {
 		return resp, nil
 	}
@@ -386,13 +433,23 @@ func (c *Client) roundTrip(ctx context.Context, addr, op string, cl *call) error
 // exchange sends cl's request envelope to addr and waits for the response
 // frame in cl.rbuf. It returns transport errors and ctx errors.
 func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error {
+	if err := c.prepare(ctx, addr, op, cl); err != nil {
+		return err
+	}
+	_, err := c.deliver(ctx, nil, addr, op, cl)
+	return err
+}
+
+// prepare gives cl's request its id and deadline, starts the call's timer
+// when the deadline is not ctx's, and encodes the request frame into
+// cl.wbuf.
+func (c *Client) prepare(ctx context.Context, addr, op string, cl *call) error {
 	if err := ctx.Err(); err != nil {
 		return ctxError(op, addr, err)
 	}
 	cl.env.Id = c.nextID.Add(1)
 	// Every request carries a deadline: the ctx's, or the default one,
-	// enforced here with the call's pooled timer.
-	var expired <-chan time.Time
+	// enforced with the call's pooled timer (stopped by release).
 	to := c.callTO
 	if cl.timeout > 0 {
 		to = cl.timeout
@@ -410,8 +467,7 @@ func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error 
 		} else {
 			cl.timer.Reset(to)
 		}
-		defer cl.timer.Stop()
-		expired = cl.timer.C
+		cl.expired = cl.timer.C
 	}
 	var (
 		frame []byte
@@ -427,37 +483,56 @@ func (c *Client) exchange(ctx context.Context, addr, op string, cl *call) error 
 	if err != nil {
 		return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
 	}
-	// A connection found dead before the request was queued is replaced
-	// once: the request was not sent, so retrying it is safe.
-	var cc *clientConn
-	for attempt := 0; ; attempt++ {
-		if cc, err = c.conn(ctx, addr); err != nil {
-			return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
+	return nil
+}
+
+// deliver sends the request prepared in cl, unless it is sent already, and
+// waits for its response frame in cl.rbuf, ctx, the call's timer or leave
+// (nil: never), whichever comes first. When leave comes first it returns
+// left set and leaves cl as it is, sent or not: calling deliver again goes
+// on from there. Otherwise it returns transport errors and ctx errors.
+func (c *Client) deliver(ctx context.Context, leave <-chan struct{}, addr, op string, cl *call) (left bool, err error) {
+	if cl.cc == nil {
+		// A connection found dead before the request was queued is
+		// replaced once: the request was not sent, so retrying it is safe.
+		var cc *clientConn
+		for attempt := 0; ; attempt++ {
+			if cc, err = c.conn(ctx, leave, addr); err != nil {
+				if err == errLeft {
+					return true, nil
+				}
+				return false, fmt.Errorf("transport: %s to %s: %w", op, addr, err)
+			}
+			if err = cc.send(cl); err == nil {
+				break
+			}
+			if attempt > 0 {
+				return false, fmt.Errorf("transport: %s to %s: %w", op, addr, err)
+			}
 		}
-		if err = cc.send(cl); err == nil {
-			break
-		}
-		if attempt > 0 {
-			return fmt.Errorf("transport: %s to %s: %w", op, addr, err)
-		}
+		cl.cc = cc
 	}
-	cl.cc = cc
 	select {
 	case <-cl.done:
 	case <-ctx.Done():
-		if err := c.abandon(cc, cl, ctx.Err()); err != nil {
-			return ctxError(op, addr, err)
+		if err := c.abandon(cl.cc, cl, ctx.Err()); err != nil {
+			return false, ctxError(op, addr, err)
 		}
-	case <-expired:
-		if err := c.abandon(cc, cl, context.DeadlineExceeded); err != nil {
-			return ctxError(op, addr, err)
+	case <-cl.expired:
+		if err := c.abandon(cl.cc, cl, context.DeadlineExceeded); err != nil {
+			return false, ctxError(op, addr, err)
 		}
+	case <-leave:
+		return true, nil
 	}
 	if cl.err != nil {
-		return fmt.Errorf("transport: %s to %s: %w", op, addr, cl.err)
+		return false, fmt.Errorf("transport: %s to %s: %w", op, addr, cl.err)
 	}
-	return nil
+	return false, nil
 }
+
+// errLeft is conn's error when its caller's leave channel closed first.
+var errLeft = errors.New("transport: caller left")
 
 // abandon withdraws cl, whose caller gave up for reason err, and returns
 // err; or, if its response or failure is being delivered right now, waits
@@ -503,7 +578,8 @@ func ctxError(op, addr string, err error) error {
 
 // conn returns the live connection to addr, dialing it if there is none. It
 // waits for a dial in progress on ctx; concurrent callers share one dial.
-func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
+// It returns errLeft if leave (nil: never) closes first.
+func (c *Client) conn(ctx context.Context, leave <-chan struct{}, addr string) (*clientConn, error) {
 	if c.cfgErr != nil {
 		return nil, c.cfgErr
 	}
@@ -524,6 +600,8 @@ func (c *Client) conn(ctx context.Context, addr string) (*clientConn, error) {
 	case <-cc.ready:
 	case <-ctx.Done():
 		return nil, ctxError("dial", addr, ctx.Err())
+	case <-leave:
+		return nil, errLeft
 	}
 	if cc.dialErr != nil {
 		return nil, cc.dialErr

@@ -269,13 +269,16 @@ type call struct {
 	readsAtSend uint64 // cc.reads when the writer took the frame; guarded by cc.mu
 	sentAt      int64  // cc.now() when the writer took the frame, with SilenceTimeout; guarded by cc.mu
 
-	timer   *time.Timer   // bounds a call whose ctx has no deadline (or a later one than timeout); stopped between calls
-	timeout time.Duration // if positive, bounds the call (GetWithin)
+	timer   *time.Timer      // bounds a call whose ctx has no deadline (or a later one than timeout); stopped by release
+	expired <-chan time.Time // timer's channel while it runs for this call; nil otherwise
+	timeout time.Duration    // if positive, bounds the call (GetWithin)
 
 	fastGet bool       // the request is getReq, encoded by the Get fast path
 	getReq  GetRequest // with fastGet
 
 	env      wirepb.Envelope // the request, unless fastGet
+	get      wirepb.Envelope_GetRequest
+	getMsg   wirepb.GetRequest
 	many     wirepb.Envelope_GetManyRequest
 	manyMsg  wirepb.GetManyRequest
 	peek     wirepb.Envelope_PeekRequest
@@ -295,6 +298,7 @@ type call struct {
 
 var callPool = sync.Pool{New: func() any {
 	cl := &call{done: make(chan struct{}, 1)}
+	cl.get.GetRequest = &cl.getMsg
 	cl.many.GetManyRequest = &cl.manyMsg
 	cl.peek.PeekRequest = &cl.peekMsg
 	cl.write.WriteRequest = &cl.writeMsg
@@ -313,9 +317,14 @@ func getCall() *call {
 // longer registered and nothing is being delivered to it.
 func (cl *call) release() {
 	cl.err, cl.cc = nil, nil
+	if cl.expired != nil {
+		cl.timer.Stop()
+		cl.expired = nil
+	}
 	cl.sent, cl.readsAtSend, cl.sentAt = false, 0, 0
 	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
 	cl.env.Body, cl.env.Trace = nil, nil
+	cl.getMsg.Group, cl.getMsg.Key = nil, nil
 	cl.manyMsg.Keys = nil
 	proto.Reset(&cl.writeMsg)
 	proto.Reset(&cl.leaseMsg)

@@ -1,9 +1,12 @@
 package transport
 
 import (
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/meshcache/meshcache/transport/internal/wirepb"
 )
 
 // Fast paths for the hottest messages: a Get request and a successful Get
@@ -44,6 +47,9 @@ const (
 
 // fastGetRequest parses a request envelope whose body is a GetRequest.
 func fastGetRequest(b []byte) (id uint64, timeout time.Duration, req GetRequest, ok bool) {
+	if !fastGet {
+		return 0, 0, req, false
+	}
 	var group, key []byte
 	sawBody := false
 	for len(b) > 0 {
@@ -126,6 +132,9 @@ func parseGetRequest(b []byte, group, key *[]byte) bool {
 // fastGetResponse parses a successful response envelope whose body is a
 // GetResponse. The value is copied out of b; tags become strings.
 func fastGetResponse(b []byte) (id uint64, resp GetResponse, ok bool) {
+	if !fastGet {
+		return 0, GetResponse{}, false
+	}
 	var value []byte
 	sawBody := false
 	for len(b) > 0 {
@@ -235,6 +244,9 @@ func appendGetRequestFrame(b []byte, id uint64, timeout int64, req GetRequest) [
 // response envelope, byte for byte what marshalFrame produces for the
 // equivalent wirepb message.
 func appendGetResponseFrame(b []byte, id uint64, resp GetResponse) []byte {
+	if !fastGet {
+		return appendGetResponsePlain(b, id, resp)
+	}
 	inner := sizeBytesField(fieldValue, len(resp.Value.Value)) +
 		sizeVarintField(fieldValueTTL, uint64(resp.TTL)) + sizeVarintField(fieldValueAge, uint64(resp.Age))
 	for _, t := range resp.Tags {
@@ -292,4 +304,32 @@ func appendStringField(b []byte, num protowire.Number, s string) []byte {
 	}
 	b = protowire.AppendTag(b, num, protowire.BytesType)
 	return protowire.AppendString(b, s)
+}
+
+// plainGetResponse holds the generated messages that encode a Get
+// response without the fast path (fastGet false), pooled as a
+// serverResponse's are.
+type plainGetResponse struct {
+	a    arena
+	env  wirepb.Envelope
+	body wirepb.Envelope_GetResponse
+	msg  wirepb.GetResponse
+}
+
+var plainGetResponses = sync.Pool{New: func() any {
+	p := new(plainGetResponse)
+	p.body.GetResponse = &p.msg
+	return p
+}}
+
+// appendGetResponsePlain is appendGetResponseFrame by the generated code.
+func appendGetResponsePlain(b []byte, id uint64, resp GetResponse) []byte {
+	p := plainGetResponses.Get().(*plainGetResponse)
+	encodeGetResponse(&p.a, &p.msg, resp)
+	p.env.Id, p.env.Body = id, &p.body
+	b, _ = marshalFrame(b, &p.env, maxFrameLimit) // the caller checks the size
+	p.a.reset()
+	p.msg.Value, p.msg.Tags = nil, nil
+	plainGetResponses.Put(p)
+	return b
 }

@@ -9,7 +9,16 @@ import (
 	"github.com/meshcache/meshcache/transport/internal/wirepb"
 )
 
+// skipWithoutFastGet skips a test of the fast path in a build without it
+// (the tag meshcache_plainget).
+func skipWithoutFastGet(tb testing.TB) {
+	if !fastGet {
+		tb.Skip("built with meshcache_plainget: no Get fast path")
+	}
+}
+
 func TestFastEncodersMatchProto(t *testing.T) {
+	skipWithoutFastGet(t)
 	reqs := []struct {
 		id      uint64
 		timeout int64
