@@ -233,7 +233,8 @@ func (c *Client) GetOrLeave(ctx context.Context, addr string, req GetRequest, ti
 	if fastGet && len(req.Trace) == 0 {
 		cl.fastGet, cl.getReq = true, req
 	} else {
-		// A traced request takes the generic encoding, which carries it.
+		// A traced request takes the generic encoding, which carries
+		// the trace (so does every Get in a build without the fast path).
 		encodeGetRequest(&cl.a, &cl.getMsg, req)
 		cl.env.Body = &cl.get
 		cl.env.Trace = req.Trace
