@@ -39,7 +39,7 @@ func (g *Group) fetch(ctx context.Context, key string, owner *peer) ([]byte, Sou
 		return nil, SourceNone, ErrClosed
 	}
 	defer g.node.loads.Done()
-	v, src, err, reached := g.fetchFrom(ctx, key, owner)
+	v, src, reached, err := g.fetchFrom(ctx, key, owner)
 	if reached {
 		return v, src, err
 	}
@@ -67,7 +67,7 @@ func (g *Group) fetchElsewhere(ctx context.Context, key string, owner *peer, err
 		r := g.waitFlight(context.WithoutCancel(ctx), key, g.startFlightTo(ctx, key, nil, true))
 		return r.value, SourceFallback, r.err
 	case standIn && alt != owner:
-		if v, src, err, reached := g.fetchFrom(ctx, key, alt); reached {
+		if v, src, reached, err := g.fetchFrom(ctx, key, alt); reached {
 			return v, src, err
 		}
 	}
@@ -89,7 +89,7 @@ func unreachable(err error) bool {
 // or could not serve (unknown group, overloaded, other protocol): the
 // caller falls back, and err says why. A not-found or a loader error at p
 // is the callers' answer, with reached set.
-func (g *Group) fetchFrom(ctx context.Context, key string, p *peer) (v []byte, src Source, err error, reached bool) {
+func (g *Group) fetchFrom(ctx context.Context, key string, p *peer) (v []byte, src Source, reached bool, err error) {
 	since := g.store.Seq()
 	g.stats.peerFetches.Add(1)
 	req := transport.GetRequest{Group: g.name, Key: key}
@@ -110,7 +110,7 @@ func (g *Group) fetchFrom(ctx context.Context, key string, p *peer) (v []byte, s
 
 // fetched handles p's answer (resp or err) to a request for key sent at
 // start, with the fence since taken before: see fetchFrom.
-func (g *Group) fetched(key string, p *peer, since uint64, start time.Time, resp transport.GetResponse, err error) (v []byte, src Source, _ error, reached bool) {
+func (g *Group) fetched(key string, p *peer, since uint64, start time.Time, resp transport.GetResponse, err error) (v []byte, src Source, reached bool, _ error) {
 	elapsed := time.Since(start)
 	g.stats.fetchLatency.observe(elapsed)
 	if err == nil {
@@ -122,18 +122,18 @@ func (g *Group) fetched(key string, p *peer, since uint64, start time.Time, resp
 	if err == nil && resp.TTL < 0 {
 		// p answered a stale value (its load failed, or it is
 		// revalidating): the callers get it, nothing is stored.
-		return resp.Value.Value, SourceStale, nil, true
+		return resp.Value.Value, SourceStale, true, nil
 	}
 	if err == nil {
 		if resp.TTL > 0 && inTime && g.admitHot(key) {
 			g.store.Add(local.Hot, local.Put{Key: key, Value: resp.Value.Value, Tags: resp.Tags, TTL: min(resp.TTL, g.cfg.hotTTL), Since: since})
 		}
-		return resp.Value.Value, SourcePeer, nil, true
+		return resp.Value.Value, SourcePeer, true, nil
 	}
 	if oerr := g.ownerError(p.ctx, key, p, since, err); oerr != nil {
-		return nil, SourcePeer, oerr, true
+		return nil, SourcePeer, true, oerr
 	}
-	return nil, SourceNone, err, false
+	return nil, SourceNone, false, err
 }
 
 // admitHot reports whether a value of key fetched from its owner is to be

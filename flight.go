@@ -241,7 +241,7 @@ func (g *Group) leadFetch(ctx context.Context, id flightID, c *call, owner *peer
 		g.finishFetch(ctx, id, c, owner, since, start, pending)
 		return flightResult{err: ctxErr(ctx, "get", key)}, false
 	}
-	v, src, err, reached := g.fetched(key, owner, since, start, resp, err)
+	v, src, reached, err := g.fetched(key, owner, since, start, resp, err)
 	if !reached {
 		handed = true
 		g.fetchElsewhereFor(ctx, id, c, owner, err)
@@ -259,7 +259,7 @@ func (g *Group) finishFetch(ctx context.Context, id flightID, c *call, owner *pe
 		defer g.node.loads.Done()
 		g.settle(id, c, func() flightResult {
 			resp, err := pending.Wait(owner.ctx)
-			v, src, err, reached := g.fetched(id.key, owner, since, start, resp, err)
+			v, src, reached, err := g.fetched(id.key, owner, since, start, resp, err)
 			if !reached {
 				v, src, err = g.fetchElsewhere(ctx, id.key, owner, err)
 			}
