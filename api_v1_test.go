@@ -709,3 +709,29 @@ func TestClusterNoExpiry(t *testing.T) {
 		t.Errorf("n3 took %d keys over with %d loads and %d hand-offs, want no load", moved, got, handoffs)
 	}
 }
+
+// Regression (review): Expire(NoExpiry) removes the expiry only where the
+// key's owner keeps it. A member that holds the key in its main cache
+// without owning it (a former owner) keeps it at most the hot TTL.
+func TestClusterExpireNoExpiryNonOwner(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	gs := newClusterGroups(t, nodes, "g", newOrigin(), WithTTL(time.Hour), WithHotTTL(time.Minute))
+	key := keyOwnedBy(t, nodes[0], nodes[1].Name(), "k")
+	mustGet(t, gs[1], key) // the owner's copy
+	if !gs[0].store.Add(local.Main, local.Put{Key: key, Value: []byte("0"), TTL: time.Hour, Since: gs[0].store.Seq()}) {
+		t.Fatal("could not plant a former owner's entry")
+	}
+	if ok, err := gs[0].Expire(t.Context(), key, NoExpiry); err != nil || !ok {
+		t.Fatalf("Expire(NoExpiry) = %v, %v", ok, err)
+	}
+	if e, ok := gs[1].store.Get(local.Main, key); !ok || !e.Expires.IsZero() {
+		t.Errorf("owner's entry after Expire(NoExpiry): %v, expires %v; want no expiry", ok, e.Expires)
+	}
+	e, ok := gs[0].store.Get(local.Main, key)
+	if !ok {
+		t.Fatal("the non-owner's main entry is gone")
+	}
+	if e.Expires.IsZero() || time.Until(e.Expires) > time.Minute {
+		t.Errorf("non-owner's entry expires %v (in %v); want within the hot TTL", e.Expires, time.Until(e.Expires))
+	}
+}

@@ -279,10 +279,13 @@ func (g *Group) handoff(ctx context.Context, key string) ([]byte, bool) {
 	if err != nil && unreachable(err) && p.ctx.Err() == nil {
 		n.suspect(p.name)
 	}
-	if resp.TTL == wireNoExpiry {
+	switch {
+	case resp.TTL == wireNoExpiry:
 		resp.TTL = NoExpiry // none at the previous owner, none here (min keeps it)
+	case resp.TTL <= 0:
+		return nil, false // not to be cached, or a stale answer
 	}
-	if err != nil || !resp.Found || (resp.TTL <= 0 && resp.TTL != NoExpiry) || g.checkFetched(key, resp.Value) != nil || ctx.Err() != nil {
+	if err != nil || !resp.Found || g.checkFetched(key, resp.Value) != nil || ctx.Err() != nil {
 		return nil, false
 	}
 	if !g.store.Add(local.Main, local.Put{Key: key, Value: resp.Value.Value, Tags: resp.Tags, TTL: min(resp.TTL, g.cfg.ttl), Since: since}) {

@@ -614,8 +614,11 @@ func (g *Group) apply(req transport.WriteRequest, phase transport.Phase) int {
 	}
 	switch req.Op {
 	case transport.OpInvalidate:
+		// Held values are counted in phase 1 only (it covers every tier):
+		// a copy fetched between the phases holds a value loaded after
+		// the write began.
 		held := 0
-		if req.CountHeld {
+		if req.CountHeld && phase == transport.PhaseServing {
 			held = g.held(tier, req.Keys)
 		}
 		_, removed := g.store.Invalidate(tier, req.Keys...)

@@ -265,6 +265,9 @@ func (g *Group) expire(tier local.Tier, key string, ttl time.Duration) bool {
 	if e, ok := g.store.Get(tier, key); ok && e.Negative {
 		return false // a cached not-found is not a value
 	}
+	if ttl == NoExpiry && tier == local.Main && g.node.route(key) != nil {
+		ttl = g.cfg.hotTTL // only the key's owner keeps a value without expiry
+	}
 	return g.store.Expire(tier, key, g.tierTTL(tier, ttl))
 }
 
