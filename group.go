@@ -52,6 +52,10 @@ type Group struct {
 	stats counters
 	// lastClear is the last clear of the main cache, for hand-off.
 	lastClear atomic.Pointer[clearMark]
+	// missedWrite is when this node last applied a write of the group to
+	// nothing, before the group existed here (Unix nanoseconds; 0: never),
+	// for hand-over (see Node.noteMissedWrite).
+	missedWrite atomic.Int64
 }
 
 // clearMark records a clear of a group's main cache: its fence sequence

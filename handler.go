@@ -410,7 +410,7 @@ func (h handler) apply(req transport.WriteRequest) (transport.WriteResponse, err
 	if req.Group == "" {
 		return h.applyAllGroups(req)
 	}
-	g, ok := h.n.Group(req.Group)
+	g, ok := h.n.noteMissedWrite(req.Group)
 	switch {
 	case !ok && (req.Op == transport.OpSet || req.Op == transport.OpSetIfAbsent):
 		// This node may own the key: it must store it, or the writer must

@@ -2,6 +2,7 @@ package meshcache
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -148,6 +149,12 @@ func (h handler) HandOver(ctx context.Context, req transport.HandOverRequest) (t
 	if err != nil {
 		return transport.HandOverResponse{}, err
 	}
+	if at := g.missedWrite.Load(); at != 0 && time.Since(time.Unix(0, at)) < g.tombstoneTTL() {
+		// A write reached this node before the group existed here, and
+		// removed nothing: no fence here records it, and the sender may
+		// have read its entries before that write.
+		return transport.HandOverResponse{}, nil
+	}
 	// The oldest fence, as for a hand-off: any live tombstone or tag
 	// generation refuses an entry, and a clear younger than the tombstone
 	// lifetime refuses them all.
@@ -190,4 +197,56 @@ func handOverRing(n *Node, rs *ringState, from string) *ring.Ring {
 		return rs.cur // it has left already
 	}
 	return n.ringExcept(members, from)
+}
+
+// missedWrites records the writes a node applied to groups it had not
+// created (to nothing), so that a group created soon afterwards refuses
+// hand-overs for a tombstone lifetime: the leaving member may have read
+// its entries before such a write, and no fence of the new group refuses
+// them. Guarded by Node.mu.
+type missedWrites struct {
+	byGroup map[string]int64 // Unix nanoseconds of the last write
+	all     int64            // the last write to every group
+}
+
+// missedWritesKept bounds the groups recorded; older records go first.
+const missedWritesKept = 1024
+
+// noteMissedWrite records a write of group ("" for every group) that
+// this node is applying, and returns the group if it exists now, to apply
+// the write to it. Recording before looking the group up, under the lock
+// that adds groups, leaves no gap: a group added afterwards sees the
+// record, and one added before is returned.
+func (n *Node) noteMissedWrite(group string) (*Group, bool) {
+	now := time.Now().UnixNano()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	m := &n.missed
+	if group == "" {
+		m.all = now
+		return nil, false
+	}
+	if g, ok := n.groups[group]; ok {
+		return g, true
+	}
+	if m.byGroup == nil {
+		m.byGroup = make(map[string]int64)
+	}
+	if len(m.byGroup) >= missedWritesKept {
+		oldest, at := "", int64(math.MaxInt64)
+		for name, t := range m.byGroup {
+			if t < at {
+				oldest, at = name, t
+			}
+		}
+		delete(m.byGroup, oldest)
+	}
+	m.byGroup[group] = now
+	return nil, false
+}
+
+// lastLocked returns when a write last reached group before it existed
+// (0: never). The caller holds Node.mu.
+func (m *missedWrites) lastLocked(group string) int64 {
+	return max(m.byGroup[group], m.all)
 }

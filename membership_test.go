@@ -419,3 +419,25 @@ func TestWriteRunGracefulLeave(t *testing.T) {
 		}
 	}
 }
+
+// Regression (review): a member without the group applies a tag
+// invalidation to nothing; if it creates the group right afterwards, a
+// hand-over from a member that read its entries before that write must
+// not store them, since no fence of the new group records the write.
+func TestHandOverRefusedAfterMissedWrite(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	ctx := t.Context()
+	g1 := mustGroup(t, nodes[1], "g", newOrigin()) // n0 has no group g yet
+	if err := g1.InvalidateTags(ctx, "tag:a"); err != nil {
+		t.Fatal(err)
+	}
+	g0 := mustGroup(t, nodes[0], "g", newOrigin())
+	items := []transport.SetItem{{Key: "a", Value: []byte("old"), TTL: time.Minute, Tags: []string{"tag:a"}}}
+	resp, err := handler{nodes[0]}.HandOver(ctx, transport.HandOverRequest{Group: "g", From: "n1", Items: items})
+	if err != nil || resp.Stored != 0 {
+		t.Fatalf("HandOver after a write the group missed = %+v, %v; want nothing stored", resp, err)
+	}
+	if _, ok, _ := g0.Peek(ctx, "a"); ok {
+		t.Error("the handed-over entry was stored")
+	}
+}

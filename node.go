@@ -166,6 +166,9 @@ type Node struct {
 	// pending holds the entries restored from a snapshot for groups not
 	// created yet (snapshot.go).
 	pending pendingSnapshot
+	// missed records writes applied here to groups not created yet
+	// (handover.go).
+	missed missedWrites
 	// loadsClosed is set by Close before it waits on loads: no load starts
 	// after it is set, so loads.Add never races with loads.Wait.
 	loadsClosed bool
@@ -378,6 +381,9 @@ func (n *Node) addGroup(g *Group) ([]snapshotEntry, error) {
 		return nil, fmt.Errorf("meshcache: group %q: %w", g.name, ErrGroupExists)
 	}
 	n.groups[g.name] = g
+	if at := n.missed.lastLocked(g.name); at != 0 {
+		g.missedWrite.Store(at)
+	}
 	return n.adoptSnapshotLocked(g.name), nil
 }
 

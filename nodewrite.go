@@ -179,6 +179,7 @@ func (n *Node) applyAllGroups(req transport.WriteRequest, phase transport.Phase)
 		}
 	}
 	req.Phase = phase
+	n.noteMissedWrite("") // for the groups created afterwards: see missedWrites
 	for _, g := range n.Groups() {
 		applied += g.applyPhases(req)
 		if g.cfg.l2 != nil {

@@ -558,7 +558,7 @@ func (n *Node) onMessage(payload []byte) {
 		n.stats.gossipApplied.Add(1)
 		return
 	}
-	g, ok := n.Group(req.Group)
+	g, ok := n.noteMissedWrite(req.Group)
 	if !ok {
 		n.pendingWrite(dropOnly(req)) // a snapshot may be waiting for it
 		return
