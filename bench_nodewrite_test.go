@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 )
 
 // BenchmarkWriteKinds measures, in a cluster of 3 nodes, how long a write
@@ -36,24 +35,7 @@ func BenchmarkWriteKinds(b *testing.B) {
 	}
 	for _, k := range kinds {
 		b.Run("kind="+k.name, func(b *testing.B) {
-			if _, err := gs[0].GetMany(ctx, keys); err != nil {
-				b.Fatalf("warming GetMany: %v", err)
-			}
-			b.ReportAllocs()
-			lat := make([]time.Duration, 0, 1<<16)
-			i := 0
-			cpu0 := cpuTime(b)
-			for b.Loop() {
-				start := time.Now()
-				err := k.write(keys[i%len(keys)])
-				lat = append(lat, time.Since(start))
-				if err != nil {
-					b.Fatalf("%s(%q): %v", k.name, keys[i%len(keys)], err)
-				}
-				i++
-			}
-			reportCPU(b, cpu0)
-			reportLatency(b, lat)
+			benchWriteLatency(b, gs[0], keys, k.name, k.write)
 		})
 	}
 }

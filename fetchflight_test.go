@@ -29,7 +29,8 @@ func (l *gatedLoader) Load(ctx context.Context, key string) (Item, error) {
 	return Item{Value: []byte(key + "@" + l.node)}, nil
 }
 
-// recv returns the next value from ch, failing t if none comes within 10s.
+// awaitValue returns the next value from ch, failing t if none comes
+// within 10s.
 func awaitValue[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	timer := time.NewTimer(10 * time.Second)

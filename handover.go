@@ -218,17 +218,17 @@ const missedWritesKept = 1024
 // that adds groups, leaves no gap: a group added afterwards sees the
 // record, and one added before is returned.
 func (n *Node) noteMissedWrite(group string) (*Group, bool) {
-	now := time.Now().UnixNano()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	m := &n.missed
 	if group == "" {
-		m.all = now
+		m.all = time.Now().UnixNano()
 		return nil, false
 	}
 	if g, ok := n.groups[group]; ok {
 		return g, true
 	}
+	now := time.Now().UnixNano()
 	if m.byGroup == nil {
 		m.byGroup = make(map[string]int64)
 	}
