@@ -455,14 +455,17 @@ func (c *Client) prepare(ctx context.Context, addr, op string, cl *call) error {
 	if cl.timeout > 0 {
 		to = cl.timeout
 	}
-	if deadline, ok := ctx.Deadline(); ok && (cl.timeout <= 0 || time.Until(deadline) <= cl.timeout) {
-		left := time.Until(deadline)
+	now := time.Now()
+	if deadline, ok := ctx.Deadline(); ok && (cl.timeout <= 0 || deadline.Sub(now) <= cl.timeout) {
+		left := deadline.Sub(now)
 		if left <= 0 {
 			return ctxError(op, addr, context.DeadlineExceeded)
 		}
 		cl.env.TimeoutNanos = int64(left)
+		cl.deadline = deadline
 	} else {
 		cl.env.TimeoutNanos = int64(to)
+		cl.deadline = now.Add(to)
 		if cl.timer == nil {
 			cl.timer = time.NewTimer(to)
 		} else {
@@ -496,7 +499,10 @@ func (c *Client) deliver(ctx context.Context, leave <-chan struct{}, addr, op st
 	if cl.cc == nil {
 		// A connection found dead before the request was queued is
 		// replaced once: the request was not sent, so retrying it is safe.
-		var cc *clientConn
+		var (
+			cc                  *clientConn
+			writeSelf, readSelf bool
+		)
 		for attempt := 0; ; attempt++ {
 			if cc, err = c.conn(ctx, leave, addr); err != nil {
 				if err == errLeft {
@@ -504,7 +510,7 @@ func (c *Client) deliver(ctx context.Context, leave <-chan struct{}, addr, op st
 				}
 				return false, fmt.Errorf("transport: %s to %s: %w", op, addr, err)
 			}
-			if err = cc.send(cl); err == nil {
+			if writeSelf, readSelf, err = cc.send(cl); err == nil {
 				break
 			}
 			if attempt > 0 {
@@ -512,6 +518,12 @@ func (c *Client) deliver(ctx context.Context, leave <-chan struct{}, addr, op st
 			}
 		}
 		cl.cc = cc
+		if writeSelf {
+			cc.writeOwn(cl)
+		}
+		if readSelf && c.readOwn(cc, cl, cl.deadline) {
+			return false, c.failed(op, addr, cl)
+		}
 	}
 	select {
 	case <-cl.done:
@@ -526,10 +538,16 @@ func (c *Client) deliver(ctx context.Context, leave <-chan struct{}, addr, op st
 	case <-leave:
 		return true, nil
 	}
+	return false, c.failed(op, addr, cl)
+}
+
+// failed returns the error of call cl, whose answer or failure came: nil
+// if it was answered.
+func (c *Client) failed(op, addr string, cl *call) error {
 	if cl.err != nil {
-		return false, fmt.Errorf("transport: %s to %s: %w", op, addr, cl.err)
+		return fmt.Errorf("transport: %s to %s: %w", op, addr, cl.err)
 	}
-	return false, nil
+	return nil
 }
 
 // errLeft is conn's error when its caller's leave channel closed first.
@@ -644,14 +662,20 @@ func (c *Client) run(ctx context.Context, cc *clientConn) {
 		c.log.Debug("transport: dial failed", "peer", cc.addr, "err", err)
 		return
 	}
+	var r io.Reader = nc
+	if c.silence > 0 {
+		r = &liveReader{r: nc, cc: cc}
+	}
+	cc.fr = newFrameReader(r, readBufferBytes, c.maxFrame)
+	cc.raw = newRawWriter(nc)
 	close(cc.ready)
 	cc.wg.Go(func() { cc.writeLoop(nc) })
 	if c.silence > 0 {
 		cc.readAt.Store(cc.now()) // the peer's preface just arrived
 		cc.wg.Go(cc.watchLoop)
 	}
-	c.readLoop(cc, nc)
-	cc.wg.Wait() // readLoop closed cc: the writer is returning
+	c.readLoop(cc)
+	cc.wg.Wait() // cc is closed: the writer and the watcher are returning
 }
 
 // isTimeout reports whether err is a network timeout.
@@ -710,46 +734,4 @@ func handshakeClient(ctx context.Context, nc net.Conn) error {
 		return ctx.Err()
 	}
 	return nc.SetDeadline(time.Time{})
-}
-
-// readLoop delivers each response frame to its waiting call. A frame for an
-// abandoned request, or a pong, is dropped. Any read error or malformed
-// frame (an answer to a ping that is not a pong, too) closes the
-// connection and fails its pending calls with ErrUnavailable.
-func (c *Client) readLoop(cc *clientConn, nc net.Conn) {
-	var r io.Reader = nc
-	if c.silence > 0 {
-		r = &liveReader{r: nc, cc: cc}
-	}
-	fr := newFrameReader(r, readBufferBytes, c.maxFrame)
-	var pong wirepb.Envelope // answers to pings are decoded into it
-	for {
-		body, err := fr.next()
-		var id uint64
-		if err == nil {
-			id, err = envelopeID(body)
-		}
-		if err == nil && c.silence > 0 && id == cc.pingID.Load() {
-			err = checkPong(body, &pong)
-		}
-		if err != nil {
-			if cc.dead.Load() || isClosedConn(err) {
-				c.log.Debug("transport: connection closed", "peer", cc.addr, "err", err)
-			} else {
-				c.log.Error("transport: closing connection", "peer", cc.addr, "err", err)
-			}
-			cc.close(fmt.Errorf("%w: %s: %w", ErrUnavailable, cc.addr, err))
-			return
-		}
-		cc.heard()
-		cc.mu.Lock()
-		cl := cc.pending[id]
-		delete(cc.pending, id)
-		cc.mu.Unlock()
-		if cl == nil {
-			continue
-		}
-		cl.rbuf = append(cl.rbuf[:0], body...)
-		cl.done <- struct{}{}
-	}
 }

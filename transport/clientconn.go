@@ -19,14 +19,32 @@ const writeBatchBytes = 64 << 10
 
 // clientConn is one connection to a peer, shared by every request to it.
 //
-// Requests reach the wire through the connection's writer goroutine: a
-// caller registers its call (pending, by id) and queues the id, then waits
-// for its response or its own ctx, never for the write. The writer copies
-// queued frames into its batch buffer under mu and writes the batch with
-// the client's write timeout; a frame copied is written whole or the
-// connection is closed, so the stream stays in step. A caller that gives up
-// removes its call from pending; the writer skips a queued id that is no
-// longer pending, so a frame not yet copied is never sent.
+// A caller registers its call (pending, by id) and then, when the
+// connection is quiet, does its own I/O, as a bare client would: with
+// nobody writing, it writes its frame itself (without blocking: what the
+// socket does not take at once goes to the writer goroutine), and with
+// nobody reading, it takes the read role and reads frames, handing each to
+// its call, until its own answer comes. On a busy connection it queues its
+// frame for the writer goroutine and waits for its answer, which whoever
+// holds the read role hands it. Either way a caller waits on its own ctx,
+// never on a write (see readOwn for how a reading caller still does).
+// This spares the one-caller round trip two goroutine hand-offs, each of
+// which woke a thread (BENCHMARKS.md, "The remote hit").
+//
+// The writer goroutine copies queued frames into its batch buffer under mu
+// and writes the batch with the client's write timeout; a frame copied is
+// written whole or the connection is closed, so the stream stays in step.
+// A caller that gives up removes its call from pending; the writer skips a
+// queued id that is no longer pending, so a frame not yet copied is never
+// sent.
+//
+// The read role passes between callers and the connection's reader
+// goroutine (readLoop): a caller gives it up when its answer came, to the
+// reader goroutine if other calls still wait; the reader goroutine gives it
+// up when no call waits. While pending is not empty someone holds the role.
+// An idle connection's reader goroutine takes the role back after
+// idleReadAfter, so that a peer that closes it is noticed before the next
+// request.
 //
 // With ClientConfig.SilenceTimeout, a watcher goroutine pings a peer that
 // is slow to answer and closes the connection if the peer sends nothing at
@@ -41,6 +59,7 @@ type clientConn struct {
 	dead       atomic.Bool    // set by close
 	stop       chan struct{}  // closed by close: the writer returns
 	wake       chan struct{}  // capacity 1: ids were queued
+	readKick   chan struct{}  // capacity 1: the read role was handed to the reader goroutine
 	wg         sync.WaitGroup // the writer goroutine
 	reads      atomic.Uint64  // frames read so far
 	// silentSince is 1 + the time since born at which the writer first
@@ -56,14 +75,38 @@ type clientConn struct {
 	pingID       atomic.Uint64 // id of the last ping the writer took
 	watchWake    chan struct{} // capacity 1: send woke the parked watcher
 
-	mu          sync.Mutex // guards nc, pending, queue, err, pingQueued, watchParked, and call.sent, call.readsAtSend and call.sentAt of pending calls
+	// Fixed once ready is closed.
+	fr  *frameReader // read by the holder of the read role only
+	raw *rawWriter   // writes without blocking; nil if the conn cannot (TLS)
+
+	// Owned by the holder of the read role.
+	readDeadline time.Time       // nc's read deadline; zero: none
+	pong         wirepb.Envelope // answers to pings are decoded into it
+
+	mu          sync.Mutex // guards nc, pending, queue, err, pingQueued, watchParked, reading, writing, carry, sends, and call.sent, call.readsAtSend and call.sentAt of pending calls
 	nc          net.Conn
 	pending     map[uint64]*call // requests queued or sent, by id
 	queue       []uint64         // ids waiting for the writer, oldest first
 	err         error            // why the connection closed; nil while open
 	pingQueued  uint64           // id of a ping for the writer to send first; 0 if none
 	watchParked bool             // the watcher waits for a request: the next send wakes it
+	reading     role             // who reads frames
+	writing     role             // who writes frames
+	carry       []byte           // the rest of a caller's frame that the socket did not take: the writer writes it first
+	sends       uint64           // requests registered so far
 }
+
+// role says who holds a connection's read or write side.
+type role uint8
+
+const (
+	roleNone   role = iota
+	roleCaller      // a caller, for its own request
+	roleGo          // the connection's reader or writer goroutine
+)
+
+// selfWriteBytes is the largest frame a caller writes itself.
+const selfWriteBytes = writeBatchBytes
 
 func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clientConn {
 	return &clientConn{
@@ -74,30 +117,44 @@ func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clien
 		ready:      make(chan struct{}),
 		stop:       make(chan struct{}),
 		wake:       make(chan struct{}, 1),
+		readKick:   make(chan struct{}, 1),
 		watchWake:  make(chan struct{}, 1),
 		pending:    make(map[uint64]*call),
 	}
 }
 
-// send registers cl as waiting for a response and queues its frame
-// (cl.wbuf) for the writer. It fails if the connection closed.
-func (cc *clientConn) send(cl *call) error {
+// send registers cl as waiting for a response and either has the caller
+// write its frame (cl.wbuf) itself, when nobody writes and nothing is
+// queued (writeSelf: the caller must then call writeOwn), or queues it for
+// the writer. readSelf reports that the caller took the read role (it must
+// then call readOwn). It fails if the connection closed.
+func (cc *clientConn) send(cl *call) (writeSelf, readSelf bool, err error) {
 	id := cl.env.Id
+	wake := false
 	cc.mu.Lock()
 	if cc.err != nil {
 		err := cc.err
 		cc.mu.Unlock()
-		return err
+		return false, false, err
 	}
-	cl.sent = false
 	cc.pending[id] = cl
-	cc.queue = append(cc.queue, id)
+	cc.sends++
+	if cc.raw != nil && cc.writing == roleNone && len(cc.queue) == 0 && cc.pingQueued == 0 && len(cl.wbuf) <= selfWriteBytes {
+		cc.writing, writeSelf = roleCaller, true
+		cc.markSent(cl, cc.sentTime())
+	} else {
+		cl.sent = false
+		cc.queue = append(cc.queue, id)
+		wake = true
+	}
+	if cc.reading == roleNone {
+		cc.reading, readSelf = roleCaller, true
+	}
 	unpark := cc.watchParked
 	cc.watchParked = false
 	cc.mu.Unlock()
-	select {
-	case cc.wake <- struct{}{}:
-	default: // the writer is already due to look at the queue
+	if wake {
+		cc.wakeWriter()
 	}
 	if unpark {
 		select {
@@ -105,7 +162,57 @@ func (cc *clientConn) send(cl *call) error {
 		default:
 		}
 	}
-	return nil
+	return writeSelf, readSelf, nil
+}
+
+// wakeWriter tells the writer goroutine to look at the queue.
+func (cc *clientConn) wakeWriter() {
+	select {
+	case cc.wake <- struct{}{}:
+	default: // the writer is already due to look at the queue
+	}
+}
+
+// sentTime is the send time of a request written now, for the watcher: 0
+// without SilenceTimeout.
+func (cc *clientConn) sentTime() int64 {
+	if cc.c.silence > 0 {
+		return cc.now()
+	}
+	return 0
+}
+
+// markSent records that cl's frame is being written at time at. cc.mu must
+// be held.
+func (cc *clientConn) markSent(cl *call, at int64) {
+	cl.sent, cl.readsAtSend, cl.sentAt = true, cc.reads.Load(), at
+}
+
+// writeOwn writes cl's frame for a caller that send made the writer. It
+// does not block: what the socket does not take at once is left for the
+// writer goroutine, which writes it before anything else. A write error
+// closes the connection (and so fails cl).
+func (cc *clientConn) writeOwn(cl *call) {
+	if cc.silentSince.Load() == 0 {
+		cc.silentSince.CompareAndSwap(0, int64(time.Since(cc.born))+1)
+	}
+	n, err := cc.raw.write(cl.wbuf)
+	if err != nil {
+		cc.close(fmt.Errorf("%w: %s: write: %w", ErrUnavailable, cc.addr, err))
+		return
+	}
+	cc.mu.Lock()
+	wake := len(cc.queue) > 0 || cc.pingQueued != 0
+	if n < len(cl.wbuf) {
+		// The rest goes before any other frame: the writer takes it over.
+		cc.carry = append(cc.carry[:0], cl.wbuf[n:]...)
+		wake = true
+	}
+	cc.writing = roleNone
+	cc.mu.Unlock()
+	if wake {
+		cc.wakeWriter()
+	}
 }
 
 // withdraw removes cl, whose caller gave up, from the requests waiting for
@@ -198,6 +305,13 @@ func (cc *clientConn) writeLoop(nc net.Conn) {
 func (cc *clientConn) takeBatch(buf []byte, at int64) []byte {
 	cc.mu.Lock()
 	defer cc.mu.Unlock()
+	if cc.writing == roleCaller {
+		return buf // a caller is writing; it wakes the writer when it is done
+	}
+	if len(cc.carry) > 0 {
+		buf = append(buf, cc.carry...)
+		cc.carry = cc.carry[:0]
+	}
 	if id := cc.pingQueued; id != 0 {
 		cc.pingQueued = 0
 		cc.pingID.Store(id)
@@ -220,6 +334,10 @@ func (cc *clientConn) takeBatch(buf []byte, at int64) []byte {
 	n := copy(cc.queue, cc.queue[i:])
 	clear(cc.queue[n:])
 	cc.queue = cc.queue[:n]
+	cc.writing = roleNone
+	if len(buf) > 0 {
+		cc.writing = roleGo // until the writer takes its next batch
+	}
 	return buf
 }
 
@@ -269,9 +387,10 @@ type call struct {
 	readsAtSend uint64 // cc.reads when the writer took the frame; guarded by cc.mu
 	sentAt      int64  // cc.now() when the writer took the frame, with SilenceTimeout; guarded by cc.mu
 
-	timer   *time.Timer      // bounds a call whose ctx has no deadline (or a later one than timeout); stopped by release
-	expired <-chan time.Time // timer's channel while it runs for this call; nil otherwise
-	timeout time.Duration    // if positive, bounds the call (GetWithin)
+	timer    *time.Timer      // bounds a call whose ctx has no deadline (or a later one than timeout); stopped by release
+	expired  <-chan time.Time // timer's channel while it runs for this call; nil otherwise
+	timeout  time.Duration    // if positive, bounds the call (GetWithin)
+	deadline time.Time        // the request's deadline, set by prepare
 
 	fastGet bool       // the request is getReq, encoded by the Get fast path
 	getReq  GetRequest // with fastGet
@@ -322,7 +441,7 @@ func (cl *call) release() {
 		cl.expired = nil
 	}
 	cl.sent, cl.readsAtSend, cl.sentAt = false, 0, 0
-	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
+	cl.fastGet, cl.getReq, cl.timeout, cl.deadline = false, GetRequest{}, 0, time.Time{}
 	cl.env.Body, cl.env.Trace = nil, nil
 	cl.getMsg.Group, cl.getMsg.Key = nil, nil
 	cl.manyMsg.Keys = nil

@@ -65,17 +65,26 @@ func parsePreface(b []byte) (uint32, error) {
 }
 
 // frameReader reads length-prefixed frames: a big-endian uint32 body length,
-// then the body. It is not safe for concurrent use; one goroutine per
-// connection owns it.
+// then the body. It is not safe for concurrent use: one goroutine at a time
+// reads with it (on a client connection, whoever holds the read role).
+//
+// A read that fails with a timeout (a read deadline passed) can be resumed:
+// the frameReader keeps the part of the frame read so far, and the next
+// call to next goes on from there. After any other error the stream is
+// out of step and the caller must stop reading.
 type frameReader struct {
 	r   *bufio.Reader
 	max int
 	hdr [frameHeaderLen]byte
+	hn  int // header bytes read of the frame being read
 	buf []byte
+	// size is the body length of the frame being read, once its header is
+	// complete; -1 between frames. got is how much of its body is in buf.
+	size, got int
 }
 
 func newFrameReader(r io.Reader, size, maxFrame int) *frameReader {
-	return &frameReader{r: bufio.NewReaderSize(r, size), max: maxFrame}
+	return &frameReader{r: bufio.NewReaderSize(r, size), max: maxFrame, size: -1}
 }
 
 // next returns the next frame's body, valid until the following call.
@@ -83,48 +92,51 @@ func newFrameReader(r io.Reader, size, maxFrame int) *frameReader {
 // It returns io.EOF when the input ends cleanly between frames, an error
 // wrapping ErrFrameTooLarge for a body over the limit (without reading it),
 // an error wrapping ErrMalformed for an empty body or input that ends inside
-// a frame, and any other read error as is. After an error the stream is out
-// of step: the caller must stop reading.
+// a frame, and any other read error as is (a timeout can be resumed: see
+// frameReader).
 func (fr *frameReader) next() ([]byte, error) {
-	if cap(fr.buf) > keepFrameBytes {
-		fr.buf = nil // a huge frame passed; do not pin its buffer
-	}
-	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("%w: truncated frame header: %w", ErrMalformed, err)
+	if fr.size < 0 {
+		if fr.hn == 0 && cap(fr.buf) > keepFrameBytes {
+			fr.buf = nil // a huge frame passed; do not pin its buffer
 		}
-		return nil, err
-	}
-	n := uint64(binary.BigEndian.Uint32(fr.hdr[:]))
-	if n > uint64(fr.max) {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%w: empty frame", ErrMalformed)
-	}
-	size := int(n)
-	if size <= cap(fr.buf) || size <= eagerFrameBytes {
-		if size > cap(fr.buf) {
-			fr.buf = make([]byte, size)
+		for fr.hn < frameHeaderLen {
+			n, err := fr.r.Read(fr.hdr[fr.hn:])
+			fr.hn += n
+			if fr.hn < frameHeaderLen && err != nil {
+				if fr.hn > 0 && errors.Is(err, io.EOF) {
+					return nil, fmt.Errorf("%w: truncated frame header: %w", ErrMalformed, io.ErrUnexpectedEOF)
+				}
+				return nil, err
+			}
 		}
-		fr.buf = fr.buf[:size]
-		if _, err := io.ReadFull(fr.r, fr.buf); err != nil {
+		n := uint64(binary.BigEndian.Uint32(fr.hdr[:]))
+		if n > uint64(fr.max) {
+			return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, fr.max)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%w: empty frame", ErrMalformed)
+		}
+		fr.hn, fr.size, fr.got = 0, int(n), 0
+		if fr.size > cap(fr.buf) && fr.size <= eagerFrameBytes {
+			fr.buf = make([]byte, fr.size)
+		}
+		// A larger frame's buffer grows as its bytes arrive, so that a
+		// peer that claims a large frame and sends nothing cannot make
+		// us allocate it.
+		fr.buf = fr.buf[:min(fr.size, cap(fr.buf))]
+	}
+	for fr.got < fr.size {
+		if fr.got == len(fr.buf) {
+			fr.buf = slices.Grow(fr.buf, min(fr.size-fr.got, max(fr.got, eagerFrameBytes)))
+			fr.buf = fr.buf[:min(fr.size, cap(fr.buf))]
+		}
+		n, err := fr.r.Read(fr.buf[fr.got:])
+		fr.got += n
+		if fr.got < fr.size && err != nil {
 			return nil, truncated(err)
 		}
-		return fr.buf, nil
 	}
-	// Large frame: grow with the data actually received.
-	fr.buf = fr.buf[:0]
-	for len(fr.buf) < size {
-		if len(fr.buf) == cap(fr.buf) {
-			fr.buf = slices.Grow(fr.buf, min(size-len(fr.buf), max(len(fr.buf), eagerFrameBytes)))
-		}
-		m, err := io.ReadFull(fr.r, fr.buf[len(fr.buf):min(cap(fr.buf), size)])
-		fr.buf = fr.buf[:len(fr.buf)+m]
-		if err != nil {
-			return nil, truncated(err)
-		}
-	}
+	fr.size = -1
 	return fr.buf, nil
 }
 

@@ -1,0 +1,175 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+const (
+	// readPoll bounds how long a caller that holds a connection's read
+	// role waits for bytes before it hands the role to the connection's
+	// reader goroutine and waits for its answer like any other caller: on
+	// its ctx, the call's timer and its leave channel. So a reading caller
+	// notices at most readPoll late that it should stop waiting, and a
+	// slow answer costs one hand-off, as every answer did before callers
+	// read.
+	readPoll = 2 * time.Millisecond
+	// idleReadAfter is how long a connection's reader goroutine leaves
+	// the read role unused, with no request sent in between, before it
+	// takes it to read on an idle connection, so that a peer that closes
+	// the connection is noticed before the next request is sent on it.
+	idleReadAfter = 100 * time.Millisecond
+)
+
+// readLoop is the connection's reader goroutine. It reads while it holds
+// the read role: when a caller hands it over with calls still waiting, and
+// when the connection has been idle for idleReadAfter. It gives the role up
+// once no call waits. It returns when the connection closes; a read error
+// or a malformed frame closes it.
+func (c *Client) readLoop(cc *clientConn) {
+	idle := time.NewTimer(idleReadAfter)
+	defer idle.Stop()
+	var sends uint64 // cc.sends when the reader last looked
+	for {
+		select {
+		case <-cc.stop:
+			return
+		case <-cc.readKick:
+		case <-idle.C:
+		}
+		cc.mu.Lock()
+		mine := cc.reading == roleGo
+		if cc.reading == roleNone && len(cc.pending) == 0 && cc.sends == sends {
+			cc.reading, mine = roleGo, true
+		}
+		sends = cc.sends
+		cc.mu.Unlock()
+		if mine && !c.readWhileWaited(cc) {
+			return
+		}
+		idle.Reset(idleReadAfter)
+	}
+}
+
+// readWhileWaited reads frames for the reader goroutine, which holds the
+// read role, until no call waits (then it gives the role up and returns
+// true) or the connection fails (false).
+func (c *Client) readWhileWaited(cc *clientConn) bool {
+	if !cc.readDeadline.IsZero() { // a reading caller's
+		if err := cc.nc.SetReadDeadline(time.Time{}); err != nil {
+			c.readFailed(cc, err)
+			return false
+		}
+		cc.readDeadline = time.Time{}
+	}
+	for {
+		if err := c.readFrame(cc); err != nil {
+			c.readFailed(cc, err)
+			return false
+		}
+		cc.mu.Lock()
+		if len(cc.pending) == 0 {
+			cc.reading = roleNone
+			cc.mu.Unlock()
+			return true
+		}
+		cc.mu.Unlock()
+	}
+}
+
+// readOwn reads frames for a caller that send gave the read role, handing
+// each to its call, until cl's answer or failure comes: then it gives the
+// role up and reports true (cl.done was received). If nothing comes within
+// readPoll, or by deadline if that is sooner, it hands the role to the
+// reader goroutine and reports false, as it does when the connection fails
+// (which fails cl): the caller then waits for cl.done.
+func (c *Client) readOwn(cc *clientConn, cl *call, deadline time.Time) bool {
+	until := time.Now().Add(readPoll)
+	if !deadline.IsZero() && deadline.Before(until) {
+		until = deadline
+	}
+	// The socket's deadline is moved only when it is later than until or
+	// more than half readPoll earlier: setting it costs a lock in the
+	// runtime poller.
+	if d := cc.readDeadline; d.IsZero() || d.After(until) || until.Sub(d) > readPoll/2 {
+		if err := cc.nc.SetReadDeadline(until); err != nil {
+			c.readFailed(cc, err)
+			return false
+		}
+		cc.readDeadline = until
+	}
+	for {
+		if err := c.readFrame(cc); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				cc.releaseRead()
+				return false
+			}
+			c.readFailed(cc, err)
+			return false
+		}
+		select {
+		case <-cl.done:
+			cc.releaseRead()
+			return true
+		default:
+		}
+	}
+}
+
+// releaseRead gives up a caller's read role: to the reader goroutine if
+// calls still wait, else to nobody.
+func (cc *clientConn) releaseRead() {
+	cc.mu.Lock()
+	kick := len(cc.pending) > 0
+	cc.reading = roleNone
+	if kick {
+		cc.reading = roleGo
+	}
+	cc.mu.Unlock()
+	if kick {
+		select {
+		case cc.readKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// readFrame reads one frame and hands it to its call. A frame for an
+// abandoned request, or a pong, is dropped; an answer to a ping that is
+// not a pong is an error.
+func (c *Client) readFrame(cc *clientConn) error {
+	body, err := cc.fr.next()
+	var id uint64
+	if err == nil {
+		id, err = envelopeID(body)
+	}
+	if err == nil && c.silence > 0 && id == cc.pingID.Load() {
+		err = checkPong(body, &cc.pong)
+	}
+	if err != nil {
+		return err
+	}
+	cc.heard()
+	cc.mu.Lock()
+	cl := cc.pending[id]
+	delete(cc.pending, id)
+	cc.mu.Unlock()
+	if cl != nil {
+		cl.rbuf = append(cl.rbuf[:0], body...)
+		cl.done <- struct{}{}
+	}
+	return nil
+}
+
+// readFailed closes cc after a read error, failing its pending calls with
+// ErrUnavailable.
+func (c *Client) readFailed(cc *clientConn, err error) {
+	if cc.dead.Load() || isClosedConn(err) {
+		c.log.Debug("transport: connection closed", "peer", cc.addr, "err", err)
+	} else {
+		c.log.Error("transport: closing connection", "peer", cc.addr, "err", err)
+	}
+	cc.close(fmt.Errorf("%w: %s: %w", ErrUnavailable, cc.addr, err))
+}
