@@ -120,6 +120,7 @@ type Client struct {
 	deadGrace time.Duration  // see deadPeerGrace; tests change it
 	nextID    atomic.Uint64  // request and ping ids
 	pings     atomic.Uint64  // pings written, for tests and benchmarks
+	carries   atomic.Uint64  // frames a caller began and the writer finished, for tests
 	wg        sync.WaitGroup // one per connection: dial, read, then wait for its writer and watcher
 
 	mu     sync.Mutex // guards conns, closed

@@ -206,6 +206,7 @@ func (cc *clientConn) writeOwn(cl *call) {
 	if n < len(cl.wbuf) {
 		// The rest goes before any other frame: the writer takes it over.
 		cc.carry = append(cc.carry[:0], cl.wbuf[n:]...)
+		cc.c.carries.Add(1)
 		wake = true
 	}
 	cc.writing = roleNone
