@@ -46,10 +46,11 @@ type ClientConfig struct {
 	// DefaultMaxFrameBytes (64 MiB); values over math.MaxUint32-4 are
 	// clamped to it.
 	MaxFrameBytes int
-	// WriteTimeout bounds each write to a connection, so that a peer that
-	// stops reading fails the connection (and its pending calls) instead of
-	// holding queued requests forever. Callers never wait for a write
-	// beyond their own ctx. If zero, DefaultWriteTimeout (10s).
+	// WriteTimeout bounds each write of a connection's writer goroutine,
+	// so that a peer that stops reading fails the connection (and its
+	// pending calls) instead of holding queued requests forever. Callers
+	// never wait for a write beyond their own ctx (a caller's own write
+	// does not block). If zero, DefaultWriteTimeout (10s).
 	WriteTimeout time.Duration
 	// SilenceTimeout, if positive, bounds how long a request waits on a
 	// peer that sends nothing at all. Once nothing (no response to any
@@ -224,7 +225,8 @@ func (c *Client) GetWithin(ctx context.Context, addr string, req GetRequest, tim
 // GetOrLeave is [Client.GetWithin] for a caller that may stop waiting
 // before the answer comes without abandoning the request: one that waits
 // on behalf of others too. When leave is closed first (a nil leave never
-// is), GetOrLeave returns at once with a non-nil *PendingGet and the
+// is), GetOrLeave returns, at once or, if the caller was reading for its
+// answer, within 2ms, with a non-nil *PendingGet and the
 // request goes on, still bounded by ctx and timeout: the caller (or a
 // goroutine it hands it to) must call [PendingGet.Wait] for the answer.
 // Otherwise it returns what GetWithin would, and a nil *PendingGet.
@@ -457,6 +459,7 @@ func (c *Client) prepare(ctx context.Context, addr, op string, cl *call) error {
 		to = cl.timeout
 	}
 	now := time.Now()
+	cl.prepared = now
 	if deadline, ok := ctx.Deadline(); ok && (cl.timeout <= 0 || deadline.Sub(now) <= cl.timeout) {
 		left := deadline.Sub(now)
 		if left <= 0 {
@@ -668,7 +671,10 @@ func (c *Client) run(ctx context.Context, cc *clientConn) {
 		r = &liveReader{r: nc, cc: cc}
 	}
 	cc.fr = newFrameReader(r, readBufferBytes, c.maxFrame)
-	cc.raw = newRawWriter(nc)
+	cc.raw = newRawSocket(nc)
+	if cc.raw == nil {
+		cc.reading = roleGo // for good: callers cannot read for themselves
+	}
 	close(cc.ready)
 	cc.wg.Go(func() { cc.writeLoop(nc) })
 	if c.silence > 0 {

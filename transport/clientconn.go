@@ -42,9 +42,11 @@ const writeBatchBytes = 64 << 10
 // goroutine (readLoop): a caller gives it up when its answer came, to the
 // reader goroutine if other calls still wait; the reader goroutine gives it
 // up when no call waits. While pending is not empty someone holds the role.
-// An idle connection's reader goroutine takes the role back after
-// idleReadAfter, so that a peer that closes it is noticed before the next
-// request.
+// So nobody reads an idle connection: a request after one (peekAfter) first
+// peeks at the socket, and if the peer closed it, the request goes out on a
+// new connection (see send). On a TLS connection (no raw socket) the reader
+// goroutine holds the read role for good and the writer goroutine writes
+// every frame, as before callers did their own I/O.
 //
 // With ClientConfig.SilenceTimeout, a watcher goroutine pings a peer that
 // is slow to answer and closes the connection if the peer sends nothing at
@@ -57,14 +59,15 @@ type clientConn struct {
 	ready      chan struct{} // closed when the dial finished; then dialErr and nc are fixed
 	dialErr    error
 	dead       atomic.Bool    // set by close
-	stop       chan struct{}  // closed by close: the writer returns
+	stop       chan struct{}  // closed by close: the writer, reader and watcher return
 	wake       chan struct{}  // capacity 1: ids were queued
 	readKick   chan struct{}  // capacity 1: the read role was handed to the reader goroutine
 	wg         sync.WaitGroup // the writer goroutine
 	reads      atomic.Uint64  // frames read so far
-	// silentSince is 1 + the time since born at which the writer first
-	// wrote after the last frame read, or 0 if nothing was written since
-	// (see heard and writeLoop).
+	// silentSince is 1 + the time since born at which the writer (or a
+	// caller writing its own frame) first wrote after the last frame
+	// read, or 0 if nothing was written since (see heard, writeLoop and
+	// writeOwn).
 	silentSince atomic.Int64
 
 	// Liveness, with SilenceTimeout only (see liveness.go). Times are
@@ -77,13 +80,13 @@ type clientConn struct {
 
 	// Fixed once ready is closed.
 	fr  *frameReader // read by the holder of the read role only
-	raw *rawWriter   // writes without blocking; nil if the conn cannot (TLS)
+	raw *rawSocket   // writes without blocking, peeks; nil if the conn cannot (TLS)
 
 	// Owned by the holder of the read role.
 	readDeadline time.Time       // nc's read deadline; zero: none
 	pong         wirepb.Envelope // answers to pings are decoded into it
 
-	mu          sync.Mutex // guards nc, pending, queue, err, pingQueued, watchParked, reading, writing, carry, sends, and call.sent, call.readsAtSend and call.sentAt of pending calls
+	mu          sync.Mutex // guards nc (fixed once ready is closed), pending, queue, err, pingQueued, watchParked, reading, writing, carry, lastSend, raw's peeks, and call.sent, call.readsAtSend and call.sentAt of pending calls
 	nc          net.Conn
 	pending     map[uint64]*call // requests queued or sent, by id
 	queue       []uint64         // ids waiting for the writer, oldest first
@@ -93,7 +96,7 @@ type clientConn struct {
 	reading     role             // who reads frames
 	writing     role             // who writes frames
 	carry       []byte           // the rest of a caller's frame that the socket did not take: the writer writes it first
-	sends       uint64           // requests registered so far
+	lastSend    time.Time        // when the last request was registered
 }
 
 // role says who holds a connection's read or write side.
@@ -105,8 +108,13 @@ const (
 	roleGo          // the connection's reader or writer goroutine
 )
 
-// selfWriteBytes is the largest frame a caller writes itself.
-const selfWriteBytes = writeBatchBytes
+const (
+	// selfWriteBytes is the largest frame a caller writes itself.
+	selfWriteBytes = writeBatchBytes
+	// peekAfter is how long a connection must have had no request for
+	// the next one to look first whether the peer closed it (see send).
+	peekAfter = time.Millisecond
+)
 
 func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clientConn {
 	return &clientConn{
@@ -127,7 +135,11 @@ func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clien
 // write its frame (cl.wbuf) itself, when nobody writes and nothing is
 // queued (writeSelf: the caller must then call writeOwn), or queues it for
 // the writer. readSelf reports that the caller took the read role (it must
-// then call readOwn). It fails if the connection closed.
+// then call readOwn). It fails if the connection closed; also, with no
+// request outstanding and none sent for peekAfter, if the socket shows that
+// the peer closed it (nobody reads an idle connection, and a request sent
+// on it would fail where one on a new connection would not): then it
+// closes cc first.
 func (cc *clientConn) send(cl *call) (writeSelf, readSelf bool, err error) {
 	id := cl.env.Id
 	wake := false
@@ -137,9 +149,15 @@ func (cc *clientConn) send(cl *call) (writeSelf, readSelf bool, err error) {
 		cc.mu.Unlock()
 		return false, false, err
 	}
+	if cc.raw != nil && len(cc.pending) == 0 && cl.prepared.Sub(cc.lastSend) > peekAfter && cc.raw.peerClosed() {
+		cc.mu.Unlock()
+		err := fmt.Errorf("%w: %s: closed by the peer", ErrUnavailable, cc.addr)
+		cc.close(err)
+		return false, false, err
+	}
+	cc.lastSend = cl.prepared
 	cc.pending[id] = cl
-	cc.sends++
-	if cc.raw != nil && cc.writing == roleNone && len(cc.queue) == 0 && cc.pingQueued == 0 && len(cl.wbuf) <= selfWriteBytes {
+	if cc.raw != nil && cc.writing == roleNone && len(cc.carry) == 0 && len(cc.queue) == 0 && cc.pingQueued == 0 && len(cl.wbuf) <= selfWriteBytes {
 		cc.writing, writeSelf = roleCaller, true
 		cc.markSent(cl, cc.sentTime())
 	} else {
@@ -203,13 +221,15 @@ func (cc *clientConn) writeOwn(cl *call) {
 	}
 	cc.mu.Lock()
 	wake := len(cc.queue) > 0 || cc.pingQueued != 0
+	cc.writing = roleNone
 	if n < len(cl.wbuf) {
-		// The rest goes before any other frame: the writer takes it over.
-		cc.carry = append(cc.carry[:0], cl.wbuf[n:]...)
+		// The rest goes before any other frame: the writer takes it
+		// over, with the write role.
+		cc.carry = append(cc.carry, cl.wbuf[n:]...)
+		cc.writing = roleGo
 		cc.c.carries.Add(1)
 		wake = true
 	}
-	cc.writing = roleNone
 	cc.mu.Unlock()
 	if wake {
 		cc.wakeWriter()
@@ -384,13 +404,14 @@ type call struct {
 	err  error         // set before done: the connection failed
 	cc   *clientConn
 
-	sent        bool   // the writer took the frame; guarded by cc.mu
-	readsAtSend uint64 // cc.reads when the writer took the frame; guarded by cc.mu
-	sentAt      int64  // cc.now() when the writer took the frame, with SilenceTimeout; guarded by cc.mu
+	sent        bool   // the frame is being or was written (by the writer, or by the caller); guarded by cc.mu
+	readsAtSend uint64 // cc.reads when it was taken for writing; guarded by cc.mu
+	sentAt      int64  // cc.now() when it was taken for writing, with SilenceTimeout; guarded by cc.mu
 
 	timer    *time.Timer      // bounds a call whose ctx has no deadline (or a later one than timeout); stopped by release
 	expired  <-chan time.Time // timer's channel while it runs for this call; nil otherwise
 	timeout  time.Duration    // if positive, bounds the call (GetWithin)
+	prepared time.Time        // when prepare ran
 	deadline time.Time        // the request's deadline, set by prepare
 
 	fastGet bool       // the request is getReq, encoded by the Get fast path
@@ -442,7 +463,8 @@ func (cl *call) release() {
 		cl.expired = nil
 	}
 	cl.sent, cl.readsAtSend, cl.sentAt = false, 0, 0
-	cl.fastGet, cl.getReq, cl.timeout, cl.deadline = false, GetRequest{}, 0, time.Time{}
+	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
+	cl.prepared, cl.deadline = time.Time{}, time.Time{}
 	cl.env.Body, cl.env.Trace = nil, nil
 	cl.getMsg.Group, cl.getMsg.Key = nil, nil
 	cl.manyMsg.Keys = nil

@@ -7,55 +7,40 @@ import (
 	"time"
 )
 
-const (
-	// readPoll bounds how long a caller that holds a connection's read
-	// role waits for bytes before it hands the role to the connection's
-	// reader goroutine and waits for its answer like any other caller: on
-	// its ctx, the call's timer and its leave channel. So a reading caller
-	// notices at most readPoll late that it should stop waiting, and a
-	// slow answer costs one hand-off, as every answer did before callers
-	// read.
-	readPoll = 2 * time.Millisecond
-	// idleReadAfter is how long a connection's reader goroutine leaves
-	// the read role unused, with no request sent in between, before it
-	// takes it to read on an idle connection, so that a peer that closes
-	// the connection is noticed before the next request is sent on it.
-	idleReadAfter = 100 * time.Millisecond
-)
+// readPoll bounds how long a caller that holds a connection's read role
+// reads before it hands the role to the connection's reader goroutine and
+// waits for its answer like any other caller: on its ctx, the call's timer
+// and its leave channel. So a reading caller notices at most readPoll late
+// that it should stop waiting, and a slow answer costs one hand-off, as
+// every answer did before callers read.
+const readPoll = 2 * time.Millisecond
 
 // readLoop is the connection's reader goroutine. It reads while it holds
-// the read role: when a caller hands it over with calls still waiting, and
-// when the connection has been idle for idleReadAfter. It gives the role up
-// once no call waits. It returns when the connection closes; a read error
-// or a malformed frame closes it.
+// the read role, which a caller hands it when calls still wait; it gives
+// the role up once none does. On a connection callers cannot read for
+// themselves (TLS) it holds the role for good. It returns when the
+// connection closes; a read error or a malformed frame closes it.
 func (c *Client) readLoop(cc *clientConn) {
-	idle := time.NewTimer(idleReadAfter)
-	defer idle.Stop()
-	var sends uint64 // cc.sends when the reader last looked
+	if cc.raw == nil {
+		c.readWhileWaited(cc)
+		return
+	}
 	for {
 		select {
 		case <-cc.stop:
 			return
 		case <-cc.readKick:
-		case <-idle.C:
 		}
-		cc.mu.Lock()
-		mine := cc.reading == roleGo
-		if cc.reading == roleNone && len(cc.pending) == 0 && cc.sends == sends {
-			cc.reading, mine = roleGo, true
-		}
-		sends = cc.sends
-		cc.mu.Unlock()
-		if mine && !c.readWhileWaited(cc) {
+		if !c.readWhileWaited(cc) {
 			return
 		}
-		idle.Reset(idleReadAfter)
 	}
 }
 
 // readWhileWaited reads frames for the reader goroutine, which holds the
 // read role, until no call waits (then it gives the role up and returns
-// true) or the connection fails (false).
+// true; never on a connection without raw access) or the connection fails
+// (false).
 func (c *Client) readWhileWaited(cc *clientConn) bool {
 	if !cc.readDeadline.IsZero() { // a reading caller's
 		if err := cc.nc.SetReadDeadline(time.Time{}); err != nil {
@@ -70,7 +55,7 @@ func (c *Client) readWhileWaited(cc *clientConn) bool {
 			return false
 		}
 		cc.mu.Lock()
-		if len(cc.pending) == 0 {
+		if len(cc.pending) == 0 && cc.raw != nil {
 			cc.reading = roleNone
 			cc.mu.Unlock()
 			return true
@@ -81,10 +66,11 @@ func (c *Client) readWhileWaited(cc *clientConn) bool {
 
 // readOwn reads frames for a caller that send gave the read role, handing
 // each to its call, until cl's answer or failure comes: then it gives the
-// role up and reports true (cl.done was received). If nothing comes within
-// readPoll, or by deadline if that is sooner, it hands the role to the
-// reader goroutine and reports false, as it does when the connection fails
-// (which fails cl): the caller then waits for cl.done.
+// role up and reports true (cl.done was received). If its answer has not
+// come within readPoll, or by deadline if that is sooner (whatever other
+// frames came meanwhile), it hands the role to the reader goroutine and
+// reports false, as it does when the connection fails (which fails cl):
+// the caller then waits for cl.done.
 func (c *Client) readOwn(cc *clientConn, cl *call, deadline time.Time) bool {
 	until := time.Now().Add(readPoll)
 	if !deadline.IsZero() && deadline.Before(until) {

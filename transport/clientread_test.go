@@ -183,10 +183,11 @@ func TestReadingCallerLeaves(t *testing.T) {
 	}
 }
 
-// TestIdlePeerCloseNoticed checks that when a peer closes a connection
-// nobody is using, the client notices before its next request, which
-// then goes out on a new connection rather than failing.
-func TestIdlePeerCloseNoticed(t *testing.T) {
+// TestPeerCloseBetweenRequestsNoticed checks that when a peer closes a
+// connection between two requests (a restart, say), the second goes out
+// on a new connection rather than failing, although nobody reads an idle
+// connection: send looks at the socket first.
+func TestPeerCloseBetweenRequestsNoticed(t *testing.T) {
 	var conns atomic.Int32
 	addr := fakePeer(t, func(i int, nc net.Conn) {
 		conns.Add(1)
@@ -194,32 +195,74 @@ func TestIdlePeerCloseNoticed(t *testing.T) {
 		if err != nil {
 			return
 		}
-		id := readRequestID(fr)
-		if id != 0 {
-			nc.Write(peerGetResponse(id))
-		}
 		if i == 0 {
+			if id := readRequestID(fr); id != 0 {
+				nc.Write(peerGetResponse(id))
+			}
 			return // closes the connection after one answer
 		}
 		serveEnvelopes(fr, func(env *wirepb.Envelope) { nc.Write(peerGetResponse(env.Id)) })
 	})
 	c, _ := newTestClient(t, ClientConfig{})
-	for i := range 2 {
+	for i := range 3 {
 		got, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "k"})
 		if err != nil || string(got.Value.Value) != "v" {
 			t.Fatalf("Get %d = %q, %v, want %q", i, got.Value.Value, err, "v")
 		}
-		if i == 0 {
-			eventually(t, func() bool {
-				c.mu.Lock()
-				defer c.mu.Unlock()
-				cc := c.conns[addr]
-				return cc == nil || cc.dead.Load()
-			}, "the client to notice the closed connection")
-		}
+		time.Sleep(30 * time.Millisecond) // the peer's close arrives
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("peer accepted %d connections, want 2", n)
+	}
+}
+
+// TestCallerWriteAfterWriterDeadline checks that a caller's own write does
+// not heed the write deadline the writer goroutine left on the socket: a
+// connection whose writer wrote once, longer ago than WriteTimeout, still
+// takes callers' writes.
+func TestCallerWriteAfterWriterDeadline(t *testing.T) {
+	s, _ := startServer(t, ServerConfig{}, &fakeHandler{})
+	c, _ := newTestClient(t, ClientConfig{WriteTimeout: 50 * time.Millisecond})
+	addr := s.Addr()
+	// A frame over selfWriteBytes always goes to the writer goroutine.
+	big := bytes.Repeat([]byte{1}, selfWriteBytes+1024)
+	if _, err := c.Write(t.Context(), addr, WriteRequest{Group: "g", Op: OpSet, Items: []SetItem{{Key: "k", Value: big}}}); err != nil {
+		t.Fatalf("large Write: %v", err)
+	}
+	time.Sleep(80 * time.Millisecond) // the writer's deadline passes
+	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "k"}); err != nil {
+		t.Fatalf("Get after the writer's deadline passed: %v", err)
+	}
+}
+
+// TestSendWhileCarryPending checks that while the rest of a caller's frame
+// waits for the writer goroutine, the next caller queues its frame rather
+// than writing it into the middle of that one. It sets up the state
+// writeOwn leaves after a partial write, before the writer runs.
+func TestSendWhileCarryPending(t *testing.T) {
+	s, _ := startServer(t, ServerConfig{}, &fakeHandler{})
+	c, _ := newTestClient(t, ClientConfig{})
+	addr := s.Addr()
+	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	cc := c.conns[addr]
+	c.mu.Unlock()
+	if cc.raw == nil {
+		t.Skip("no raw writes on this platform")
+	}
+	a := appendGetRequestFrame(nil, c.nextID.Add(1), int64(time.Second), GetRequest{Group: "g", Key: "a"})
+	cc.mu.Lock()
+	if n, err := cc.raw.write(a[:6]); n != 6 || err != nil {
+		cc.mu.Unlock()
+		t.Fatalf("raw write = %d, %v", n, err)
+	}
+	cc.carry = append(cc.carry, a[6:]...)
+	cc.writing = roleGo // as writeOwn leaves it; the writer is not woken yet
+	cc.mu.Unlock()
+	if _, err := c.GetWithin(t.Context(), addr, GetRequest{Group: "g", Key: "b"}, time.Second); err != nil {
+		t.Fatalf("Get with another caller's frame half written: %v", err)
 	}
 }
 

@@ -14,21 +14,28 @@
 //
 // A Client keeps one connection per peer address, dialed on first use (one
 // dial shared by concurrent callers) and redialed after a failure, and runs
-// any number of requests on it at once. Each connection has one writer
-// goroutine: callers queue their encoded request and wait for the response
-// or their own context, never for the write, so a peer that stops reading
-// delays nobody beyond their deadline. The writer writes queued requests in
-// batches, each bounded by ClientConfig.WriteTimeout (a write that fails or
-// times out closes the connection); a request whose caller gave up before
-// the writer took it is never sent, and one the writer took is written
-// whole, so the stream stays in step. One reader goroutine per connection
-// hands each response to the caller waiting for its id; the response of an
-// abandoned request is dropped. No goroutine is started per request on the
-// client. Every request carries a deadline: its context's, or
+// any number of requests on it at once. On a quiet connection a caller does
+// its own I/O, as a bare client would: it writes its request with one
+// system call that does not block, and reads until its response comes
+// (handing any other response it reads to its caller). On a busy one, or
+// for a large request, callers queue their encoded request for the
+// connection's writer goroutine, and whoever is reading hands them their
+// response. Either way a caller waits for its response or its own context,
+// never for a write, so a peer that stops reading delays nobody beyond
+// their deadline; a reading caller notices its context's end within 2ms.
+// The writer writes queued requests (and what a caller's write left over)
+// in batches, each bounded by ClientConfig.WriteTimeout (a write that fails
+// or times out closes the connection); a request whose caller gave up
+// before it was written is never sent, and one begun is written whole, so
+// the stream stays in step. The response of an abandoned request is
+// dropped. No goroutine is started per request on the client. TLS
+// connections keep one reader goroutine that reads every response, and
+// their requests always go through the writer goroutine. Every request carries a deadline: its context's, or
 // ClientConfig.DefaultTimeout. A connection that has read nothing for a
 // while (2s) since a request was written, when a request written on it
 // times out, is presumed dead (a peer gone without a reset) and closed; the
-// next request dials again.
+// next request dials again. So does a request on a connection that was
+// idle for a millisecond or more, if the peer has closed it meanwhile.
 //
 // With ClientConfig.SilenceTimeout set, a connection also has a watcher
 // goroutine that tells a slow peer from a silent one. A connection on

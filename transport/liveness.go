@@ -26,7 +26,7 @@ var ErrPeerSilent = errors.New("transport: peer silent")
 // (watchLoop) fails it, closing it with an error wrapping ErrPeerSilent,
 // when either
 //
-//   - a request is outstanding that was sent (taken by the writer) at
+//   - a request is outstanding that was sent (taken for writing) at
 //     least T ago, and nothing has arrived for T, nor has a frame larger
 //     than one write chunk made progress (see below); or
 //   - one write chunk has been blocked for T with nothing arriving: the
