@@ -105,13 +105,21 @@ func (c *Client) readOwn(cc *clientConn, cl *call, deadline time.Time) bool {
 }
 
 // releaseRead gives up a caller's read role: to the reader goroutine if
-// calls still wait, else to nobody.
+// calls still wait, else to nobody. Then it also clears the socket's read
+// deadline, whose timer would otherwise fire on an idle connection and
+// wake a thread for nothing.
 func (cc *clientConn) releaseRead() {
 	cc.mu.Lock()
 	kick := len(cc.pending) > 0
-	cc.reading = roleNone
 	if kick {
 		cc.reading = roleGo
+	} else {
+		if !cc.readDeadline.IsZero() {
+			// An error here shows again on the next read.
+			cc.nc.SetReadDeadline(time.Time{})
+			cc.readDeadline = time.Time{}
+		}
+		cc.reading = roleNone
 	}
 	cc.mu.Unlock()
 	if kick {
