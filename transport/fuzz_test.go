@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
 	"reflect"
 	"testing"
 	"time"
@@ -19,7 +20,9 @@ var updateCorpus = flag.Bool("update-corpus", false, "rewrite the seed corpora i
 
 // FuzzReadFrame feeds arbitrary bytes to the frame reader: it must never
 // panic, never return a frame over the limit or an empty one, and fail only
-// with io.EOF, ErrFrameTooLarge or ErrMalformed.
+// with io.EOF, ErrFrameTooLarge or ErrMalformed. Read again in dribbles
+// with a timeout after every one (as a reading caller's deadline cuts a
+// frame), the same bytes must give the same frames and the same end.
 func FuzzReadFrame(f *testing.F) {
 	for _, seed := range frameSeeds(f) {
 		f.Add(seed)
@@ -27,23 +30,81 @@ func FuzzReadFrame(f *testing.F) {
 	const limit = 1 << 16
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fr := newFrameReader(bytes.NewReader(data), 16, limit)
+		var frames [][]byte
+		var end error
 		for range len(data) + 1 { // each frame consumes at least 5 bytes
 			body, err := fr.next()
 			if err != nil {
 				if !errors.Is(err, io.EOF) && !errors.Is(err, ErrFrameTooLarge) && !errors.Is(err, ErrMalformed) {
 					t.Fatalf("next() error = %v, want EOF, ErrFrameTooLarge or ErrMalformed", err)
 				}
-				return
+				end = err
+				break
 			}
 			if len(body) == 0 || len(body) > limit {
 				t.Fatalf("next() returned %d bytes, want 1..%d", len(body), limit)
 			}
+			frames = append(frames, bytes.Clone(body))
 			// Whatever a frame holds, decoding it must not panic.
 			var env wirepb.Envelope
 			_ = unmarshalEnvelope(body, &env)
 		}
-		t.Fatalf("reader returned more frames than the input can hold")
+		if end == nil {
+			t.Fatalf("reader returned more frames than the input can hold")
+		}
+
+		fr = newFrameReader(&dribbleReader{data: data}, 16, limit)
+		got := 0
+		for range 4*len(data) + 2 { // a timeout at most after each byte, then the end
+			body, err := fr.next()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if err != nil {
+				if !sameEnd(err, end) {
+					t.Fatalf("read in dribbles: next() error = %v after %d frames, want %v after %d", err, got, end, len(frames))
+				}
+				if got != len(frames) {
+					t.Fatalf("read in dribbles: %d frames, want %d", got, len(frames))
+				}
+				return
+			}
+			if got >= len(frames) || !bytes.Equal(body, frames[got]) {
+				t.Fatalf("read in dribbles: frame %d differs from the one read at once", got)
+			}
+			got++
+		}
+		t.Fatalf("read in dribbles: no end")
 	})
+}
+
+// dribbleReader returns data one byte at a time, with a timeout error
+// (os.ErrDeadlineExceeded) before each byte.
+type dribbleReader struct {
+	data    []byte
+	timeout bool
+}
+
+func (r *dribbleReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	if r.timeout = !r.timeout; r.timeout {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := copy(p[:1], r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// sameEnd reports whether two frame-reader errors are the same kind of end.
+func sameEnd(a, b error) bool {
+	for _, e := range []error{io.EOF, ErrFrameTooLarge, ErrMalformed} {
+		if errors.Is(a, e) || errors.Is(b, e) {
+			return errors.Is(a, e) && errors.Is(b, e)
+		}
+	}
+	return false
 }
 
 // FuzzDecodeEnvelope decodes arbitrary frame bodies the way both sides do:
