@@ -459,7 +459,6 @@ func (c *Client) prepare(ctx context.Context, addr, op string, cl *call) error {
 		to = cl.timeout
 	}
 	now := time.Now()
-	cl.prepared = now
 	if deadline, ok := ctx.Deadline(); ok && (cl.timeout <= 0 || deadline.Sub(now) <= cl.timeout) {
 		left := deadline.Sub(now)
 		if left <= 0 {

@@ -42,9 +42,14 @@ const writeBatchBytes = 64 << 10
 // goroutine (readLoop): a caller gives it up when its answer came, to the
 // reader goroutine if other calls still wait; the reader goroutine gives it
 // up when no call waits. While pending is not empty someone holds the role.
-// So nobody reads an idle connection: a request after one (peekAfter) first
-// peeks at the socket, and if the peer closed it, the request goes out on a
-// new connection (see send). On a TLS connection (no raw socket) the reader
+// So an idle connection is usually read by nobody (the reader goroutine may
+// stay in a read after the calls it read for were withdrawn), and a peer's
+// close goes unseen: a request that comes stateAfter or more after the last
+// one first asks the kernel for the connection's state, and if the peer
+// closed it, goes out on a new connection (see send). A request sooner than
+// that can still be the first to see the close, and fails, as one could
+// when the close arrived just after it was written. Raw sockets are built
+// for Linux only: on a TLS connection, or on another platform, the reader
 // goroutine holds the read role for good and the writer goroutine writes
 // every frame, as before callers did their own I/O.
 //
@@ -80,13 +85,13 @@ type clientConn struct {
 
 	// Fixed once ready is closed.
 	fr  *frameReader // read by the holder of the read role only
-	raw *rawSocket   // writes without blocking, peeks; nil if the conn cannot (TLS)
+	raw *rawSocket   // writes without blocking, tells a peer's close; nil if the conn cannot (TLS, not Linux)
 
 	// Owned by the holder of the read role.
 	readDeadline time.Time       // nc's read deadline; zero: none
 	pong         wirepb.Envelope // answers to pings are decoded into it
 
-	mu          sync.Mutex // guards nc (fixed once ready is closed), pending, queue, err, pingQueued, watchParked, reading, writing, carry, lastSend, raw's peeks, and call.sent, call.readsAtSend and call.sentAt of pending calls
+	mu          sync.Mutex // guards nc (fixed once ready is closed), pending, queue, err, pingQueued, watchParked, reading, writing, carry, lastSend, raw's state checks, and call.sent, call.readsAtSend and call.sentAt of pending calls
 	nc          net.Conn
 	pending     map[uint64]*call // requests queued or sent, by id
 	queue       []uint64         // ids waiting for the writer, oldest first
@@ -96,7 +101,7 @@ type clientConn struct {
 	reading     role             // who reads frames
 	writing     role             // who writes frames
 	carry       []byte           // the rest of a caller's frame that the socket did not take: the writer writes it first
-	lastSend    time.Time        // when the last request was registered
+	lastSend    time.Time        // when the last request was registered, on a raw socket
 }
 
 // role says who holds a connection's read or write side.
@@ -111,9 +116,9 @@ const (
 const (
 	// selfWriteBytes is the largest frame a caller writes itself.
 	selfWriteBytes = writeBatchBytes
-	// peekAfter is how long a connection must have had no request for
-	// the next one to look first whether the peer closed it (see send).
-	peekAfter = time.Millisecond
+	// stateAfter is how long a connection must have had no request for
+	// the next one to ask first whether the peer closed it (see send).
+	stateAfter = time.Millisecond
 )
 
 func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clientConn {
@@ -136,10 +141,10 @@ func newClientConn(c *Client, addr string, cancelDial context.CancelFunc) *clien
 // queued (writeSelf: the caller must then call writeOwn), or queues it for
 // the writer. readSelf reports that the caller took the read role (it must
 // then call readOwn). It fails if the connection closed; also, with no
-// request outstanding and none sent for peekAfter, if the socket shows that
-// the peer closed it (nobody reads an idle connection, and a request sent
-// on it would fail where one on a new connection would not): then it
-// closes cc first.
+// request outstanding and none sent for stateAfter, if the kernel says the
+// peer closed it (no caller reads an idle connection, and a request sent on
+// it would fail where one on a new connection would not): then it closes cc
+// first.
 func (cc *clientConn) send(cl *call) (writeSelf, readSelf bool, err error) {
 	id := cl.env.Id
 	wake := false
@@ -149,13 +154,16 @@ func (cc *clientConn) send(cl *call) (writeSelf, readSelf bool, err error) {
 		cc.mu.Unlock()
 		return false, false, err
 	}
-	if cc.raw != nil && len(cc.pending) == 0 && cl.prepared.Sub(cc.lastSend) > peekAfter && cc.raw.peerClosed() {
-		cc.mu.Unlock()
-		err := fmt.Errorf("%w: %s: closed by the peer", ErrUnavailable, cc.addr)
-		cc.close(err)
-		return false, false, err
+	if cc.raw != nil {
+		now := time.Now()
+		if len(cc.pending) == 0 && now.Sub(cc.lastSend) > stateAfter && cc.raw.peerClosed() {
+			cc.mu.Unlock()
+			err := fmt.Errorf("%w: %s: closed by the peer", ErrUnavailable, cc.addr)
+			cc.close(err)
+			return false, false, err
+		}
+		cc.lastSend = now
 	}
-	cc.lastSend = cl.prepared
 	cc.pending[id] = cl
 	if cc.raw != nil && cc.writing == roleNone && len(cc.carry) == 0 && len(cc.queue) == 0 && cc.pingQueued == 0 && len(cl.wbuf) <= selfWriteBytes {
 		cc.writing, writeSelf = roleCaller, true
@@ -411,7 +419,6 @@ type call struct {
 	timer    *time.Timer      // bounds a call whose ctx has no deadline (or a later one than timeout); stopped by release
 	expired  <-chan time.Time // timer's channel while it runs for this call; nil otherwise
 	timeout  time.Duration    // if positive, bounds the call (GetWithin)
-	prepared time.Time        // when prepare ran
 	deadline time.Time        // the request's deadline, set by prepare
 
 	fastGet bool       // the request is getReq, encoded by the Get fast path
@@ -463,8 +470,7 @@ func (cl *call) release() {
 		cl.expired = nil
 	}
 	cl.sent, cl.readsAtSend, cl.sentAt = false, 0, 0
-	cl.fastGet, cl.getReq, cl.timeout = false, GetRequest{}, 0
-	cl.prepared, cl.deadline = time.Time{}, time.Time{}
+	cl.fastGet, cl.getReq, cl.timeout, cl.deadline = false, GetRequest{}, 0, time.Time{}
 	cl.env.Body, cl.env.Trace = nil, nil
 	cl.getMsg.Group, cl.getMsg.Key = nil, nil
 	cl.manyMsg.Keys = nil

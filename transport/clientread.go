@@ -76,16 +76,13 @@ func (c *Client) readOwn(cc *clientConn, cl *call, deadline time.Time) bool {
 	if !deadline.IsZero() && deadline.Before(until) {
 		until = deadline
 	}
-	// The socket's deadline is moved only when it is later than until or
-	// more than half readPoll earlier: setting it costs a lock in the
-	// runtime poller.
-	if d := cc.readDeadline; d.IsZero() || d.After(until) || until.Sub(d) > readPoll/2 {
-		if err := cc.nc.SetReadDeadline(until); err != nil {
-			c.readFailed(cc, err)
-			return false
-		}
-		cc.readDeadline = until
+	// The deadline is always clear here: whoever gave the role up to
+	// nobody cleared it (releaseRead, readWhileWaited).
+	if err := cc.nc.SetReadDeadline(until); err != nil {
+		c.readFailed(cc, err)
+		return false
 	}
+	cc.readDeadline = until
 	for {
 		if err := c.readFrame(cc); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -320,5 +321,87 @@ func TestCallerWriteCarriedOver(t *testing.T) {
 	got, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "k"})
 	if err != nil || string(got.Value.Value) != "v" {
 		t.Fatalf("Get after = %q, %v, want %q on the same connection", got.Value.Value, err, "v")
+	}
+}
+
+// TestPeerCloseBehindUnreadAnswerNoticed checks a close that arrives
+// behind the late answer of a withdrawn request, which nobody reads: the
+// next request still sees that the peer closed the connection (a peek at
+// the next byte would see the answer and call it open), and goes out on a
+// new connection.
+func TestPeerCloseBehindUnreadAnswerNoticed(t *testing.T) {
+	addr := fakePeer(t, func(i int, nc net.Conn) {
+		fr, err := peerHandshake(nc, ProtocolVersion)
+		if err != nil {
+			return
+		}
+		if i > 0 {
+			serveEnvelopes(fr, func(env *wirepb.Envelope) { nc.Write(peerGetResponse(env.Id)) })
+			return
+		}
+		if id := readRequestID(fr); id != 0 {
+			nc.Write(peerGetResponse(id))
+		}
+		a, b := readRequestID(fr), readRequestID(fr)
+		time.Sleep(100 * time.Millisecond) // both callers gave up
+		nc.Write(peerGetResponse(a))       // read by the reader goroutine, which then lets go
+		time.Sleep(50 * time.Millisecond)
+		nc.Write(peerGetResponse(b)) // nobody reads it
+		time.Sleep(10 * time.Millisecond)
+		// return: close (FIN behind b's answer)
+	})
+	c, _ := newTestClient(t, ClientConfig{})
+	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "dial"}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, k := range []string{"a", "b"} {
+		wg.Go(func() {
+			if _, err := c.GetWithin(t.Context(), addr, GetRequest{Group: "g", Key: k}, 20*time.Millisecond); !errors.Is(err, ErrUnavailable) {
+				t.Errorf("Get %s = %v, want a timeout", k, err)
+			}
+		})
+	}
+	wg.Wait()
+	time.Sleep(250 * time.Millisecond) // the peer closed
+	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "c"}); err != nil {
+		t.Fatalf("Get after the peer closed = %v, want it on a new connection", err)
+	}
+}
+
+// TestWaitAfterLeaveDuringDialNoticesClose checks a request whose caller
+// left while the connection was being dialed, sent by PendingGet.Wait only
+// after another request and the peer's close: it still sees the close (the
+// time since the last request is taken when it is sent, not when it was
+// prepared) and goes out on a new connection.
+func TestWaitAfterLeaveDuringDialNoticesClose(t *testing.T) {
+	addr := fakePeer(t, func(i int, nc net.Conn) {
+		fr, err := peerHandshake(nc, ProtocolVersion)
+		if err != nil {
+			return
+		}
+		if i > 0 {
+			serveEnvelopes(fr, func(env *wirepb.Envelope) { nc.Write(peerGetResponse(env.Id)) })
+			return
+		}
+		if id := readRequestID(fr); id != 0 {
+			nc.Write(peerGetResponse(id))
+		}
+		time.Sleep(10 * time.Millisecond) // then close
+	})
+	c, _ := newTestClient(t, ClientConfig{})
+	left := make(chan struct{})
+	close(left)
+	_, pending, err := c.GetOrLeave(t.Context(), addr, GetRequest{Group: "g", Key: "w"}, 0, left)
+	if pending == nil {
+		t.Skipf("did not leave during the dial: %v", err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // the peer closed
+	if _, err := pending.Wait(t.Context()); err != nil {
+		t.Fatalf("Wait on a connection the peer closed = %v, want it on a new connection", err)
 	}
 }

@@ -16,8 +16,8 @@
 // dial shared by concurrent callers) and redialed after a failure, and runs
 // any number of requests on it at once. On a quiet connection a caller does
 // its own I/O, as a bare client would: it writes its request with one
-// system call that does not block, and reads until its response comes
-// (handing any other response it reads to its caller). On a busy one, or
+// system call that does not block, and reads until its response comes, for
+// 2ms at most (handing any other response it reads to its caller). On a busy one, or
 // for a large request, callers queue their encoded request for the
 // connection's writer goroutine, and whoever is reading hands them their
 // response. Either way a caller waits for its response or its own context,
@@ -29,13 +29,16 @@
 // before it was written is never sent, and one begun is written whole, so
 // the stream stays in step. The response of an abandoned request is
 // dropped. No goroutine is started per request on the client. TLS
-// connections keep one reader goroutine that reads every response, and
-// their requests always go through the writer goroutine. Every request carries a deadline: its context's, or
+// connections, and every connection on platforms other than Linux, keep
+// one reader goroutine that reads every response, and their requests
+// always go through the writer goroutine. Every request carries a deadline: its context's, or
 // ClientConfig.DefaultTimeout. A connection that has read nothing for a
 // while (2s) since a request was written, when a request written on it
 // times out, is presumed dead (a peer gone without a reset) and closed; the
-// next request dials again. So does a request on a connection that was
-// idle for a millisecond or more, if the peer has closed it meanwhile.
+// next request dials again. So does a request on a connection that had no
+// request for a millisecond or more, if the kernel says the peer has
+// closed it meanwhile (on Linux, for connections without TLS, which
+// nobody reads while idle).
 //
 // With ClientConfig.SilenceTimeout set, a connection also has a watcher
 // goroutine that tells a slow peer from a silent one. A connection on

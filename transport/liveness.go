@@ -38,7 +38,8 @@ var ErrPeerSilent = errors.New("transport: peer silent")
 // pings it: when a sent request is outstanding and nothing has arrived for
 // T/pingDivisor (since the later of that request's send, the last bytes
 // received and the last ping), it queues a Ping frame, which the writer
-// sends before any request, and which the server answers on its read loop
+// sends before any request (after only the rest of a frame a caller
+// began writing), and which the server answers on its read loop
 // at once, whatever its handlers are doing. A paused peer answers nothing,
 // so its requests fail about T after they were sent. No ping is sent on
 // a connection with nothing outstanding, nor while answers keep arriving

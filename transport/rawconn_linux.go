@@ -1,36 +1,33 @@
-//go:build unix
-
 package transport
 
 import (
 	"net"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // rawSocket reaches a plain socket's file descriptor directly, for a caller
 // that writes its own frame (see clientConn): one write system call that
-// does not block, and a peek for a peer that closed the connection. It
-// goes through RawConn.Control, which checks neither deadline: the write
-// role makes the caller the only writer, and a reading caller's read
-// deadline must not stop a write or a peek.
+// does not block, and a look at the connection's state for a peer that
+// closed it. It goes through RawConn.Control, which heeds neither deadline:
+// the write role makes the caller the only writer, and a reading caller's
+// read deadline must not stop a write.
 type rawSocket struct {
 	rc syscall.RawConn
 	// Bound once: a method value made per call would allocate.
-	writeFn, peekFn func(fd uintptr)
+	writeFn, stateFn func(fd uintptr)
 
-	// Set around each call; only the holder of the write role writes,
-	// and a peek is made before a send, so each is used by one
-	// goroutine at a time (mu serializes peeks).
+	// Set around each call: only the holder of the write role writes,
+	// and cc.mu serializes the state checks.
 	buf    []byte
 	n      int
 	err    error
-	peek   [1]byte
 	closed bool
 }
 
-// newRawSocket returns a rawSocket for nc, or nil if nc is not a plain socket
-// (a TLS connection must be written through its record layer, and a peek
-// would see its alerts).
+// newRawSocket returns a rawSocket for nc, or nil if nc is not a plain
+// socket (a TLS connection must be written through its record layer).
 func newRawSocket(nc net.Conn) *rawSocket {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
@@ -41,7 +38,7 @@ func newRawSocket(nc net.Conn) *rawSocket {
 		return nil
 	}
 	w := &rawSocket{rc: rc}
-	w.writeFn, w.peekFn = w.doWrite, w.doPeek
+	w.writeFn, w.stateFn = w.doWrite, w.doState
 	return w
 }
 
@@ -73,11 +70,11 @@ func (w *rawSocket) doWrite(fd uintptr) {
 	}
 }
 
-// peerClosed reports whether the peer closed or reset the connection, as
-// far as the socket shows without reading: the end of the stream is next,
-// or an error is pending. Bytes waiting to be read, or none, mean open.
+// peerClosed reports whether the peer closed or reset the connection: the
+// kernel's TCP state (TCP_INFO) is no longer established. Unlike a peek at
+// the next byte, this sees a close behind answers nobody read yet.
 func (w *rawSocket) peerClosed() bool {
-	if err := w.rc.Control(w.peekFn); err != nil {
+	if err := w.rc.Control(w.stateFn); err != nil {
 		return true
 	}
 	closed := w.closed
@@ -85,13 +82,10 @@ func (w *rawSocket) peerClosed() bool {
 	return closed
 }
 
-func (w *rawSocket) doPeek(fd uintptr) {
-	for {
-		n, _, err := syscall.Recvfrom(int(fd), w.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		if err == syscall.EINTR {
-			continue
-		}
-		w.closed = (err == nil && n == 0) || (err != nil && err != syscall.EAGAIN)
-		return
-	}
+// tcpEstablished is TCP_ESTABLISHED in Linux's tcp_states.h.
+const tcpEstablished = 1
+
+func (w *rawSocket) doState(fd uintptr) {
+	info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+	w.closed = err != nil || info.State != tcpEstablished
 }
