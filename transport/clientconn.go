@@ -88,8 +88,7 @@ type clientConn struct {
 	raw *rawSocket   // writes without blocking, tells a peer's close; nil if the conn cannot (TLS, not Linux)
 
 	// Owned by the holder of the read role.
-	readDeadline time.Time       // nc's read deadline; zero: none
-	pong         wirepb.Envelope // answers to pings are decoded into it
+	pong wirepb.Envelope // answers to pings are decoded into it
 
 	mu          sync.Mutex // guards nc (fixed once ready is closed), pending, queue, err, pingQueued, watchParked, reading, writing, carry, lastSend, raw's state checks, and call.sent, call.readsAtSend and call.sentAt of pending calls
 	nc          net.Conn

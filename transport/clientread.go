@@ -42,12 +42,11 @@ func (c *Client) readLoop(cc *clientConn) {
 // true; never on a connection without raw access) or the connection fails
 // (false).
 func (c *Client) readWhileWaited(cc *clientConn) bool {
-	if !cc.readDeadline.IsZero() { // a reading caller's
+	if cc.raw != nil { // the role comes from a reading caller, who set a deadline
 		if err := cc.nc.SetReadDeadline(time.Time{}); err != nil {
 			c.readFailed(cc, err)
 			return false
 		}
-		cc.readDeadline = time.Time{}
 	}
 	for {
 		if err := c.readFrame(cc); err != nil {
@@ -76,13 +75,12 @@ func (c *Client) readOwn(cc *clientConn, cl *call, deadline time.Time) bool {
 	if !deadline.IsZero() && deadline.Before(until) {
 		until = deadline
 	}
-	// The deadline is always clear here: whoever gave the role up to
-	// nobody cleared it (releaseRead, readWhileWaited).
+	// Whoever gave the role up to nobody left the deadline clear
+	// (releaseRead, readWhileWaited); releaseRead clears this one.
 	if err := cc.nc.SetReadDeadline(until); err != nil {
 		c.readFailed(cc, err)
 		return false
 	}
-	cc.readDeadline = until
 	for {
 		if err := c.readFrame(cc); err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -111,11 +109,9 @@ func (cc *clientConn) releaseRead() {
 	if kick {
 		cc.reading = roleGo
 	} else {
-		if !cc.readDeadline.IsZero() {
-			// An error here shows again on the next read.
-			cc.nc.SetReadDeadline(time.Time{})
-			cc.readDeadline = time.Time{}
-		}
+		// readOwn set a deadline. An error here shows again on the
+		// next read.
+		cc.nc.SetReadDeadline(time.Time{})
 		cc.reading = roleNone
 	}
 	cc.mu.Unlock()

@@ -184,33 +184,66 @@ func TestReadingCallerLeaves(t *testing.T) {
 	}
 }
 
-// TestPeerCloseBetweenRequestsNoticed checks that when a peer closes a
-// connection between two requests (a restart, say), the second goes out
-// on a new connection rather than failing, although nobody reads an idle
-// connection: send looks at the socket first.
-func TestPeerCloseBetweenRequestsNoticed(t *testing.T) {
-	var conns atomic.Int32
-	addr := fakePeer(t, func(i int, nc net.Conn) {
+// closingPeer is a fake peer whose first connection answers one Get, then
+// runs first (if not nil), then closes the connection and says so on the
+// returned channel; later connections answer every Get. conns counts the
+// connections it accepted.
+func closingPeer(t *testing.T, first func(fr *frameReader, nc net.Conn)) (addr string, conns *atomic.Int32, closed <-chan struct{}) {
+	conns = new(atomic.Int32)
+	done := make(chan struct{})
+	addr = fakePeer(t, func(i int, nc net.Conn) {
 		conns.Add(1)
 		fr, err := peerHandshake(nc, ProtocolVersion)
 		if err != nil {
 			return
 		}
-		if i == 0 {
-			if id := readRequestID(fr); id != 0 {
-				nc.Write(peerGetResponse(id))
-			}
-			return // closes the connection after one answer
+		if i > 0 {
+			serveEnvelopes(fr, func(env *wirepb.Envelope) { nc.Write(peerGetResponse(env.Id)) })
+			return
 		}
-		serveEnvelopes(fr, func(env *wirepb.Envelope) { nc.Write(peerGetResponse(env.Id)) })
+		if id := readRequestID(fr); id != 0 {
+			nc.Write(peerGetResponse(id))
+		}
+		if first != nil {
+			first(fr, nc)
+		}
+		nc.Close()
+		close(done)
 	})
+	return addr, conns, done
+}
+
+// awaitPeerClose waits for closingPeer's close to reach the client's
+// socket (as the kernel's TCP state shows it, asked apart from the code
+// under test), and then for the gap after which a request checks for it.
+func awaitPeerClose(t *testing.T, c *Client, addr string, closed <-chan struct{}) {
+	t.Helper()
+	recv(t, closed, "the peer to close its first connection")
+	c.mu.Lock()
+	cc := c.conns[addr]
+	c.mu.Unlock()
+	if cc == nil || cc.raw == nil {
+		t.Skip("no raw socket on this platform")
+	}
+	eventually(t, func() bool { return tcpClosedByPeer(t, cc.nc) }, "the kernel to show the peer's close")
+	time.Sleep(2 * stateAfter) // a request sooner would not check (see send)
+}
+
+// TestPeerCloseBetweenRequestsNoticed checks that when a peer closes a
+// connection between two requests (a restart, say), the second goes out
+// on a new connection rather than failing, although nobody reads an idle
+// connection: send looks at the socket first.
+func TestPeerCloseBetweenRequestsNoticed(t *testing.T) {
+	addr, conns, closed := closingPeer(t, nil)
 	c, _ := newTestClient(t, ClientConfig{})
 	for i := range 3 {
 		got, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "k"})
 		if err != nil || string(got.Value.Value) != "v" {
 			t.Fatalf("Get %d = %q, %v, want %q", i, got.Value.Value, err, "v")
 		}
-		time.Sleep(30 * time.Millisecond) // the peer's close arrives
+		if i == 0 {
+			awaitPeerClose(t, c, addr, closed)
+		}
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("peer accepted %d connections, want 2", n)
@@ -330,25 +363,13 @@ func TestCallerWriteCarriedOver(t *testing.T) {
 // the next byte would see the answer and call it open), and goes out on a
 // new connection.
 func TestPeerCloseBehindUnreadAnswerNoticed(t *testing.T) {
-	addr := fakePeer(t, func(i int, nc net.Conn) {
-		fr, err := peerHandshake(nc, ProtocolVersion)
-		if err != nil {
-			return
-		}
-		if i > 0 {
-			serveEnvelopes(fr, func(env *wirepb.Envelope) { nc.Write(peerGetResponse(env.Id)) })
-			return
-		}
-		if id := readRequestID(fr); id != 0 {
-			nc.Write(peerGetResponse(id))
-		}
+	gaveUp, aRead := make(chan struct{}), make(chan struct{})
+	addr, _, closed := closingPeer(t, func(fr *frameReader, nc net.Conn) {
 		a, b := readRequestID(fr), readRequestID(fr)
-		time.Sleep(100 * time.Millisecond) // both callers gave up
-		nc.Write(peerGetResponse(a))       // read by the reader goroutine, which then lets go
-		time.Sleep(50 * time.Millisecond)
-		nc.Write(peerGetResponse(b)) // nobody reads it
-		time.Sleep(10 * time.Millisecond)
-		// return: close (FIN behind b's answer)
+		waitThen(gaveUp, func() {})
+		nc.Write(peerGetResponse(a)) // read by the reader goroutine, which then lets go
+		waitThen(aRead, func() {})
+		nc.Write(peerGetResponse(b)) // nobody reads it; the close comes behind it
 	})
 	c, _ := newTestClient(t, ClientConfig{})
 	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "dial"}); err != nil {
@@ -363,7 +384,18 @@ func TestPeerCloseBehindUnreadAnswerNoticed(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	time.Sleep(250 * time.Millisecond) // the peer closed
+	c.mu.Lock()
+	cc := c.conns[addr]
+	c.mu.Unlock()
+	reads := cc.reads.Load()
+	close(gaveUp)
+	eventually(t, func() bool {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		return cc.reads.Load() > reads && cc.reading == roleNone
+	}, "the reader goroutine to read the first late answer and let go")
+	close(aRead)
+	awaitPeerClose(t, c, addr, closed)
 	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "c"}); err != nil {
 		t.Fatalf("Get after the peer closed = %v, want it on a new connection", err)
 	}
@@ -375,20 +407,7 @@ func TestPeerCloseBehindUnreadAnswerNoticed(t *testing.T) {
 // time since the last request is taken when it is sent, not when it was
 // prepared) and goes out on a new connection.
 func TestWaitAfterLeaveDuringDialNoticesClose(t *testing.T) {
-	addr := fakePeer(t, func(i int, nc net.Conn) {
-		fr, err := peerHandshake(nc, ProtocolVersion)
-		if err != nil {
-			return
-		}
-		if i > 0 {
-			serveEnvelopes(fr, func(env *wirepb.Envelope) { nc.Write(peerGetResponse(env.Id)) })
-			return
-		}
-		if id := readRequestID(fr); id != 0 {
-			nc.Write(peerGetResponse(id))
-		}
-		time.Sleep(10 * time.Millisecond) // then close
-	})
+	addr, _, closed := closingPeer(t, nil)
 	c, _ := newTestClient(t, ClientConfig{})
 	left := make(chan struct{})
 	close(left)
@@ -396,11 +415,10 @@ func TestWaitAfterLeaveDuringDialNoticesClose(t *testing.T) {
 	if pending == nil {
 		t.Skipf("did not leave during the dial: %v", err)
 	}
-	time.Sleep(5 * time.Millisecond)
 	if _, err := c.Get(t.Context(), addr, GetRequest{Group: "g", Key: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(50 * time.Millisecond) // the peer closed
+	awaitPeerClose(t, c, addr, closed)
 	if _, err := pending.Wait(t.Context()); err != nil {
 		t.Fatalf("Wait on a connection the peer closed = %v, want it on a new connection", err)
 	}
